@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# One-command set-up: a virtual environment in .venv with ferlab and its test tools.
+# torch is pinned to the local CPU build (2.13.0); an unpinned torch pulls GBs of CUDA.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+echo "ferlab installed in .venv — activate with: source .venv/bin/activate"

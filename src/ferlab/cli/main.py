@@ -1,0 +1,55 @@
+"""The `ferlab` command: a thin Typer front end over the library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import wraps
+from typing import Callable, TypeVar
+
+import typer
+
+from ferlab.errors import FerlabError
+
+app = typer.Typer(
+    help="ferlab: facial expression recognition — data, training, evaluation and inference.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def user_errors(command: F) -> F:
+    """Print a FerlabError as one line and exit 2, instead of a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return command(*args, **kwargs)
+        except FerlabError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _register() -> None:
+    from ferlab.cli.data import data_app
+
+    app.add_typer(data_app, name="data")
+
+
+_register()

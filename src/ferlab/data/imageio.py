@@ -1,0 +1,119 @@
+"""Decoding image files into uint8 arrays, refusing what is broken or dangerously large."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from ferlab.errors import FerlabError
+
+MAX_PIXELS = 50_000_000
+"""Refuse images above this many pixels before decoding (decompression bombs)."""
+
+
+def image_extensions() -> frozenset[str]:
+    """File extensions Pillow can open, lower case with the dot."""
+    return frozenset(ext.lower() for ext in Image.registered_extensions())
+
+
+def open_image(source: str | Path | bytes) -> Image.Image:
+    """Open and fully decode an image with EXIF orientation applied.
+
+    Raises FerlabError for missing, empty, non-image, truncated or oversized files.
+    """
+    name = "uploaded image" if isinstance(source, bytes) else str(source)
+    if isinstance(source, bytes):
+        if not source:
+            raise FerlabError(f"{name}: empty file")
+        stream: io.BytesIO | Path = io.BytesIO(source)
+    else:
+        stream = Path(source)
+        if not stream.is_file():
+            raise FerlabError(f"{name}: no such file")
+        if stream.stat().st_size == 0:
+            raise FerlabError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(stream) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise FerlabError(
+                        f"{name}: {width}x{height} is larger than the {MAX_PIXELS:,}-pixel limit"
+                    )
+                image.load()
+                return ImageOps.exif_transpose(image)
+    except FerlabError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FerlabError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise FerlabError(f"{name}: not a readable image ({exc})") from None
+
+
+def to_array(image: Image.Image, channels: int) -> np.ndarray:
+    """A uint8 (H, W, C) array, C = 1 (gray) or 3 (RGB), from any Pillow mode.
+
+    16-bit, float, palette, CMYK and alpha images are all reduced to 8-bit gray or RGB.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scale = 255.0 / (high - low) if high > low else 0.0
+        image = Image.fromarray(((values - low) * scale).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite transparent pixels onto white, as a viewer would show them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    target_mode = "L" if channels == 1 else "RGB"
+    array = np.asarray(image.convert(target_mode), dtype=np.uint8)
+    return array[:, :, None] if channels == 1 else array
+
+
+def resize(array: np.ndarray, size: int) -> np.ndarray:
+    """Square resize of an (H, W, C) uint8 array, area-averaging when shrinking."""
+    height, width = array.shape[:2]
+    if (height, width) == (size, size):
+        return array
+    interpolation = cv2.INTER_AREA if min(height, width) > size else cv2.INTER_LINEAR
+    resized = cv2.resize(array, (size, size), interpolation=interpolation)
+    return resized.reshape(size, size, array.shape[2])
+
+
+def read_face_files(
+    paths: list[Path], size: int, channels: int, root: Path, describe: str = "decoding"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decode many face images into one array, skipping (and reporting) unreadable files.
+
+    Returns images (M, size, size, C), original sizes (M, 2), modes (M,) and the boolean
+    mask over `paths` of the files that decoded.
+    """
+    from tqdm import tqdm
+
+    from ferlab.data.log import warn_skipped
+
+    images = np.empty((len(paths), size, size, channels), dtype=np.uint8)
+    sizes = np.zeros((len(paths), 2), dtype=np.int32)
+    modes = np.empty(len(paths), dtype=object)
+    ok = np.zeros(len(paths), dtype=bool)
+    failures: list[str] = []
+    for i, path in enumerate(
+        tqdm(paths, desc=describe, unit="img", leave=False, disable=len(paths) < 2000)
+    ):
+        try:
+            image = open_image(path)
+        except FerlabError:
+            failures.append(path.relative_to(root).as_posix())
+            continue
+        modes[i] = image.mode
+        sizes[i] = (image.height, image.width)
+        images[i] = resize(to_array(image, channels), size)
+        ok[i] = True
+    warn_skipped(failures, "unreadable image file", root)
+    return images[ok], sizes[ok], modes[ok].astype(str), ok
