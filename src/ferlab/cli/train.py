@@ -1,0 +1,67 @@
+"""`ferlab train` and `ferlab runs compare`: experiments as config files and run folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ferlab.cli.main import user_errors
+from ferlab.errors import FerlabError
+
+runs_app = typer.Typer(help="Work with run folders: the experiment table.", no_args_is_help=True)
+
+
+@user_errors
+def train(
+    config: Annotated[Optional[Path], typer.Argument(help="Experiment config (YAML or TOML).")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.lr=0.01 (repeatable).")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders go.")] = Path("runs"),
+    resume: Annotated[
+        Optional[Path], typer.Option("--resume", help="Continue this run folder from its last epoch.")
+    ] = None,
+) -> None:
+    """Train a model from a config into runs/<name>/ (config, summary, history, curves, checkpoints, metrics)."""
+    from ferlab.training.config import load_config
+    from ferlab.training.trainer import resume as resume_run
+    from ferlab.training.trainer import train as train_run
+
+    if resume is not None:
+        if config is not None or set_:
+            raise FerlabError("--resume continues a run with its saved config; give no CONFIG or --set")
+        run_dir, metrics = resume_run(resume)
+    else:
+        if config is None:
+            raise FerlabError("give a CONFIG file to train, or --resume RUN to continue one")
+        experiment = load_config(config, (set_ or []) + ([f"name={name}"] if name else []))
+        run_dir, metrics = train_run(experiment, runs_dir)
+    line = f"val accuracy {100 * metrics['val']['accuracy']:.2f}%"
+    if "test" in metrics:
+        line += f", test accuracy {100 * metrics['test']['accuracy']:.2f}%"
+    typer.echo(f"{run_dir}: best epoch {metrics['best_epoch']}, {line}; model in {run_dir / 'model.pt'}")
+
+
+@runs_app.command("compare")
+@user_errors
+def compare(
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Run folders (default: every run in --runs-dir).")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders are.")] = Path("runs"),
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Also write the table: .md for Markdown, .csv for CSV.")
+    ] = None,
+) -> None:
+    """The experiment table: config keys that differ, best epoch, val/test accuracy, macro-F1, time."""
+    from ferlab.training.runs import compare_runs, to_csv, to_markdown
+
+    folders = runs or sorted(p for p in runs_dir.glob("*") if (p / "config.yaml").is_file())
+    header, rows = compare_runs(folders)
+    table = to_markdown(header, rows)
+    typer.echo(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(to_csv(header, rows) if out.suffix.lower() == ".csv" else table)
+        typer.echo(f"wrote {out}")

@@ -1,0 +1,201 @@
+"""The trainer on a tiny generated dataset: learning, run folder, resume, two phases, configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from typer.testing import CliRunner
+
+from conftest import write_image
+from ferlab.cli.main import app
+from ferlab.data.stats import balanced_class_weights
+from ferlab.errors import FerlabError
+from ferlab.models.bundle import load_bundle
+from ferlab.training import trainer as trainer_module
+from ferlab.training.config import build_config, load_config
+from ferlab.training.trainer import Trainer, TrainingInterrupted, resume, split_tensors, train
+
+
+def blob_image(label: int, rng: np.random.Generator) -> np.ndarray:
+    """Class = where the bright blob is; noise and jitter make it a real (easy) task."""
+    y, x = np.mgrid[0:48, 0:48]
+    cx, cy = [(12, 12), (36, 36), (36, 12)][label]
+    cx, cy = cx + rng.integers(-3, 4), cy + rng.integers(-3, 4)
+    image = 60 + 150 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 60.0) + rng.normal(0, 12, (48, 48))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def blob_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("blobs")
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 24), ("val", 8), ("test", 8)):
+        for label, name in enumerate(("angry", "happy", "sad")):
+            count = per_class if name != "sad" else per_class // 2  # imbalanced on purpose
+            for i in range(count):
+                write_image(root / split / name / f"{i}.png", blob_image(label, rng))
+    return root
+
+
+def tiny_config(data: Path, **overrides: object) -> list[str]:
+    base = {
+        "data.path": str(data), "data.size": 24, "model.name": "baseline_cnn",
+        "model.params": "{input_size: 24}", "train.epochs": 4, "train.batch_size": 16,
+        "train.lr": 0.003, "augment.policy": "both", "train.mixup_alpha": 0.2,
+    }
+    base.update({k: str(v) for k, v in overrides.items()})
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def test_tiny_run_learns_and_writes_a_complete_run_folder(blob_data: Path, tmp_path: Path) -> None:
+    config = build_config({"name": "tiny"}, tiny_config(blob_data, **{"augment.policy": "none", "train.mixup_alpha": 0}))
+    run_dir, metrics = train(config, tmp_path)
+    for name in ("config.yaml", "summary.txt", "history.json", "curves.png", "last.pt", "best.pt",
+                 "metrics.json", "model.pt", "train.log"):
+        assert (run_dir / name).is_file(), name
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history) == 4 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert metrics["val"]["accuracy"] > 0.6  # chance is 0.4 (the majority class)
+    assert "Total params:" in (run_dir / "summary.txt").read_text()
+    assert len((run_dir / "train.log").read_text().splitlines()) == 4
+    bundle = load_bundle(run_dir)
+    assert bundle.label_set.classes == ("angry", "happy", "sad") and bundle.spec.input_size == 24
+    with pytest.raises(FerlabError, match="already has a run"):
+        train(config, tmp_path)
+
+
+def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
+    blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = tiny_config(blob_data, **{"train.scheduler": "cosine", "train.warmup_epochs": 1})
+    full_dir, full_metrics = train(build_config({"name": "full"}, overrides), tmp_path)
+
+    original = Trainer._run_epoch
+    def run_two_then_die(self: Trainer, phase: object) -> None:
+        if len(self.state.history) == 2:
+            raise RuntimeError("simulated kill")
+        original(self, phase)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Trainer, "_run_epoch", run_two_then_die)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(build_config({"name": "killed"}, overrides), tmp_path)
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    monkeypatch.setattr(Trainer, "_run_epoch", original)
+    _, resumed_metrics = resume(tmp_path / "killed")
+
+    full, resumed = load_bundle(full_dir).model.state_dict(), load_bundle(tmp_path / "killed").model.state_dict()
+    for key in full:
+        torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=0, msg=key)
+    assert resumed_metrics["val"] == full_metrics["val"]
+    history = json.loads((tmp_path / "killed" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+
+
+def test_two_phase_transfer_freezes_then_fine_tunes_the_top(blob_data: Path, tmp_path: Path) -> None:
+    overrides = tiny_config(
+        blob_data, **{"train.epochs": 2, "finetune.enabled": "true", "finetune.epochs": 2,
+                      "finetune.unfreeze_top": 1, "finetune.lr": 0.001, "augment.policy": "none",
+                      "train.monitor": "val_loss"}
+    )
+    trainer = Trainer(build_config({"name": "two-phase"}, overrides), tmp_path / "two-phase")
+    trainer.write_run_header()
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    layers = trainer.model.backbone_layers()
+    trainer.fit()
+    final = trainer.model.state_dict()
+    history = json.loads((tmp_path / "two-phase" / "history.json").read_text())
+    assert [h["phase"] for h in history] == ["head", "head", "finetune", "finetune"]
+    assert history[2]["lr"] == pytest.approx(0.001)
+    bottom, top = layers[0][0], layers[-1][0]
+    assert torch.equal(final[f"{bottom}.weight"], initial[f"{bottom}.weight"])  # never unfrozen
+    assert not torch.equal(final[f"{top}.weight"], initial[f"{top}.weight"])  # fine-tuned in phase 2
+
+
+def test_ctrl_c_leaves_a_resumable_run(blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = Trainer.train_epoch
+    def interrupt_second(self: Trainer, seed: tuple[int, ...]) -> dict[str, float]:
+        calls.append(seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, seed)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt_second)
+    with pytest.raises(TrainingInterrupted, match="resume with: ferlab train --resume"):
+        train(build_config({"name": "ctrl-c"}, tiny_config(blob_data)), tmp_path)
+    saved = torch.load(tmp_path / "ctrl-c" / "last.pt", weights_only=False)
+    assert saved["state"]["epoch_in_phase"] == 1
+
+
+def test_class_weights_match_sklearn_and_handle_absent_classes() -> None:
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    expected = compute_class_weight("balanced", classes=np.array([0, 1, 2]), y=labels)
+    np.testing.assert_allclose(balanced_class_weights(labels, 3), expected)
+    np.testing.assert_allclose(balanced_class_weights(labels, 4)[3], 0.0)
+
+
+def test_vote_targets_are_the_ferplus_distribution(tmp_path: Path) -> None:
+    from test_readers import write_ferplus_folder
+
+    from ferlab.data.loader import load_dataset
+
+    dataset = load_dataset(write_ferplus_folder(tmp_path / "ferplus"))
+    soft = split_tensors(dataset, "train", soft=True).targets
+    hard = split_tensors(dataset, "train", soft=False).targets
+    torch.testing.assert_close(soft[1, :3], torch.tensor([0.0, 0.8, 0.2]))
+    assert torch.equal(hard[1], torch.eye(8)[1])
+    config = build_config({"name": "x"}, [f"data.path={tmp_path}", "train.targets=votes"])
+    assert config.train.targets == "votes"
+
+
+def test_votes_on_a_dataset_without_votes_is_a_clear_error(blob_data: Path, tmp_path: Path) -> None:
+    config = build_config({"name": "v"}, tiny_config(blob_data, **{"train.targets": "votes"}))
+    with pytest.raises(FerlabError, match="needs FER\\+ votes"):
+        train(config, tmp_path)
+
+
+def test_config_file_overrides_and_validation(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("data:\n  path: somewhere\ntrain:\n  lr: 0.01\n")
+    config = load_config(path, ["train.lr=0.5", "augment.policy=geometric", "model.params={width: 16}"])
+    assert config.name == "exp" and config.train.lr == 0.5 and config.augment.policy == "geometric"
+    assert config.model.params == {"width": 16} and config.flat()["model.params.width"] == 16
+    toml = tmp_path / "exp.toml"
+    toml.write_text('name = "t"\n[data]\npath = "x"\n[train]\nepochs = 3\n')
+    assert load_config(toml).train.epochs == 3
+    with pytest.raises(FerlabError, match="unknown config key.*train.lrate.*known in train: epochs"):
+        load_config(path, ["train.lrate=1"])
+    with pytest.raises(FerlabError, match="train.epochs must be a whole number"):
+        load_config(path, ["train.epochs=2.5"])
+    with pytest.raises(FerlabError, match="augment.policy must be one of"):
+        load_config(path, ["augment.policy=heavy"])
+    with pytest.raises(FerlabError, match="key=value"):
+        load_config(path, ["train.lr"])
+    with pytest.raises(FerlabError, match="no such config file"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_cli_trains_resumes_and_compares(blob_data: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"data:\n  path: {blob_data}\n  size: 24\nmodel:\n  name: baseline_cnn\n  params: {{input_size: 24}}\n"
+                      "train:\n  epochs: 1\n  batch_size: 16\n")
+    runs = tmp_path / "runs"
+    for lr in ("0.001", "0.003"):
+        result = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--name", f"lr{lr}", "--set", f"train.lr={lr}"])
+        assert result.exit_code == 0, result.output
+        assert "best epoch 1" in result.output
+    result = runner.invoke(app, ["runs", "compare", "--runs-dir", str(runs), "--out", str(tmp_path / "table.md")])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "table.md").read_text()
+    assert "| run | train.lr | best epoch | val acc |" in table
+    assert "| lr0.001 | 0.001 | 1 |" in table
+    result = runner.invoke(app, ["train", "--resume", str(runs / "missing")])
+    assert result.exit_code == 2 and "not a run folder" in result.output
+    result = runner.invoke(app, ["train", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "no such config file" in result.output
