@@ -199,3 +199,12 @@ def test_cli_trains_resumes_and_compares(blob_data: Path, tmp_path: Path) -> Non
     assert result.exit_code == 2 and "not a run folder" in result.output
     result = runner.invoke(app, ["train", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2 and "no such config file" in result.output
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_are_valid(path: Path) -> None:
+    from ferlab.models.registry import available_models, default_config
+
+    config = load_config(path)
+    assert config.model.name in available_models()
+    assert set(config.model.params) <= set(default_config(config.model.name))
