@@ -10,7 +10,7 @@ import torch
 
 def to_uint8_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) array -> uint8 (N, C, H, W) tensor; stays uint8 to keep memory small."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -1,0 +1,87 @@
+"""The trained-model file (`model.pt`): weights plus everything needed to use them.
+
+A bundle is what the trainer hands to the evaluator, the predictor and the exporters:
+architecture name and options, label set, input preprocessing and the calibration
+temperature. Loading it never needs the training config or the dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ferlab.errors import FerlabError
+from ferlab.labels import LabelSet
+from ferlab.models.base import FerModel, ModelSpec
+from ferlab.models.registry import create_model
+
+BUNDLE_FORMAT = "ferlab-model/1"
+
+
+@dataclass
+class ModelBundle:
+    model: FerModel
+    label_set: LabelSet
+    temperature: float = 1.0
+    """Softmax temperature fitted on validation data (1.0 = uncalibrated)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Provenance: run name, dataset, metrics; shown in model cards and apps."""
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.model.spec
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save through a temporary file and a rename, so a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+        torch.save(obj, handle)
+    os.replace(handle.name, path)
+
+
+def save_bundle(bundle: ModelBundle, path: Path) -> None:
+    spec = asdict(bundle.model.spec)
+    atomic_save(
+        {
+            "format": BUNDLE_FORMAT,
+            "spec": spec,
+            "state_dict": bundle.model.state_dict(),
+            "label_set": {"name": bundle.label_set.name, "classes": list(bundle.label_set.classes)},
+            "temperature": float(bundle.temperature),
+            "info": bundle.info,
+        },
+        path,
+    )
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    """Rebuild a model from its bundle file; a clear error for anything that is not one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise FerlabError(f"{path}: no such model file (train one with `ferlab train`)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or corrupt files
+        raise FerlabError(f"{path}: not a readable ferlab model ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
+        raise FerlabError(f"{path}: not a ferlab model file (expected format {BUNDLE_FORMAT})")
+    spec_values = data["spec"]
+    model = create_model(spec_values["name"], spec_values["num_classes"], **spec_values["config"])
+    model.load_state_dict(data["state_dict"])
+    model.spec = replace(model.spec, pretrained=spec_values.get("pretrained"))
+    model.eval()
+    labels = data["label_set"]
+    return ModelBundle(
+        model=model,
+        label_set=LabelSet(labels["name"], tuple(labels["classes"])),
+        temperature=float(data.get("temperature", 1.0)),
+        info=data.get("info", {}),
+    )

