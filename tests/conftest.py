@@ -73,3 +73,36 @@ VOTE_HEADER = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust"
 @pytest.fixture
 def class_tree(tmp_path: Path) -> Path:
     return make_class_tree(tmp_path / "faces", {"angry": 6, "Happy": 6, "Suprise": 6}, splits=())
+
+
+def blob_image(label: int, rng: np.random.Generator) -> np.ndarray:
+    """Class = where the bright blob is; noise and jitter make it a real (easy) task."""
+    y, x = np.mgrid[0:48, 0:48]
+    cx, cy = [(12, 12), (36, 36), (36, 12)][label]
+    cx, cy = cx + rng.integers(-3, 4), cy + rng.integers(-3, 4)
+    image = 60 + 150 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 60.0) + rng.normal(0, 12, (48, 48))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def blob_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("blobs")
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 24), ("val", 8), ("test", 8)):
+        for label, name in enumerate(("angry", "happy", "sad")):
+            count = per_class if name != "sad" else per_class // 2  # imbalanced on purpose
+            for i in range(count):
+                write_image(root / split / name / f"{i}.png", blob_image(label, rng))
+    return root
+
+
+@pytest.fixture(scope="session")
+def blob_model(blob_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with a small CNN trained to tell the blob positions apart (about 10 s)."""
+    from ferlab.training.config import build_config
+    from ferlab.training.trainer import train
+
+    overrides = [f"data.path={blob_data}", "model.name=baseline_cnn", "train.epochs=8",
+                 "train.batch_size=16", "train.lr=0.003", "train.early_stopping_patience=8"]
+    run_dir, _ = train(build_config({"name": "blobs"}, overrides), tmp_path_factory.mktemp("runs"))
+    return run_dir

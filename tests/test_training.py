@@ -11,35 +11,12 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 from typer.testing import CliRunner
 
-from conftest import write_image
 from ferlab.cli.main import app
 from ferlab.data.stats import balanced_class_weights
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
-from ferlab.training import trainer as trainer_module
 from ferlab.training.config import build_config, load_config
 from ferlab.training.trainer import Trainer, TrainingInterrupted, resume, split_tensors, train
-
-
-def blob_image(label: int, rng: np.random.Generator) -> np.ndarray:
-    """Class = where the bright blob is; noise and jitter make it a real (easy) task."""
-    y, x = np.mgrid[0:48, 0:48]
-    cx, cy = [(12, 12), (36, 36), (36, 12)][label]
-    cx, cy = cx + rng.integers(-3, 4), cy + rng.integers(-3, 4)
-    image = 60 + 150 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 60.0) + rng.normal(0, 12, (48, 48))
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def blob_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("blobs")
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 24), ("val", 8), ("test", 8)):
-        for label, name in enumerate(("angry", "happy", "sad")):
-            count = per_class if name != "sad" else per_class // 2  # imbalanced on purpose
-            for i in range(count):
-                write_image(root / split / name / f"{i}.png", blob_image(label, rng))
-    return root
 
 
 def tiny_config(data: Path, **overrides: object) -> list[str]:

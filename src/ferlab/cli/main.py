@@ -48,11 +48,14 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progre
 
 def _register() -> None:
     from ferlab.cli.data import data_app
+    from ferlab.cli.evaluate import evaluate, explain
     from ferlab.cli.train import runs_app, train
 
     app.add_typer(data_app, name="data")
     app.command("train")(train)
     app.add_typer(runs_app, name="runs")
+    app.command("evaluate")(evaluate)
+    app.command("explain")(explain)
 
 
 _register()

@@ -31,6 +31,7 @@ from ferlab.data.options import LoadOptions
 from ferlab.data.stats import balanced_class_weights
 from ferlab.data.tensors import normalize, to_uint8_tensor
 from ferlab.errors import FerlabError
+from ferlab.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
 from ferlab.labels import get_label_set, map_labels
 from ferlab.models.base import FerModel, summary
 from ferlab.models.bundle import ModelBundle, atomic_save, save_bundle
@@ -283,8 +284,8 @@ class Trainer:
                 outputs.append(self.model(self._prepare(images[start:start + EVAL_BATCH])).float())
         return torch.cat(outputs)
 
-    def evaluate(self, data: SplitTensors) -> dict[str, float]:
-        logits = self.predict_logits(data.images)
+    def evaluate(self, data: SplitTensors, logits: torch.Tensor | None = None) -> dict[str, float]:
+        logits = self.predict_logits(data.images) if logits is None else logits
         predicted = logits.argmax(1).numpy()
         labels = data.labels.numpy()
         return {
@@ -400,10 +401,14 @@ class Trainer:
         tqdm.write(line)
 
     def finish(self) -> dict[str, Any]:
-        """Restore the best weights; write metrics, curves and the model bundle."""
+        """Restore the best weights, fit the calibration temperature on validation data, and
+        write metrics, curves and the model bundle."""
         from ferlab.training.runs import plot_history
 
         self._restore_best()
+        val_logits = self.predict_logits(self.val_data.images)
+        val_labels = self.val_data.labels.numpy()
+        temperature = fit_temperature(val_logits.numpy(), val_labels)
         metrics: dict[str, Any] = {
             "best_epoch": self.state.best_epoch,
             "epochs_run": len(self.state.history),
@@ -411,7 +416,12 @@ class Trainer:
             "monitor": self.config.train.monitor,
             "label_set": self.label_set.name,
             "classes": list(self.label_set.classes),
-            "val": self.evaluate(self.val_data),
+            "temperature": temperature,
+            "val": {
+                **self.evaluate(self.val_data, val_logits),
+                "ece": expected_calibration_error(softmax(val_logits.numpy()), val_labels),
+                "ece_calibrated": expected_calibration_error(softmax(val_logits.numpy(), temperature), val_labels),
+            },
         }
         if "test" in self.dataset.split_names():
             metrics["test"] = self.evaluate(split_tensors(self.dataset, "test", soft=False))
@@ -420,7 +430,7 @@ class Trainer:
         model = self.model.to(memory_format=torch.contiguous_format)
         save_bundle(
             ModelBundle(
-                model=model, label_set=self.label_set,
+                model=model, label_set=self.label_set, temperature=temperature,
                 info={"run": self.config.name, "data": self.config.data.path, "metrics": metrics},
             ),
             self.run_dir / "model.pt",

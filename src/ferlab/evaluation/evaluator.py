@@ -1,0 +1,170 @@
+"""`evaluate`: everything the reports show about a model, from one call.
+
+Accuracy, top-2, per-class precision/recall/F1, confusion matrix, one-vs-rest ROC with
+per-class AUC, calibration (ECE before and after temperature scaling), optionally on a
+test set with near-copies of training images removed, across label sets.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix, f1_score, roc_auc_score, top_k_accuracy_score
+
+from ferlab.data.dataset import FaceDataset
+from ferlab.errors import FerlabError
+from ferlab.evaluation.calibration import expected_calibration_error, softmax
+from ferlab.inference.engine import TTA, face_logits
+from ferlab.labels import LabelSet, map_labels
+from ferlab.models.bundle import ModelBundle
+
+
+@dataclass
+class EvaluationResult:
+    """Predictions of a model on one split, restricted to the classes model and data share."""
+
+    classes: tuple[str, ...]
+    labels: np.ndarray
+    logits: np.ndarray
+    sources: np.ndarray
+    temperature: float
+    notes: list[str] = field(default_factory=list)
+    faces: np.ndarray | None = None
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Calibrated probabilities (the model's stored temperature)."""
+        return softmax(self.logits, self.temperature)
+
+    def metrics(self, mask: np.ndarray | None = None) -> dict[str, Any]:
+        keep = np.ones(len(self.labels), bool) if mask is None else mask
+        labels, logits = self.labels[keep], self.logits[keep]
+        if len(labels) == 0:
+            raise FerlabError("no sample left to evaluate")
+        calibrated, raw = softmax(logits, self.temperature), softmax(logits)
+        predicted = calibrated.argmax(1)
+        class_ids = list(range(len(self.classes)))
+        report = classification_report(
+            labels, predicted, labels=class_ids, target_names=list(self.classes), output_dict=True, zero_division=0
+        )
+        aucs = {}
+        for i, name in enumerate(self.classes):
+            positives = labels == i
+            if 0 < positives.sum() < len(labels):
+                aucs[name] = float(roc_auc_score(positives, calibrated[:, i]))
+        return {
+            "samples": int(len(labels)),
+            "accuracy": float((predicted == labels).mean()),
+            "top2_accuracy": float(top_k_accuracy_score(labels, calibrated, k=2, labels=class_ids))
+            if len(self.classes) > 2 else 1.0,
+            "macro_f1": float(f1_score(labels, predicted, labels=class_ids, average="macro", zero_division=0)),
+            "weighted_f1": float(f1_score(labels, predicted, labels=class_ids, average="weighted", zero_division=0)),
+            "ece_uncalibrated": expected_calibration_error(raw, labels),
+            "ece": expected_calibration_error(calibrated, labels),
+            "temperature": self.temperature,
+            "auc": aucs,
+            "per_class": {c: report[c] for c in self.classes},
+        }
+
+
+def align_labels(dataset: FaceDataset, model_labels: LabelSet) -> tuple[FaceDataset, list[int], list[str]]:
+    """Restrict data and model to their shared classes.
+
+    Returns the dataset relabelled to the shared classes (in the model's order), the model
+    output indices of those classes, and notes saying what was dropped.
+    """
+    notes: list[str] = []
+    shared = tuple(c for c in model_labels.classes if c in dataset.label_set.classes)
+    if not shared:
+        raise FerlabError(
+            f"the model's classes ({', '.join(model_labels.classes)}) and the data's "
+            f"({', '.join(dataset.label_set.classes)}) have nothing in common"
+        )
+    if len(shared) < 2:
+        raise FerlabError(f"model and data share only {shared[0]!r}: nothing to evaluate")
+    target = LabelSet(model_labels.name if shared == model_labels.classes else f"shared-{len(shared)}", shared)
+    if target.classes != dataset.label_set.classes:
+        mapping = map_labels(dataset.label_set, target)
+        if mapping.dropped:
+            dropped = int(np.isin(dataset.labels, [dataset.label_set.index(c) for c in mapping.dropped]).sum())
+            notes.append(f"data classes the model lacks, {dropped} samples dropped: {', '.join(mapping.dropped)}")
+        dataset = dataset.remap(mapping)
+    missing = [c for c in model_labels.classes if c not in shared]
+    if missing:
+        notes.append(f"model classes absent from the data, predictions restricted to the shared classes: {', '.join(missing)}")
+    return dataset, [model_labels.classes.index(c) for c in shared], notes
+
+
+def evaluate(
+    bundle: ModelBundle, dataset: FaceDataset, split: str = "test", tta: TTA = "none"
+) -> EvaluationResult:
+    part = dataset.split(split)
+    part, outputs, notes = align_labels(part, bundle.label_set)
+    if part.image_shape != (bundle.spec.input_size, bundle.spec.input_size, bundle.spec.in_channels):
+        raise FerlabError(f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
+                          f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size")
+    logits = face_logits(bundle, part.images, tta)[:, outputs]
+    return EvaluationResult(
+        classes=part.label_set.classes, labels=part.labels, logits=logits, sources=part.sources,
+        temperature=bundle.temperature, notes=notes, faces=part.images,
+    )
+
+
+def read_clean_list(path: Path) -> set[str]:
+    """Source ids from an audit's --write-clean-split file (comments and blanks ignored)."""
+    if not path.is_file():
+        raise FerlabError(f"{path}: no such deduplicated list (make one with ferlab data audit --write-clean-split)")
+    ids = {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    if not ids:
+        raise FerlabError(f"{path}: the deduplicated list is empty")
+    return ids
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """The reports' classification-report table, in Markdown."""
+    lines = ["| class | precision | recall | F1 | support | AUC |", "|---|---:|---:|---:|---:|---:|"]
+    for name, row in metrics["per_class"].items():
+        auc = metrics["auc"].get(name)
+        lines.append(
+            f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | "
+            f"{int(row['support'])} | {'-' if auc is None else f'{auc:.3f}'} |"
+        )
+    lines += [
+        "",
+        f"Accuracy {100 * metrics['accuracy']:.2f}% on {metrics['samples']} images; top-2 "
+        f"{100 * metrics['top2_accuracy']:.2f}%; macro-F1 {metrics['macro_f1']:.3f}; weighted-F1 "
+        f"{metrics['weighted_f1']:.3f}; ECE {metrics['ece_uncalibrated']:.3f} uncalibrated, "
+        f"{metrics['ece']:.3f} with temperature {metrics['temperature']:.2f}.",
+    ]
+    return "\n".join(lines)
+
+
+def write_metrics(result: EvaluationResult, out_dir: Path, clean: set[str] | None = None) -> dict[str, Any]:
+    """metrics.json and classification_report.{txt,md}; with `clean`, the deduplicated figures too."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"classes": list(result.classes), "notes": result.notes, "all": result.metrics()}
+    sections = ["## All test images", "", metrics_table(summary["all"])]
+    if clean is not None:
+        mask = np.isin(result.sources, list(clean))
+        if not mask.any():
+            raise FerlabError("none of the evaluated images is in the deduplicated list: is it for this dataset?")
+        summary["deduplicated"] = result.metrics(mask)
+        summary["deduplicated"]["removed"] = int((~mask).sum())
+        sections += ["", f"## Without near-copies of training images ({int((~mask).sum())} removed)", "",
+                     metrics_table(summary["deduplicated"])]
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
+    (out_dir / "classification_report.md").write_text("\n".join(sections) + "\n")
+    predicted = result.probabilities.argmax(1)
+    (out_dir / "classification_report.txt").write_text(
+        classification_report(result.labels, predicted, labels=list(range(len(result.classes))),
+                              target_names=list(result.classes), digits=3, zero_division=0)
+    )
+    return summary
+
+
+def confusion(result: EvaluationResult) -> np.ndarray:
+    return confusion_matrix(result.labels, result.probabilities.argmax(1), labels=list(range(len(result.classes))))

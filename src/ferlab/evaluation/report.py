@@ -1,0 +1,84 @@
+"""One evaluation run: load model and data, compute metrics, draw figures, write report.md.
+
+What the reports' authors assembled by hand in notebooks comes from one command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ferlab.data.loader import load_dataset
+from ferlab.data.options import LoadOptions
+from ferlab.evaluation.evaluator import EvaluationResult, evaluate, metrics_table, read_clean_list, write_metrics
+from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
+from ferlab.inference.engine import TTA
+from ferlab.models.bundle import load_bundle
+
+
+def run_evaluation(
+    model: Path,
+    data: Path,
+    *,
+    split: str = "test",
+    out: Path | None = None,
+    data_format: str = "auto",
+    ferplus_labels: Path | None = None,
+    ferplus_majority: str = "strict",
+    tta: TTA = "none",
+    dedup: Path | None = None,
+    gradcam_examples: bool = True,
+) -> tuple[Path, dict[str, Any]]:
+    """Evaluate a model (run folder or model.pt) on one split of a dataset; returns (folder, metrics)."""
+    bundle = load_bundle(model)
+    spec = bundle.spec
+    options = LoadOptions(size=spec.input_size, channels=spec.in_channels, ferplus_majority=ferplus_majority)  # type: ignore[arg-type]
+    dataset = load_dataset(data, format=data_format, ferplus_labels=ferplus_labels, options=options)  # type: ignore[arg-type]
+    run_dir = model if model.is_dir() else None
+    out_dir = out or (model if model.is_dir() else model.parent) / "eval" / f"{Path(data).name}-{split}"
+    clean = read_clean_list(dedup) if dedup else None
+
+    result = evaluate(bundle, dataset, split)
+    summary = write_metrics(result, out_dir, clean)
+    if tta != "none":
+        with_tta = evaluate(bundle, dataset, split, tta)
+        summary["tta"] = {"method": tta, **{k: with_tta.metrics()[k] for k in ("accuracy", "macro_f1", "ece")}}
+        (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
+    plot_confusion(result, out_dir / "confusion_matrix.png")
+    plot_roc(result, out_dir / "roc.png")
+    plot_reliability(result, out_dir / "reliability.png")
+    output_index = [bundle.label_set.classes.index(c) for c in result.classes]
+    if gradcam_examples:
+        plot_gradcam_examples(bundle, result, output_index, out_dir / "gradcam_examples.png")
+    _write_report(out_dir, result, summary, model, data, split, run_dir, gradcam_examples)
+    return out_dir, summary
+
+
+def _write_report(
+    out_dir: Path, result: EvaluationResult, summary: dict[str, Any], model: Path, data: Path, split: str,
+    run_dir: Path | None, gradcam_examples: bool,
+) -> None:
+    lines = [f"# Evaluation of `{model}`", "", f"Data: `{data}`, split `{split}`, classes: {', '.join(result.classes)}.", ""]
+    lines += [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
+    if run_dir is not None and (run_dir / "curves.png").is_file():
+        lines += ["## Training curves", "", f"![training curves]({os.path.relpath(run_dir / 'curves.png', out_dir)})", ""]
+    lines += ["## Classification report", "", metrics_table(summary["all"]), ""]
+    if "deduplicated" in summary:
+        lines += [f"## Without near-copies of training images ({summary['deduplicated']['removed']} removed)", "",
+                  metrics_table(summary["deduplicated"]), ""]
+    if "tta" in summary:
+        tta = summary["tta"]
+        lines += ["## Test-time augmentation", "",
+                  f"With `{tta['method']}`: accuracy {100 * tta['accuracy']:.2f}% "
+                  f"({100 * (tta['accuracy'] - summary['all']['accuracy']):+.2f} points), macro-F1 {tta['macro_f1']:.3f}.", ""]
+    lines += [
+        "## Confusion matrix", "", "![confusion matrix](confusion_matrix.png)", "",
+        "## ROC curves", "", "![ROC](roc.png)", "",
+        "## Calibration", "", "![reliability diagram](reliability.png)", "",
+    ]
+    if gradcam_examples:
+        lines += ["## Grad-CAM on correct and wrong predictions", "", "![Grad-CAM](gradcam_examples.png)", ""]
+    (out_dir / "report.md").write_text("\n".join(lines))
+

@@ -1,0 +1,119 @@
+"""Evaluation, cross-dataset label mapping, deduplicated metrics, TTA and Grad-CAM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import blob_image, write_image
+from ferlab.cli.main import app
+from ferlab.errors import FerlabError
+from ferlab.evaluation.gradcam import gradcam
+from ferlab.evaluation.report import run_evaluation
+from ferlab.models.bundle import ModelBundle, load_bundle
+from ferlab.models.registry import available_models, create_model
+from ferlab.labels import LabelSet
+
+runner = CliRunner()
+
+
+def test_evaluation_writes_every_figure_and_table(blob_model: Path, blob_data: Path) -> None:
+    out_dir, summary = run_evaluation(blob_model, blob_data, tta="flip")
+    for name in ("metrics.json", "classification_report.md", "classification_report.txt", "confusion_matrix.png",
+                 "roc.png", "reliability.png", "gradcam_examples.png", "report.md"):
+        assert (out_dir / name).stat().st_size > 0, name
+    assert out_dir == blob_model / "eval" / f"{blob_data.name}-test"
+    metrics = summary["all"]
+    assert metrics["samples"] == 20 and metrics["accuracy"] > 0.8
+    assert metrics["top2_accuracy"] >= metrics["accuracy"]
+    assert set(metrics["auc"]) == {"angry", "happy", "sad"} and metrics["per_class"]["sad"]["support"] == 4
+    assert summary["tta"]["method"] == "flip" and 0 <= summary["tta"]["accuracy"] <= 1
+    assert metrics["temperature"] == load_bundle(blob_model).temperature
+    report = (out_dir / "report.md").read_text()
+    assert "![training curves](../../curves.png)" in report and "| angry |" in report
+
+
+def test_deduplicated_metrics_leave_out_listed_copies(blob_model: Path, blob_data: Path, tmp_path: Path) -> None:
+    sources = sorted(str(p.relative_to(blob_data)) for p in (blob_data / "test").rglob("*.png"))
+    clean = tmp_path / "clean.txt"
+    clean.write_text("# test images without a near-copy in train\n" + "\n".join(sources[5:]) + "\n")
+    _, summary = run_evaluation(blob_model, blob_data, out=tmp_path / "eval", dedup=clean, gradcam_examples=False)
+    assert summary["deduplicated"]["samples"] == 15 and summary["deduplicated"]["removed"] == 5
+    assert "Without near-copies" in (tmp_path / "eval" / "classification_report.md").read_text()
+
+
+def test_cross_dataset_evaluation_keeps_shared_classes_and_says_so(blob_model: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    rng = np.random.default_rng(5)
+    for name, label in (("angry", 0), ("happiness", 1), ("surprise", 2)):
+        for i in range(6):
+            write_image(other / "test" / name / f"{i}.png", blob_image(label, rng))
+            write_image(other / "train" / name / f"{i}.png", blob_image(label, rng))
+    _, summary = run_evaluation(blob_model, other, out=tmp_path / "eval", gradcam_examples=False)
+    assert summary["classes"] == ["angry", "happy"]
+    assert summary["all"]["samples"] == 12
+    notes = " ".join(summary["notes"])
+    assert "6 samples dropped: surprise" in notes and "restricted to the shared classes: sad" in notes
+
+
+def test_bad_inputs_give_clear_errors(blob_model: Path, blob_data: Path, tmp_path: Path) -> None:
+    empty_run = tmp_path / "run"
+    empty_run.mkdir()
+    shutil.copy(blob_model / "config.yaml", empty_run)
+    with pytest.raises(FerlabError, match="no such model file"):
+        run_evaluation(empty_run, blob_data)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(FerlabError, match="not a readable ferlab model"):
+        run_evaluation(tmp_path / "junk.pt", blob_data)
+    disjoint = tmp_path / "disjoint"
+    for i in range(3):
+        write_image(disjoint / "test" / "fear" / f"{i}.png", blob_image(0, np.random.default_rng(i)))
+        write_image(disjoint / "test" / "neutral" / f"{i}.png", blob_image(1, np.random.default_rng(i)))
+    with pytest.raises(FerlabError, match="nothing in common"):
+        run_evaluation(blob_model, disjoint, out=tmp_path / "e")
+    only_train = tmp_path / "only_train"
+    shutil.copytree(blob_data / "train", only_train / "train")
+    with pytest.raises(FerlabError, match="split 'test' is empty"):
+        run_evaluation(blob_model, only_train, out=tmp_path / "e")
+
+
+def test_cli_evaluate_and_explain(blob_model: Path, blob_data: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(blob_data), "--out", str(tmp_path / "e"),
+                                 "--no-gradcam"])
+    assert result.exit_code == 0, result.output
+    assert "| angry |" in result.output and "report.md" in result.output
+    face = write_image(tmp_path / "face.png", blob_image(0, np.random.default_rng(1)))
+    result = runner.invoke(app, ["explain", str(face), "--model", str(blob_model), "--out", str(tmp_path / "cam.png"),
+                                 "--class", "Anger"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("angry: wrote") and (tmp_path / "cam.png").stat().st_size > 0
+    result = runner.invoke(app, ["explain", str(tmp_path / "absent.png"), "--model", str(blob_model)])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_gradcam_concentrates_where_the_signal_is(blob_model: Path) -> None:
+    """The blob model's only signal is where the blob is: Grad-CAM must light up that spot."""
+    bundle = load_bundle(blob_model)
+    for label, (cx, cy) in enumerate([(12, 12), (36, 36), (36, 12)]):
+        face = blob_image(label, np.random.default_rng(100 + label))[:, :, None]
+        heatmap, explained = gradcam(bundle, face, label)
+        assert explained == label and heatmap.shape == (48, 48) and heatmap.max() == pytest.approx(1.0)
+        y, x = np.mgrid[0:48, 0:48]
+        near = (x - cx) ** 2 + (y - cy) ** 2 < 12 ** 2
+        assert heatmap[near].mean() > 2 * heatmap[~near].mean(), f"class {label}"
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_gradcam_runs_on_every_architecture(name: str) -> None:
+    size = 48 if name in ("seed_cnn", "vgg13_fer") else 32
+    model = create_model(name, 3, input_size=size)
+    bundle = ModelBundle(model=model, label_set=LabelSet("x", ("angry", "happy", "sad")))
+    face = np.random.default_rng(0).integers(0, 256, (size, size, model.spec.in_channels), dtype=np.uint8)
+    heatmap, explained = gradcam(bundle, face)
+    assert heatmap.shape == (size, size) and 0 <= heatmap.min() and heatmap.max() <= 1
+    assert 0 <= explained < 3
