@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ferlab.cli.data_audit import audit
 from ferlab.cli.main import user_errors
 from ferlab.data.dataset import FaceDataset
 
@@ -78,3 +79,6 @@ def eda(
     for warning in report.warnings:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     typer.echo("wrote " + ", ".join(str(f) for f in report.files))
+
+
+data_app.command("audit")(audit)

@@ -17,9 +17,12 @@ _FERPLUS_HELP = "FER+ fer2013new.csv to pair with a fer2013.csv."
 
 @user_errors
 def audit(
-    path: Annotated[Path, typer.Argument(help="Dataset to audit: class-folder tree, FER+ folder, or fer2013.csv.")],
+    path: Annotated[Path, typer.Argument(
+        help="Dataset to audit: class-folder tree, FER+ folder, or fer2013.csv.",
+    )],
     against: Annotated[Optional[Path], typer.Option(
-        "--against", help="A second dataset: find its (query split) images in PATH instead of auditing PATH alone.",
+        "--against",
+        help="A second dataset: find its (query split) images in PATH instead of auditing PATH alone.",
     )] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for pairs.csv and summary.md.")] = Path("audit"),
     max_hamming: Annotated[int, typer.Option(
@@ -60,7 +63,9 @@ def audit(
     dataset = load_dataset(path, format=format, ferplus_labels=ferplus_labels)  # type: ignore[arg-type]
     other = None
     if against is not None:
-        other = load_dataset(against, format=against_format, ferplus_labels=against_ferplus_labels)  # type: ignore[arg-type]
+        other = load_dataset(
+            against, format=against_format, ferplus_labels=against_ferplus_labels,  # type: ignore[arg-type]
+        )
     reference, queried = leakage_splits(dataset, other, reference_split or ("train",), query_split)
     if other is not None:  # only the query splits of the second dataset are searched for
         other = other.subset(np.isin(other.splits, queried))

@@ -49,6 +49,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progre
 def _register() -> None:
     from ferlab.cli.data import data_app
     from ferlab.cli.evaluate import evaluate, explain
+    from ferlab.cli.predict import export, predict, video, webcam
     from ferlab.cli.train import runs_app, train
 
     app.add_typer(data_app, name="data")
@@ -56,6 +57,10 @@ def _register() -> None:
     app.add_typer(runs_app, name="runs")
     app.command("evaluate")(evaluate)
     app.command("explain")(explain)
+    app.command("predict")(predict)
+    app.command("video")(video)
+    app.command("webcam")(webcam)
+    app.command("export")(export)
 
 
 _register()

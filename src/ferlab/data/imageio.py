@@ -117,3 +117,36 @@ def read_face_files(
         ok[i] = True
     warn_skipped(failures, "unreadable image file", root)
     return images[ok], sizes[ok], modes[ok].astype(str), ok
+
+
+def as_rgb(image: str | Path | bytes | Image.Image | np.ndarray, bgr: bool = False) -> np.ndarray:
+    """Any image a user hands over as an RGB uint8 (H, W, 3) array.
+
+    Paths and bytes are decoded with EXIF orientation applied; PIL images are transposed
+    by their EXIF too; arrays may be gray (H, W) or (H, W, 1), RGB or RGBA, or BGR/BGRA
+    from OpenCV with `bgr=True`. 16-bit and float arrays are rescaled to 8 bits.
+    """
+    if isinstance(image, (str, Path, bytes)):
+        return to_array(open_image(image), 3)
+    if isinstance(image, Image.Image):
+        return to_array(ImageOps.exif_transpose(image), 3)
+    if not isinstance(image, np.ndarray):
+        raise FerlabError(f"cannot read an image from a {type(image).__name__}; give a path, bytes, PIL image or array")
+    array = image
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or min(array.shape[:2]) < 1:
+        raise FerlabError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {image.shape}")
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise FerlabError(f"a {array.shape[1]}x{array.shape[0]} image is larger than the {MAX_PIXELS:,}-pixel limit")
+    if array.dtype != np.uint8:
+        values = array.astype(np.float64)
+        high = 1.0 if array.dtype.kind == "f" and values.max() <= 1.0 else 65535.0 if array.dtype == np.uint16 else max(1.0, values.max())
+        array = np.clip(values / high * 255, 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if bgr:
+        array = array[:, :, [2, 1, 0, 3][: array.shape[2]]]
+    if array.shape[2] == 4:
+        return to_array(Image.fromarray(np.ascontiguousarray(array), mode="RGBA"), 3)
+    return np.ascontiguousarray(array)

@@ -60,8 +60,8 @@ def detect_format(path: Path) -> DatasetFormat:
 def _fingerprint(paths: list[Path]) -> str:
     """Hash of every file's relative path, size and mtime under the given files/folders."""
     digest = hashlib.sha256()
-    for top in paths:
-        digest.update(str(top.resolve()).encode())
+    for top in (p.resolve() for p in paths):  # one key for relative and absolute spellings
+        digest.update(str(top).encode())
         if top.is_file():
             stat = top.stat()
             digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())

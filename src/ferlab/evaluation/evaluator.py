@@ -18,7 +18,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score, r
 from ferlab.data.dataset import FaceDataset
 from ferlab.errors import FerlabError
 from ferlab.evaluation.calibration import expected_calibration_error, softmax
-from ferlab.inference.engine import TTA, face_logits
+from ferlab.inference.engine import TTA, BackendName, Classifier
 from ferlab.labels import LabelSet, map_labels
 from ferlab.models.bundle import ModelBundle
 
@@ -100,14 +100,15 @@ def align_labels(dataset: FaceDataset, model_labels: LabelSet) -> tuple[FaceData
 
 
 def evaluate(
-    bundle: ModelBundle, dataset: FaceDataset, split: str = "test", tta: TTA = "none"
+    bundle: ModelBundle, dataset: FaceDataset, split: str = "test", tta: TTA = "none",
+    backend: BackendName = "torch",
 ) -> EvaluationResult:
     part = dataset.split(split)
     part, outputs, notes = align_labels(part, bundle.label_set)
     if part.image_shape != (bundle.spec.input_size, bundle.spec.input_size, bundle.spec.in_channels):
         raise FerlabError(f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
                           f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size")
-    logits = face_logits(bundle, part.images, tta)[:, outputs]
+    logits = Classifier(bundle, backend).logits(part.images, tta)[:, outputs]
     return EvaluationResult(
         classes=part.label_set.classes, labels=part.labels, logits=logits, sources=part.sources,
         temperature=bundle.temperature, notes=notes, faces=part.images,

@@ -1,0 +1,182 @@
+"""`ferlab predict`, `video`, `webcam` and `export`: the model on real photos and video."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ferlab.cli.main import user_errors
+from ferlab.errors import FerlabError
+
+ModelOpt = Annotated[
+    Optional[str], typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8).")
+]
+DetectorOpt = Annotated[str, typer.Option("--detector", help="Face detector: auto, haar or mediapipe.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")]
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files, folders (recursively, image files only) and glob patterns, in a stable order."""
+    from ferlab.data.imageio import image_extensions
+
+    extensions = image_extensions()
+    paths: list[Path] = []
+    for item in items:
+        matches = sorted(glob.glob(item, recursive=True)) if any(ch in item for ch in "*?[") else [item]
+        if not matches:
+            typer.secho(f"skip: {item}: nothing matches", fg=typer.colors.YELLOW, err=True)
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            else:
+                paths.append(path)
+    return paths
+
+
+@user_errors
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    model: ModelOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write results to .csv or .json.")] = None,
+    annotate: Annotated[Optional[Path], typer.Option("--annotate", help="Folder for copies with boxes and labels.")] = None,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="Images are face crops: classify them whole.")] = False,
+    detector: DetectorOpt = "auto",
+    backend: BackendOpt = "auto",
+    tta: Annotated[str, typer.Option("--tta", help="none, flip or tencrop.")] = "none",
+    batch: Annotated[int, typer.Option("--batch", help="Images per classification batch.")] = 32,
+) -> None:
+    """Detect faces and classify their expressions; one row per face, classes sorted by probability."""
+    import numpy as np
+    from PIL import Image
+
+    from ferlab.data.imageio import as_rgb
+    from ferlab.inference.annotate import draw_face
+    from ferlab.inference.predictor import load
+
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise FerlabError("no input images")
+    predictor = load(model, detector=detector, backend=backend, tta=tta)  # type: ignore[arg-type]
+    records: list[dict[str, object]] = []
+    failures = 0
+    for start in range(0, len(paths), batch):
+        decoded: list[tuple[Path, np.ndarray]] = []
+        for path in paths[start:start + batch]:
+            try:
+                decoded.append((path, as_rgb(path)))
+            except FerlabError as exc:
+                failures += 1
+                typer.secho(f"skip: {exc}", fg=typer.colors.YELLOW, err=True)
+        results = predictor.predict_many([rgb for _, rgb in decoded], detect=not no_detect)
+        for (path, rgb), faces in zip(decoded, results):
+            if not faces:
+                typer.echo(f"{path}: {faces.reason}")
+                records.append({"file": str(path), "face": None, "reason": faces.reason})
+            for number, face in enumerate(faces, start=1):
+                top3 = ", ".join(f"{name} {p:.2f}" for name, p in list(face.probabilities.items())[:3])
+                flag = " (uncertain)" if face.uncertain else ""
+                typer.echo(f"{path} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
+                records.append({"file": str(path), "face": number, **face.to_dict()})
+            if annotate is not None:
+                canvas = rgb.copy()
+                for number, face in enumerate(faces, start=1):
+                    draw_face(canvas, face.box, f"{number} {face.label} {face.confidence:.2f}", face.probabilities, face.uncertain)
+                annotate.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(canvas).save(annotate / f"{path.stem}.annotated.png")
+    if out is not None:
+        write_records(records, out, predictor.classes)
+        typer.echo(f"wrote {out}")
+    if failures:
+        typer.secho(f"{failures} of {len(paths)} input(s) could not be read", fg=typer.colors.YELLOW, err=True)
+
+
+def write_records(records: list[dict[str, object]], out: Path, classes: tuple[str, ...]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps(records, indent=1))
+        return
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "face", "x", "y", "w", "h", "detector_score", "label", "confidence", "uncertain", *classes])
+        for r in records:
+            if r["face"] is None:
+                writer.writerow([r["file"], "", "", "", "", "", "", "", "", "", *[""] * len(classes)])
+                continue
+            probabilities = r["probabilities"]
+            writer.writerow([r["file"], r["face"], *r["box"], r["detector_score"], r["label"],  # type: ignore[misc]
+                             f"{r['confidence']:.4f}", r["uncertain"], *(f"{probabilities[c]:.4f}" for c in classes)])  # type: ignore[index]
+
+
+@user_errors
+def video(
+    file: Annotated[Path, typer.Argument(help="A video file OpenCV can read.")],
+    model: ModelOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for frames.csv, annotated.mp4 and emotions.png.")] = Path("video-out"),
+    every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame (others reuse the last result).")] = 1,
+    smoothing: Annotated[float, typer.Option("--smoothing", help="Temporal smoothing weight in [0, 1).")] = 0.6,
+    detector: DetectorOpt = "auto",
+    backend: BackendOpt = "auto",
+) -> None:
+    """Per-frame CSV, annotated video and an emotion-over-time plot, with faces tracked across frames."""
+    from ferlab.inference.predictor import load
+    from ferlab.inference.video import process_video
+
+    predictor = load(model, detector=detector, backend=backend)  # type: ignore[arg-type]
+    summary = process_video(predictor, file, out, every=every, smoothing=smoothing)
+    typer.echo(
+        f"{summary.frames} frames, {summary.processed} analysed, faces in {summary.frames_with_faces}; "
+        f"{summary.frames / max(summary.seconds, 1e-9):.1f} frames/s; wrote " + ", ".join(map(str, summary.files))
+    )
+
+
+@user_errors
+def webcam(
+    camera: Annotated[int, typer.Option("--camera", help="Camera index.")] = 0,
+    model: ModelOpt = None,
+    every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame.")] = 1,
+    detector: DetectorOpt = "auto",
+    backend: BackendOpt = "auto",
+) -> None:
+    """A live window with boxes, labels, probability bars and fps (needs a camera and a display)."""
+    from ferlab.inference.predictor import load
+    from ferlab.inference.video import run_webcam
+
+    run_webcam(load(model, detector=detector, backend=backend), camera=camera, every=every)  # type: ignore[arg-type]
+
+
+@user_errors
+def export(
+    model: Annotated[str, typer.Argument(help="Run folder, model.pt or shipped model name.")],
+    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file (default: model.onnx beside the model).")] = None,
+) -> None:
+    """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
+    import numpy as np
+
+    from ferlab.inference.engine import Classifier, export_onnx
+    from ferlab.inference.predictor import resolve_model
+    from ferlab.models.bundle import load_bundle
+
+    if format != "onnx":
+        raise FerlabError(f"unknown export format {format!r}; supported: onnx")
+    path = resolve_model(model)
+    bundle = load_bundle(path)
+    target = out or (path if path.is_dir() else path.parent) / f"{(path / 'model.pt' if path.is_dir() else path).stem}.onnx"
+    export_onnx(bundle, target)
+    spec = bundle.spec
+    faces = np.random.default_rng(0).integers(0, 256, (4, spec.input_size, spec.input_size, spec.in_channels), dtype=np.uint8)
+    import onnxruntime as ort
+
+    from ferlab.data.tensors import normalize, to_uint8_tensor
+
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(None, {"input": normalize(to_uint8_tensor(faces), spec.input_mean, spec.input_std).numpy()})[0]
+    difference = float(np.abs(onnx_logits - Classifier(bundle, "torch").logits(faces)).max())
+    typer.echo(f"wrote {target} (max |logit difference| vs torch on random faces: {difference:.2e}); "
+               f"classes {', '.join(bundle.label_set.classes)}, temperature {bundle.temperature:.3f}")

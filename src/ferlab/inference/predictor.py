@@ -1,0 +1,174 @@
+"""`Predictor`: the one object behind the CLI, the REST API and the web app.
+
+photo -> faces (detector) -> crops the model was trained on -> calibrated probabilities,
+one result per face, classes sorted by score (the report's `predict_single_image`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ferlab.data.imageio import as_rgb
+from ferlab.errors import FerlabError
+from ferlab.evaluation.calibration import softmax
+from ferlab.inference.detection import Face, FaceDetector, create_detector
+from ferlab.inference.engine import TTA, BackendName, Classifier
+from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_face
+from ferlab.models.bundle import ModelBundle, load_bundle
+
+ImageInput = str | Path | bytes | Image.Image | np.ndarray
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_MODEL = "ferplus8"
+UNCERTAIN_BELOW = 0.5
+
+
+@dataclass
+class FacePrediction:
+    """One face: where it is and what it shows, with calibrated confidence."""
+
+    box: tuple[int, int, int, int]
+    """x, y, width, height in image pixels (the whole image when detection is off)."""
+    detector_score: float | None
+    probabilities: dict[str, float]
+    """Every class with its calibrated probability, highest first."""
+    uncertain: bool
+
+    @property
+    def label(self) -> str:
+        return next(iter(self.probabilities))
+
+    @property
+    def confidence(self) -> float:
+        return next(iter(self.probabilities.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": list(self.box), "detector_score": self.detector_score, "label": self.label,
+            "confidence": self.confidence, "uncertain": self.uncertain,
+            "probabilities": self.probabilities,
+        }
+
+
+class Faces(list[FacePrediction]):
+    """The faces of one image; when empty, `reason` says why."""
+
+    def __init__(self, items: Iterable[FacePrediction] = (), reason: str | None = None) -> None:
+        super().__init__(items)
+        self.reason = reason
+
+
+def shipped_models() -> dict[str, Path]:
+    """Models that ship inside the package, by name."""
+    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.pt"))}
+
+
+def resolve_model(name_or_path: str | Path | None = None) -> Path:
+    """A model file from a path (model.pt or run folder) or the name of a shipped model."""
+    reference = name_or_path or DEFAULT_MODEL
+    path = Path(reference).expanduser()
+    if path.exists():
+        return path
+    shipped = shipped_models()
+    if str(reference) in shipped:
+        return shipped[str(reference)]
+    raise FerlabError(
+        f"no model {str(reference)!r}: not a file or run folder, and not a shipped model "
+        f"({', '.join(shipped) or 'none shipped'})"
+    )
+
+
+class Predictor:
+    """Detects faces and classifies their expressions with one model."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        detector: str | FaceDetector = "auto",
+        backend: BackendName = "auto",
+        uncertain_below: float = UNCERTAIN_BELOW,
+        margin: float = DEFAULT_MARGIN,
+        align: bool = True,
+        tta: TTA = "none",
+    ) -> None:
+        self.bundle = bundle
+        self.classifier = Classifier(bundle, backend)
+        self._detector = detector
+        self._detector_lock = threading.Lock()  # OpenCV and MediaPipe detectors are not thread-safe
+        self.uncertain_below = uncertain_below
+        self.margin = margin
+        self.align = align
+        self.tta = tta
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.bundle.label_set.classes
+
+    @property
+    def detector(self) -> FaceDetector:
+        """Created on first use, so `detect=False` users never load a detector."""
+        if isinstance(self._detector, str):
+            self._detector = create_detector(self._detector)
+        return self._detector
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        detector = self.detector
+        with self._detector_lock:
+            return detector.detect(rgb)
+
+    def crops(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+        spec = self.bundle.spec
+        if not faces:
+            return np.zeros((0, spec.input_size, spec.input_size, spec.in_channels), np.uint8)
+        return np.stack([crop_face(rgb, f, spec.input_size, spec.in_channels, self.margin, self.align) for f in faces])
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (N, K) for uint8 crops at the model's input size."""
+        return softmax(self.classifier.logits(faces, self.tta), self.bundle.temperature)
+
+    def _results(self, boxes: Sequence[tuple[tuple[int, int, int, int], float | None]], probabilities: np.ndarray) -> Faces:
+        results = Faces()
+        for (box, score), row in zip(boxes, probabilities):
+            order = np.argsort(-row)
+            ranked = {self.classes[i]: float(row[i]) for i in order}
+            results.append(FacePrediction(box, score, ranked, uncertain=float(row[order[0]]) < self.uncertain_below))
+        return results
+
+    def predict(self, image: ImageInput, *, detect: bool = True, bgr: bool = False) -> Faces:
+        """One result per face, largest face first; an empty `Faces` with a reason if none."""
+        return self.predict_many([image], detect=detect, bgr=bgr)[0]
+
+    def predict_many(self, images: Sequence[ImageInput], *, detect: bool = True, bgr: bool = False) -> list[Faces]:
+        """Like `predict` for several images, classifying all their faces in one batch."""
+        spec = self.bundle.spec
+        per_image: list[list[tuple[tuple[int, int, int, int], float | None]]] = []
+        crops: list[np.ndarray] = []
+        for image in images:
+            rgb = as_rgb(image, bgr=bgr)
+            height, width = rgb.shape[:2]
+            if detect:
+                faces = self.detect(rgb)
+                per_image.append([(f.box, f.score) for f in faces])
+                crops.append(self.crops(rgb, faces))
+            else:
+                per_image.append([((0, 0, width, height), None)])
+                crops.append(whole_image_face(rgb, spec.input_size, spec.in_channels)[None])
+        probabilities = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.classes)))
+        results, start = [], 0
+        for boxes in per_image:
+            faces = self._results(boxes, probabilities[start:start + len(boxes)])
+            start += len(boxes)
+            if not faces:
+                faces.reason = "no face found (try detect=False for an image that is already a face crop)"
+            results.append(faces)
+        return results
+
+
+def load(name_or_path: str | Path | None = None, **options: Any) -> Predictor:
+    """A `Predictor` for a shipped model name, a model.pt or a run folder (default: the shipped default)."""
+    return Predictor(load_bundle(resolve_model(name_or_path)), **options)

@@ -1,0 +1,237 @@
+"""Predictor on real and generated photos, bad input, backends, batch CLI, video and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import blob_image
+from ferlab.cli.main import app
+from ferlab.data import imageio
+from ferlab.data.imageio import as_rgb
+from ferlab.errors import FerlabError
+from ferlab.inference.detection import Face, HaarDetector, create_detector
+from ferlab.inference.predictor import FacePrediction, Predictor, resolve_model
+from ferlab.inference.tracking import FaceTracker
+from ferlab.models.bundle import load_bundle
+
+runner = CliRunner()
+GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+"""A real portrait photo that ships with matplotlib: the face is at about x 150-380, y 100-330."""
+
+
+@pytest.fixture(scope="module")
+def predictor(blob_model: Path) -> Predictor:
+    return Predictor(load_bundle(blob_model), detector="haar", backend="torch")
+
+
+# --- reading whatever users hand over ------------------------------------------------------
+
+
+def test_as_rgb_accepts_every_common_form(tmp_path: Path) -> None:
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert as_rgb(gray).shape == (3, 4, 3) and as_rgb(gray[:, :, None])[0, 1].tolist() == [1, 1, 1]
+    bgr = np.zeros((2, 2, 3), np.uint8)
+    bgr[..., 0] = 255  # blue in OpenCV order
+    assert as_rgb(bgr, bgr=True)[0, 0].tolist() == [0, 0, 255]
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 3] = 0  # fully transparent: composited onto white
+    assert as_rgb(rgba)[0, 0].tolist() == [255, 255, 255]
+    assert as_rgb(np.full((2, 2), 65535, np.uint16))[0, 0].tolist() == [255, 255, 255]
+    assert as_rgb(np.full((2, 2), 0.5, np.float32))[0, 0, 0] == 127
+    with pytest.raises(FerlabError, match="image array must be"):
+        as_rgb(np.zeros((2, 2, 5), np.uint8))
+    with pytest.raises(FerlabError, match="cannot read an image from a list"):
+        as_rgb([1, 2, 3])  # type: ignore[arg-type]
+
+
+def test_exif_orientation_is_honoured(tmp_path: Path) -> None:
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    assert as_rgb(buffer.getvalue()).shape == (40, 20, 3)
+    assert as_rgb(Image.open(io.BytesIO(buffer.getvalue()))).shape == (40, 20, 3)
+
+
+def test_cmyk_and_16_bit_files_decode(tmp_path: Path) -> None:
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    assert as_rgb(tmp_path / "cmyk.jpg").shape == (8, 8, 3)
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(tmp_path / "deep.png")
+    assert as_rgb(tmp_path / "deep.png").dtype == np.uint8
+
+
+def test_bad_files_are_refused_with_clear_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("hello")
+    with pytest.raises(FerlabError, match="empty file"):
+        as_rgb(tmp_path / "empty.png")
+    with pytest.raises(FerlabError, match="not a readable image"):
+        as_rgb(tmp_path / "text.jpg")
+    with pytest.raises(FerlabError, match="no such file"):
+        as_rgb(tmp_path / "missing.png")
+    Image.new("L", (200, 200)).save(tmp_path / "big.png")
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 10_000)
+    with pytest.raises(FerlabError, match="larger than the 10,000-pixel limit"):
+        as_rgb(tmp_path / "big.png")
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path: Path) -> None:
+    """A tiny file that claims 100k x 100k pixels must not be decoded into 10 GB."""
+    Image.new("1", (100_000, 100_000)).save(tmp_path / "bomb.png")  # 1-bit: small on disk
+    assert (tmp_path / "bomb.png").stat().st_size < 5_000_000
+    with pytest.raises(FerlabError, match="decompression bomb|pixel limit"):
+        as_rgb(tmp_path / "bomb.png")
+
+
+# --- detection and prediction ----------------------------------------------------------------
+
+
+def test_haar_finds_the_face_in_a_real_photo() -> None:
+    faces = HaarDetector().detect(as_rgb(GRACE_HOPPER))
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert 120 < x + w / 2 < 400 and 100 < y + h / 2 < 330 and 150 < w < 320
+    assert 0 < faces[0].score <= 1
+
+
+def test_detection_on_a_huge_image_maps_boxes_back(tmp_path: Path) -> None:
+    photo = as_rgb(GRACE_HOPPER)
+    big = cv2.resize(photo, (photo.shape[1] * 5, photo.shape[0] * 5))
+    small_box = HaarDetector().detect(photo)[0].box
+    big_box = HaarDetector().detect(big)[0].box
+    assert all(abs(b - 5 * s) < 60 for b, s in zip(big_box, small_box))
+
+
+def test_predictions_are_sorted_calibrated_and_flag_uncertainty(predictor: Predictor) -> None:
+    faces = predictor.predict(blob_image(0, np.random.default_rng(3)), detect=False)
+    assert len(faces) == 1 and faces.reason is None
+    face = faces[0]
+    values = list(face.probabilities.values())
+    assert values == sorted(values, reverse=True) and abs(sum(values) - 1) < 1e-5
+    assert set(face.probabilities) == set(predictor.classes) and face.label == "angry"
+    assert face.box == (0, 0, 48, 48) and face.detector_score is None
+    assert face.uncertain == (face.confidence < predictor.uncertain_below)
+    assert face.to_dict()["label"] == face.label
+
+
+def test_a_photo_without_a_face_returns_an_empty_list_with_a_reason(predictor: Predictor) -> None:
+    faces = predictor.predict(np.full((240, 320, 3), 128, np.uint8))
+    assert list(faces) == [] and "no face found" in (faces.reason or "")
+
+
+def test_one_pixel_and_real_photo(predictor: Predictor) -> None:
+    assert len(predictor.predict(np.zeros((1, 1), np.uint8), detect=False)) == 1
+    [face] = predictor.predict(GRACE_HOPPER)
+    assert face.detector_score is not None and 150 < face.box[2] < 320
+
+
+def test_onnx_and_torch_give_the_same_probabilities(blob_model: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    bundle = load_bundle(blob_model)
+    faces = np.stack([blob_image(i % 3, np.random.default_rng(i))[:, :, None] for i in range(6)])
+    torch_p = Predictor(bundle, backend="torch").classify(faces)
+    onnx_predictor = Predictor(bundle, backend="onnx")
+    assert onnx_predictor.classifier.backend.name == "onnx"
+    np.testing.assert_allclose(onnx_predictor.classify(faces), torch_p, atol=1e-4)
+
+
+def test_model_names_resolve_or_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(FerlabError, match="no model 'nonexistent'"):
+        resolve_model("nonexistent")
+    with pytest.raises(FerlabError, match="unknown face detector"):
+        create_detector("yolo")
+
+
+# --- tracking, CLI, video, export -----------------------------------------------------------
+
+
+def prediction(box: tuple[int, int, int, int], happy: float) -> FacePrediction:
+    return FacePrediction(box, 0.9, {"happy": happy, "sad": 1 - happy}, uncertain=False)
+
+
+def test_tracker_keeps_ids_and_smooths_flicker() -> None:
+    tracker = FaceTracker(("happy", "sad"), smoothing=0.6)
+    first = tracker.update([prediction((0, 0, 50, 50), 0.9), prediction((200, 0, 50, 50), 0.1)])
+    second = tracker.update([prediction((205, 2, 50, 50), 0.1), prediction((3, 1, 50, 50), 0.2)])
+    assert [t.face_id for t in first] == [1, 2] and [t.face_id for t in second] == [2, 1]
+    label, confidence = tracker.label(second[1])
+    assert label == "happy" and confidence == pytest.approx(0.6 * 0.9 + 0.4 * 0.2)  # one noisy frame does not flip it
+    for _ in range(6):
+        tracker.update([])
+    assert tracker.tracks == []
+
+
+def test_predict_cli_handles_folders_globs_and_bad_files(blob_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(blob_image(i, np.random.default_rng(i))).save(folder / f"face{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG nope")
+    result = runner.invoke(app, ["predict", str(folder), str(tmp_path / "*.none"), "--model", str(blob_model), "--no-detect",
+                                 "--backend", "torch", "--out", str(tmp_path / "out.csv"), "--annotate", str(tmp_path / "ann")])
+    assert result.exit_code == 0, result.output
+    assert "skip: " in result.output and "broken.png" in result.output and "nothing matches" in result.output
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert [Path(r["file"]).name for r in rows] == ["face0.png", "face1.png", "face2.png"]
+    assert {"angry", "happy", "sad", "confidence"} <= set(rows[0])
+    assert len(list((tmp_path / "ann").glob("*.png"))) == 3
+    result = runner.invoke(app, ["predict", str(GRACE_HOPPER), "--model", str(blob_model), "--backend", "torch",
+                                 "--detector", "haar", "--out", str(tmp_path / "out.json")])
+    assert result.exit_code == 0, result.output
+    [record] = json.loads((tmp_path / "out.json").read_text())
+    assert record["face"] == 1 and len(record["probabilities"]) == 3
+    result = runner.invoke(app, ["predict", str(tmp_path / "missing.jpg"), "--model", str(blob_model)])
+    assert result.exit_code == 0 and "no such file" in result.output  # reported, batch goes on
+
+
+def write_video(path: Path, frames: int = 12) -> Path:
+    photo = cv2.cvtColor(as_rgb(GRACE_HOPPER), cv2.COLOR_RGB2BGR)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for i in range(frames):
+        canvas = np.full((240, 320, 3), 90, np.uint8)
+        face = cv2.resize(photo[90:350, 130:400], (130, 125))
+        canvas[40:165, 40 + 6 * i:170 + 6 * i] = face
+        writer.write(canvas)
+    writer.release()
+    return path
+
+
+def test_video_tracks_one_face_and_writes_csv_video_and_plot(blob_model: Path, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.mp4")
+    result = runner.invoke(app, ["video", str(video), "--model", str(blob_model), "--out", str(tmp_path / "v"),
+                                 "--every", "2", "--detector", "haar", "--backend", "torch"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "v" / "frames.csv").open()))
+    assert rows and {r["face_id"] for r in rows} == {"1"}
+    assert {int(r["frame"]) % 2 for r in rows} == {0}
+    for name in ("annotated.mp4", "emotions.png"):
+        assert (tmp_path / "v" / name).stat().st_size > 0
+    assert cv2.VideoCapture(str(tmp_path / "v" / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 12
+
+
+def test_unreadable_video_and_missing_camera_are_clear_errors(blob_model: Path, tmp_path: Path) -> None:
+    (tmp_path / "fake.mp4").write_text("not a video")
+    result = runner.invoke(app, ["video", str(tmp_path / "fake.mp4"), "--model", str(blob_model)])
+    assert result.exit_code == 2 and "cannot open video" in result.output
+    result = runner.invoke(app, ["webcam", "--camera", "97", "--model", str(blob_model)])
+    assert result.exit_code == 2 and "cannot open camera 97" in result.output
+
+
+def test_export_onnx_matches_torch(blob_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    result = runner.invoke(app, ["export", str(blob_model), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.onnx").stat().st_size > 0
+    difference = float(result.output.split("vs torch on random faces: ")[1].split(")")[0])
+    assert difference < 1e-3
