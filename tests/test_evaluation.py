@@ -117,3 +117,19 @@ def test_gradcam_runs_on_every_architecture(name: str) -> None:
     heatmap, explained = gradcam(bundle, face)
     assert heatmap.shape == (size, size) and 0 <= heatmap.min() and heatmap.max() <= 1
     assert 0 <= explained < 3
+
+
+def test_model_card_reports_measured_figures(blob_model: Path, blob_data: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferlab.evaluation import card
+
+    measure = card.classification_speed
+    monkeypatch.setattr(card, "classification_speed", lambda run, batch: measure(run, batch, seconds=0.2))
+    result = runner.invoke(app, ["runs", "card", str(blob_model), "--data", str(blob_data), "--out",
+                                 str(tmp_path / "card.md"), "--name", "blobs", "--command", "ferlab train blobs.yaml"])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "card.md").read_text()
+    metrics = json.loads((blob_model / "eval" / f"{blob_data.name}-test" / "metrics.json").read_text())
+    assert f"Accuracy **{100 * metrics['all']['accuracy']:.2f}%** on 20 test images" in text
+    assert "faces/s at batch 1" in text and "```yaml" in text and "ferlab train blobs.yaml" in text
+    assert "Classes (3): angry, happy, sad." in text

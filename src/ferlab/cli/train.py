@@ -65,3 +65,22 @@ def compare(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(to_csv(header, rows) if out.suffix.lower() == ".csv" else table)
         typer.echo(f"wrote {out}")
+
+
+@runs_app.command("card")
+@user_errors
+def card(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset with the test split to report on.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the Markdown card.")],
+    dedup: Annotated[
+        Optional[Path], typer.Option("--dedup", help="Clean list from `ferlab data audit --write-clean-split`.")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name on the card.")] = None,
+    command: Annotated[Optional[str], typer.Option("--command", help="The training command, for the card.")] = None,
+) -> None:
+    """Evaluate a run on its test split and write its model card (data, config, metrics, ECE, speed)."""
+    from ferlab.evaluation.card import write_card
+
+    summary = write_card(run, data, out, dedup=dedup, name=name, command=command)
+    typer.echo(f"test accuracy {100 * summary['all']['accuracy']:.2f}%; wrote {out}")

@@ -82,7 +82,7 @@ class MediaPipeDetector:
 
     name = "mediapipe"
 
-    def __init__(self, min_score: float = 0.5, full_range: bool = True) -> None:
+    def __init__(self, min_score: float = 0.5, full_range: bool = False) -> None:
         try:
             import mediapipe as mp
         except ImportError:

@@ -1,0 +1,77 @@
+"""Inference speed on this machine: classification alone, and detect-and-classify per frame.
+
+    python benchmarks/inference_speed.py                   # the shipped default model
+    python benchmarks/inference_speed.py --model runs/x    # any run folder or model.pt
+
+Prints faces/s at batch 1 and batch 64 for each backend, and milliseconds per 640x480
+frame with 1 and with 5 faces (detection included). Frames come from
+`benchmarks/detection_rate.py` (FER2013 PrivateTest faces on random backgrounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from detection_rate import make_frame
+from ferlab.inference.predictor import Predictor, resolve_model
+from ferlab.models.bundle import load_bundle
+
+
+def faces_per_second(predictor: Predictor, batch: int, seconds: float = 3.0) -> float:
+    spec = predictor.bundle.spec
+    faces = np.random.default_rng(0).integers(0, 256, (batch, spec.input_size, spec.input_size, spec.in_channels), np.uint8)
+    predictor.classify(faces)  # warm-up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        predictor.classify(faces)
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def frame_ms(predictor: Predictor, frames: list[np.ndarray]) -> float:
+    predictor.predict(frames[0])  # warm-up
+    times = []
+    for frame in frames:
+        started = time.perf_counter()
+        predictor.predict(frame)
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="run folder, model.pt or shipped name (default: the default model)")
+    parser.add_argument("--data", type=Path, default=Path(".data/fer2013"))
+    parser.add_argument("--detector", default="auto")
+    parser.add_argument("--frames", type=int, default=40)
+    args = parser.parse_args()
+
+    bundle = load_bundle(resolve_model(args.model))
+    spec = bundle.spec
+    print(f"model {spec.name} {spec.config} ({sum(p.numel() for p in bundle.model.parameters()):,} parameters)")
+    for backend in ("onnx", "torch"):
+        predictor = Predictor(bundle, detector=args.detector, backend=backend)  # type: ignore[arg-type]
+        print(f"  {backend:5s} classification: {faces_per_second(predictor, 1):7.0f} faces/s at batch 1, "
+              f"{faces_per_second(predictor, 64):7.0f} faces/s at batch 64")
+
+    files = sorted(args.data.glob("test/*/PrivateTest_*.jpg"))
+    rng = np.random.default_rng(0)
+    predictor = Predictor(bundle, detector=args.detector, backend="auto")
+    for n_faces in (1, 5):
+        picks = rng.choice(len(files), size=args.frames * n_faces, replace=False)
+        frames = [
+            make_frame([np.asarray(Image.open(files[i]).convert("L")) for i in picks[f * n_faces:(f + 1) * n_faces]], rng)[0]
+            for f in range(args.frames)
+        ]
+        print(f"  end to end, 640x480 frame with {n_faces} face(s), detector {predictor.detector.name}, "
+              f"backend {predictor.classifier.backend.name}: {frame_ms(predictor, frames):.1f} ms median")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Model cards: what a shipped model is, how it was made, and how well it does, measured.
+
+Every figure on a card comes from the run folder or is measured when the card is written,
+by one command (`ferlab runs card`), so a card can always be regenerated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferlab.evaluation.evaluator import metrics_table
+from ferlab.evaluation.report import run_evaluation
+from ferlab.models.bundle import load_bundle
+
+
+def classification_speed(run_dir: Path, batch: int, seconds: float = 3.0) -> float:
+    """Faces per second through the default backend at one batch size."""
+    from ferlab.inference.predictor import Predictor
+
+    predictor = Predictor(load_bundle(run_dir))
+    spec = predictor.bundle.spec
+    faces = np.zeros((batch, spec.input_size, spec.input_size, spec.in_channels), np.uint8)
+    predictor.classify(faces)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        predictor.classify(faces)
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, name: str | None = None,
+               command: str | None = None) -> dict[str, Any]:
+    """Evaluate the run's model on the test split and write its Markdown model card."""
+    bundle = load_bundle(run_dir)
+    spec = bundle.spec
+    eval_dir, summary = run_evaluation(run_dir, data, split="test", dedup=dedup, tta="flip")
+    train_metrics = json.loads((run_dir / "metrics.json").read_text())
+    config_text = (run_dir / "config.yaml").read_text()
+    params = sum(p.numel() for p in bundle.model.parameters())
+    speed_1, speed_64 = classification_speed(run_dir, 1), classification_speed(run_dir, 64)
+    all_metrics = summary["all"]
+    title = name or run_dir.name
+    lines = [
+        f"# Model card: {title}",
+        "",
+        f"- Architecture: `{spec.name}` {spec.config}, {params:,} parameters, input "
+        f"{spec.in_channels}x{spec.input_size}x{spec.input_size}.",
+        f"- Classes ({len(bundle.label_set)}): {', '.join(bundle.label_set.classes)}.",
+        f"- Trained on the train split of `{bundle.info.get('data')}`, best epoch selected on the validation split "
+        f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the validation split. "
+        "The test split was used for nothing but these figures.",
+        f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
+        f"{train_metrics['train_seconds'] / 60:.0f} minutes on {os.cpu_count()} CPU cores of the machine that trained it.",
+        f"- Reproduce: `{command or 'ferlab train <config>'}` then "
+        f"`ferlab runs card {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`.",
+        "",
+        "## Test results",
+        "",
+        f"Accuracy **{100 * all_metrics['accuracy']:.2f}%** on {all_metrics['samples']} test images "
+        f"(with horizontal-flip TTA: {100 * summary['tta']['accuracy']:.2f}%).",
+    ]
+    if "deduplicated" in summary:
+        d = summary["deduplicated"]
+        lines.append(
+            f"Without the {d['removed']} test images that have a near-copy in training: accuracy "
+            f"**{100 * d['accuracy']:.2f}%** on {d['samples']} images."
+        )
+    lines += [
+        f"Calibration: ECE {all_metrics['ece_uncalibrated']:.3f} before and {all_metrics['ece']:.3f} after temperature scaling.",
+        "",
+        metrics_table(all_metrics),
+        "",
+        "## Speed (measured when this card was written)",
+        "",
+        f"Classification only, default backend: {speed_1:.0f} faces/s at batch 1, {speed_64:.0f} faces/s at batch 64.",
+        "",
+        "## Training config",
+        "",
+        "```yaml",
+        config_text.rstrip(),
+        "```",
+        "",
+        f"Full evaluation report: `{eval_dir / 'report.md'}` (confusion matrix, ROC, reliability, Grad-CAM).",
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    return summary
