@@ -1,7 +1,8 @@
 """Face detectors that work offline, behind one small interface.
 
 `haar` (OpenCV's bundled frontal-face cascade) always works; `mediapipe` (BlazeFace,
-bundled in mediapipe==0.10.21, an optional extra) is used when installed. Detection runs
+bundled in mediapipe==0.10.21) is used when importable: it is faster and finds more single
+faces (benchmarks/detection_rate.py), but needs numpy<2, so ferlab does not install it. Detection runs
 on a copy downscaled to at most `DETECT_SIDE` pixels, so a 12-megapixel photo costs what a
 640-pixel one does; boxes are mapped back to the original image.
 """
@@ -86,7 +87,10 @@ class MediaPipeDetector:
         try:
             import mediapipe as mp
         except ImportError:
-            raise FerlabError("the mediapipe detector needs: pip install 'ferlab[mediapipe]'") from None
+            raise FerlabError(
+                "the mediapipe detector needs mediapipe==0.10.21 (it requires numpy<2, so it lives in "
+                "its own environment; see the README); use --detector haar"
+            ) from None
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1 if full_range else 0, min_detection_confidence=min_score
         )
