@@ -21,7 +21,7 @@ from ferlab.training.trainer import Trainer, TrainingInterrupted, resume, split_
 
 def tiny_config(data: Path, **overrides: object) -> list[str]:
     base = {
-        "data.path": str(data), "data.size": 24, "model.name": "baseline_cnn",
+        "data.path": str(data), "model.name": "baseline_cnn",
         "model.params": "{input_size: 24}", "train.epochs": 4, "train.batch_size": 16,
         "train.lr": 0.003, "augment.policy": "both", "train.mixup_alpha": 0.2,
     }
@@ -160,7 +160,7 @@ def test_config_file_overrides_and_validation(tmp_path: Path) -> None:
 def test_cli_trains_resumes_and_compares(blob_data: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     config = tmp_path / "tiny.yaml"
-    config.write_text(f"data:\n  path: {blob_data}\n  size: 24\nmodel:\n  name: baseline_cnn\n  params: {{input_size: 24}}\n"
+    config.write_text(f"data:\n  path: {blob_data}\nmodel:\n  name: baseline_cnn\n  params: {{input_size: 24}}\n"
                       "train:\n  epochs: 1\n  batch_size: 16\n")
     runs = tmp_path / "runs"
     for lr in ("0.001", "0.003"):

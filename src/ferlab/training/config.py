@@ -19,16 +19,15 @@ from ferlab.errors import FerlabError
 
 @dataclass
 class DataConfig:
+    """Which dataset to train on. Images are loaded at the model's input size and channels
+    (set those with model.params.input_size / in_channels)."""
+
     path: str = ""
     format: str = "auto"
     ferplus_labels: Optional[str] = None
     ferplus_majority: str = "strict"
     label_set: Optional[str] = None
     """Remap the dataset's labels to this label set (e.g. `five`), dropping other classes."""
-    size: Optional[int] = None
-    """Image side; None = the model's input size."""
-    channels: Optional[int] = None
-    """1 or 3; None = the model's input channels."""
     split_seed: int = 0
     max_train_samples: Optional[int] = None
     """Use a stratified random subset of the training split (quick experiments, tests)."""

@@ -91,7 +91,7 @@ def load_training_data(config: ExperimentConfig, input_size: int, channels: int)
     """The configured dataset at the model's input size, remapped and subsampled as asked."""
     data = config.data
     options = LoadOptions(
-        size=data.size or input_size, channels=data.channels or channels,
+        size=input_size, channels=channels,
         seed=data.split_seed, ferplus_majority=data.ferplus_majority,  # type: ignore[arg-type]
     )
     dataset = load_dataset(data.path, format=data.format, ferplus_labels=data.ferplus_labels, options=options)  # type: ignore[arg-type]
@@ -144,11 +144,6 @@ class Trainer:
         self.dataset = load_training_data(config, probe.spec.input_size, probe.spec.in_channels)
         self.label_set = self.dataset.label_set
         self.model: FerModel = create_model(config.model.name, len(self.label_set), **config.model.params)
-        if self.dataset.image_shape[2] != self.model.spec.in_channels:
-            raise FerlabError(
-                f"data has {self.dataset.image_shape[2]} channel(s) but {config.model.name} "
-                f"takes {self.model.spec.in_channels}; set data.channels"
-            )
         soft = train.targets == "votes"
         self.train_data = split_tensors(self.dataset, "train", soft)
         self.val_data = split_tensors(self.dataset, "val", soft)
