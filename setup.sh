@@ -8,5 +8,10 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,pretrained]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,pretrained,live]"
 echo "ferlab installed in .venv — activate with: source .venv/bin/activate"
+# Headless Chromium for tests/test_browser.py, from Debian's packages (the tests skip without it).
+if command -v apt-get >/dev/null && [ "$(id -u)" -eq 0 ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+        || echo "warning: could not install chromium and chromium-driver; the browser tests will be skipped" >&2
+fi

@@ -50,6 +50,7 @@ def _register() -> None:
     from ferlab.cli.data import data_app
     from ferlab.cli.evaluate import evaluate, explain
     from ferlab.cli.predict import export, predict, video, webcam
+    from ferlab.cli.serve import app_command, serve
     from ferlab.cli.train import runs_app, train
 
     app.add_typer(data_app, name="data")
@@ -61,6 +62,8 @@ def _register() -> None:
     app.command("video")(video)
     app.command("webcam")(webcam)
     app.command("export")(export)
+    app.command("serve")(serve)
+    app.command("app")(app_command)
 
 
 _register()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -54,10 +55,12 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.tmp", delete=False) as handle:
         temporary = Path(handle.name)
     try:
-        torch.onnx.export(
-            bundle.model.eval(), (dummy,), str(temporary), input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is chosen on purpose
+            torch.onnx.export(
+                bundle.model.eval(), (dummy,), str(temporary), input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
+            )
     except Exception as exc:  # exporter failures come in many types
         temporary.unlink(missing_ok=True)
         raise FerlabError(f"ONNX export failed ({type(exc).__name__}: {exc}); is the onnx package installed?") from None

@@ -35,7 +35,8 @@ def _open(source: str | int) -> cv2.VideoCapture:
     return capture
 
 
-def _draw_tracks(rgb: np.ndarray, tracker: FaceTracker, tracks: list[Track], threshold: float) -> None:
+def draw_tracks(rgb: np.ndarray, tracker: FaceTracker, tracks: list[Track], threshold: float) -> None:
+    """Draw each tracked face's box, id, smoothed label and probability bars in place."""
     for track in tracks:
         label, confidence = tracker.label(track)
         ranked = dict(sorted(zip(tracker.classes, track.probabilities.tolist()), key=lambda kv: -kv[1]))
@@ -84,7 +85,7 @@ def process_video(
                     rows.writerow([frame_index, f"{seconds:.3f}", track.face_id, *track.box, label, f"{confidence:.4f}",
                                    *(f"{p:.4f}" for p in track.probabilities)])
                     timeline.setdefault(track.face_id, []).append((seconds, track.probabilities.copy()))
-            _draw_tracks(rgb, tracker, tracks, predictor.uncertain_below)
+            draw_tracks(rgb, tracker, tracks, predictor.uncertain_below)
             writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             frame_index += 1
             bar.update(1)
@@ -139,7 +140,7 @@ def run_webcam(predictor: Predictor, camera: int = 0, every: int = 1, smoothing:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             if frame_index % every == 0:
                 tracks = tracker.update(list(predictor.predict(rgb)))
-            _draw_tracks(rgb, tracker, tracks, predictor.uncertain_below)
+            draw_tracks(rgb, tracker, tracks, predictor.uncertain_below)
             now = time.perf_counter()
             fps = 0.9 * fps + 0.1 / max(1e-6, now - last)
             last = now

@@ -1,0 +1,111 @@
+"""Helpers shared by the web app and the REST API, which only adapt I/O around a `Predictor`.
+
+Which models a front end offers, what their cards say, and the Grad-CAM view of one
+predicted face live here so the two front ends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferlab.inference.predictor import DEFAULT_MODEL, FacePrediction, Predictor, resolve_model, shipped_models
+from ferlab.models.bundle import ModelBundle
+
+MODEL_ENV = "FERLAB_MODEL"
+"""The model a front end starts with: shipped name, model.pt or run folder."""
+EXTRA_MODELS_ENV = "FERLAB_MODELS"
+"""More model files or run folders to offer, separated by os.pathsep (':' on Linux)."""
+VALIDATION_KEYS = ("accuracy", "macro_f1", "ece_calibrated")
+"""The validation metrics a model card shows (loss is not comparable across models)."""
+
+
+def default_model() -> str:
+    """The model named by $FERLAB_MODEL, else the shipped default."""
+    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+def installed_models() -> list[str]:
+    """References of every model a front end may offer, the default first.
+
+    $FERLAB_MODEL, the shipped models by name, then $FERLAB_MODELS; references that do not
+    resolve are kept, so choosing one shows why it fails.
+    """
+    references = [default_model(), *shipped_models(), *filter(None, os.environ.get(EXTRA_MODELS_ENV, "").split(os.pathsep))]
+    return list(dict.fromkeys(references))
+
+
+def model_name(reference: str | Path) -> str:
+    """A short name for a model reference: the shipped name, or the run folder / file stem."""
+    path = Path(reference)
+    if str(reference) in shipped_models() or not path.exists():
+        return str(reference)
+    return path.name if path.is_dir() else path.parent.name if path.name == "model.pt" else path.stem
+
+
+def model_card(bundle: ModelBundle, reference: str | Path | None = None) -> dict[str, Any]:
+    """What a user should know before trusting a model: classes, data, test scores, card text.
+
+    The card text is `<model>.md` beside the model file (as `weights/<name>.md` for shipped
+    models) or README.md in a run folder, when present; without a `reference` (a model
+    handed over already loaded) the name comes from the run it was trained in.
+    """
+    metrics = bundle.info.get("metrics", {})
+    card_file = None
+    if reference is not None:
+        path = resolve_model(reference)
+        card_file = path / "README.md" if path.is_dir() else path.with_suffix(".md")
+    spec = bundle.spec
+    return {
+        "name": model_name(reference) if reference is not None else str(bundle.info.get("run", "model")),
+        "architecture": spec.name,
+        "input": {"size": spec.input_size, "channels": spec.in_channels},
+        "label_set": bundle.label_set.name,
+        "classes": list(bundle.label_set.classes),
+        "temperature": bundle.temperature,
+        "training_data": bundle.info.get("data"),
+        "run": bundle.info.get("run"),
+        "test": metrics.get("test"),
+        "validation": {k: v for k, v in metrics.get("val", {}).items() if k in VALIDATION_KEYS} or None,
+        "card": card_file.read_text(encoding="utf-8") if card_file is not None and card_file.is_file() else None,
+    }
+
+
+class Explainer:
+    """Grad-CAM for the faces a `Predictor` found, on a private copy of its network.
+
+    Grad-CAM hooks the network and runs backward passes; doing that on the copy the
+    predictor serves from would disturb concurrent predictions, so it gets its own copy
+    and one lock.
+    """
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.bundle = replace(predictor.bundle, model=copy.deepcopy(predictor.bundle.model))
+        self._lock = threading.Lock()
+
+    def overlay(self, rgb: np.ndarray, face: FacePrediction) -> np.ndarray:
+        """The face crop with a heatmap of where the model looked for its top class.
+
+        The crop is taken without eye alignment (a `FacePrediction` keeps no landmarks), so
+        it can be a few degrees off the one that was classified.
+        """
+        from ferlab.evaluation.gradcam import gradcam, overlay
+        from ferlab.inference.detection import Face
+        from ferlab.inference.preprocess import crop_face, whole_image_face
+
+        spec = self.bundle.spec
+        if face.detector_score is None:  # detect=False: the whole image was the face
+            crop = whole_image_face(rgb, spec.input_size, spec.in_channels)
+        else:
+            crop = crop_face(rgb, Face(face.box, face.detector_score), spec.input_size, spec.in_channels,
+                             self.predictor.margin, align=False)
+        with self._lock:
+            heatmap, _ = gradcam(self.bundle, crop, self.predictor.classes.index(face.label))
+        return overlay(crop, heatmap)

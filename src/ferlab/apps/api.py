@@ -1,0 +1,230 @@
+"""The REST API: `POST /v1/predict` and friends, a thin FastAPI layer over one `Predictor`.
+
+Everything here adapts HTTP to the predictor and back; it also guards the server: bodies
+are read as a stream and cut off at the size limit, image dimensions are checked from the
+header before decoding, every bad request gets a 4xx JSON error, and prediction runs in a
+bounded thread pool so the event loop keeps answering.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from PIL import Image
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from ferlab.apps import default_model, model_card
+from ferlab.data.imageio import MAX_PIXELS, as_rgb
+from ferlab.errors import FerlabError
+from ferlab.inference.predictor import Faces, Predictor, load
+
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+class ApiError(Exception):
+    """A bad request: its status, a stable machine-readable code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": message}, status_code=status)
+
+
+async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body chunk by chunk, failing as soon as it passes `limit` bytes.
+
+    A Content-Length above the limit is refused before a byte is read; a chunked or lying
+    body is cut off while streaming, so no more than `limit` bytes are ever buffered.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "bad_request", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise ApiError(413, "payload_too_large", f"the request body is {int(declared):,} bytes; the limit is {limit:,}")
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise ApiError(413, "payload_too_large", f"the request body is over the {limit:,}-byte limit")
+        yield chunk
+
+
+def parse_detect(value: Any) -> bool:
+    """`detect` from a query string, form field or JSON: a bool or true/false/1/0/yes/no."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ApiError(422, "invalid_detect", f"detect must be true or false, not {value!r}")
+
+
+async def read_multipart(request: Request, limit: int) -> tuple[bytes, Any]:
+    """The `file` part's bytes and the optional `detect` form field of a multipart upload."""
+    parser = MultiPartParser(request.headers, limited_stream(request, limit), max_files=1, max_fields=8)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, "bad_multipart", f"malformed multipart body: {exc.message}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "missing_file", "send the image as a multipart file field named 'file'")
+        declared = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
+        if not declared.startswith("image/") and declared != "application/octet-stream":  # the decoder has the last word
+            raise ApiError(415, "unsupported_media_type", f"the file is declared as {declared}; send a JPEG, PNG or WebP image")
+        return await upload.read(), form.get("detect")
+    finally:
+        await form.close()
+
+
+async def read_json(request: Request, limit: int) -> tuple[bytes, Any]:
+    """The decoded `image` and the optional `detect` of a JSON body {"image": "<base64>"}."""
+    body = b"".join([chunk async for chunk in limited_stream(request, limit)])
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON ({exc})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("image"), str):
+        raise ApiError(422, "missing_image", 'send JSON like {"image": "<base64 of a JPEG, PNG or WebP file>"}')
+    encoded = payload["image"]
+    if encoded.startswith("data:"):  # a data URL, as a browser's FileReader makes
+        encoded = encoded.partition(",")[2]
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_base64", "the image field is not valid base64") from None
+    return data, payload.get("detect")
+
+
+def check_image_size(data: bytes, max_pixels: int) -> None:
+    """Refuse non-images and images over `max_pixels` from the file header, before decoding."""
+    if not data:
+        raise ApiError(400, "empty_file", "the uploaded file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below decides
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise ApiError(400, "not_an_image", "the file is not a readable JPEG, PNG or WebP image") from None
+    if width * height > max_pixels:
+        raise ApiError(413, "image_too_large", f"the image is {width}x{height}; the limit is {max_pixels:,} pixels")
+
+
+def decode_and_predict(predictor: Predictor, data: bytes, detect: bool) -> tuple[np.ndarray, Faces]:
+    """The upright image (EXIF orientation applied, as the boxes are) and its faces."""
+    rgb = as_rgb(data)
+    return rgb, predictor.predict(rgb, detect=detect)
+
+
+def create_app(
+    predictor_or_model: Predictor | str | Path | None = None,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    max_concurrency: int | None = None,
+    reference: str | Path | None = None,
+) -> FastAPI:
+    """The API around a loaded `Predictor` or a model reference (default: $FERLAB_MODEL or the shipped default).
+
+    `reference` says where an already loaded predictor's model came from, for its card.
+    `max_concurrency` bounds the images decoded and classified at once (default: CPU count),
+    which bounds memory; further requests wait their turn instead of failing.
+    """
+    if max_upload_bytes < 1 or max_pixels < 1:
+        raise FerlabError("the upload and pixel limits must be positive")
+    if isinstance(predictor_or_model, Predictor):
+        predictor = predictor_or_model
+    else:
+        reference = predictor_or_model or default_model()
+        predictor = load(reference)
+    model_info = model_card(predictor.bundle, reference)
+    limiter = anyio.CapacityLimiter(max_concurrency or os.cpu_count() or 1)
+
+    app = FastAPIOffline(  # /docs and /redoc with bundled assets: they work without internet
+        title="ferlab",
+        summary="Facial expression recognition: faces in a photo and the emotion each one shows.",
+        version="1",
+    )
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", f"the server failed on this request ({type(exc).__name__}); see its log")
+
+    @app.get("/healthz", summary="Liveness: the model is loaded and the server answers.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "model": model_info["name"]}
+
+    @app.get("/v1/models", summary="The model this server predicts with, and its card.")
+    async def models() -> dict[str, Any]:
+        return {"models": [model_info]}
+
+    @app.post(
+        "/v1/predict",
+        summary="Faces in an image and the expression of each.",
+        description=(
+            "Send a multipart upload (field `file`, optional form field `detect`) or JSON "
+            '`{"image": "<base64>", "detect": true}`. `detect=false` (also as a query parameter) '
+            "classifies the whole image as one face crop. Faces come largest first with calibrated "
+            "probabilities, highest first; with no face, `faces` is empty and `reason` says why."
+        ),
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"}, "detect": {"type": "boolean", "default": True}}}},
+            "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
+                "image": {"type": "string", "format": "byte"}, "detect": {"type": "boolean", "default": True}}}},
+        }}},
+    )
+    async def predict(request: Request) -> dict[str, Any]:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            data, body_detect = await read_multipart(request, max_upload_bytes)
+        elif content_type == "application/json":
+            data, body_detect = await read_json(request, max_upload_bytes)
+        else:
+            raise ApiError(415, "unsupported_media_type", "send multipart/form-data (field 'file') or "
+                                                          f"application/json, not {content_type or 'no content type'}")
+        query_detect = request.query_params.get("detect")
+        detect = parse_detect(query_detect if query_detect is not None else True if body_detect is None else body_detect)
+        check_image_size(data, max_pixels)
+        try:
+            rgb, faces = await anyio.to_thread.run_sync(decode_and_predict, predictor, data, detect, limiter=limiter)
+        except FerlabError as exc:  # truncated or otherwise undecodable despite a valid header
+            raise ApiError(400, "not_an_image", str(exc)) from None
+        return {
+            "model": model_info["name"], "image": {"width": rgb.shape[1], "height": rgb.shape[0]},
+            "faces": [face.to_dict() for face in faces], "reason": faces.reason,
+        }
+
+    return app

@@ -1,0 +1,163 @@
+"""The Streamlit web app: a photo, a camera snapshot or live video in, each face's expression out.
+
+Start it with `ferlab app` or `streamlit run src/ferlab/apps/webapp.py`. The model comes
+from $FERLAB_MODEL (default: the shipped default) and the sidebar offers every installed
+model; each is loaded once per process. All the work is the `Predictor`'s: this script
+only turns uploads into bytes and results into images, charts and text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ferlab.apps import Explainer, installed_models, model_card, model_name
+from ferlab.data.imageio import as_rgb
+from ferlab.errors import FerlabError
+from ferlab.inference.annotate import draw_face
+from ferlab.inference.predictor import FacePrediction, Predictor, load
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
+# A JSON list of WebRTC ICE servers for live video from other machines; unset = none (localhost only,
+# offline). A comment, not a docstring: Streamlit would print a bare string in this script.
+ICE_SERVERS_ENV = "FERLAB_ICE_SERVERS"
+SOURCES = ("Upload a photo", "Camera snapshot", "Live webcam")
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def get_predictor(reference: str) -> Predictor:
+    """One predictor per model and process, shared by every session."""
+    return load(reference)
+
+
+@st.cache_resource(show_spinner="Preparing Grad-CAM…")
+def get_explainer(reference: str) -> Explainer:
+    """Built on first use of Grad-CAM only: it copies the network."""
+    return Explainer(get_predictor(reference))
+
+
+def show_model_card(card: dict[str, Any]) -> None:
+    """The facts a user needs before trusting a prediction, in the sidebar."""
+    st.sidebar.subheader(f"Model card: {card['name']}")
+    lines = [
+        f"**Classes** ({len(card['classes'])}): {', '.join(card['classes'])}",
+        f"**Architecture:** {card['architecture']}, {card['input']['size']}px, "
+        f"{'gray' if card['input']['channels'] == 1 else 'colour'} input",
+        f"**Training data:** {card['training_data'] or 'not recorded'}",
+    ]
+    test = card["test"] or {}
+    if "accuracy" in test:
+        lines.append(f"**Test accuracy:** {test['accuracy']:.1%}"
+                     + (f" (macro F1 {test['macro_f1']:.3f})" if "macro_f1" in test else ""))
+    else:
+        lines.append("**Test accuracy:** not recorded")
+    lines.append(f"**Calibration temperature:** {card['temperature']:.2f}")
+    st.sidebar.markdown("  \n".join(lines))
+    if card["card"]:
+        with st.sidebar.expander("Full model card"):
+            st.markdown(card["card"])
+
+
+def probability_chart(face: FacePrediction) -> None:
+    frame = pd.DataFrame({"probability": list(face.probabilities.values())},
+                         index=pd.Index(list(face.probabilities), name="expression"))
+    st.bar_chart(frame, horizontal=True, sort=False, height=40 + 28 * len(frame))
+
+
+def show_analysis(predictor: Predictor, data: bytes, name: str, detect: bool, explainer: Explainer | None) -> None:
+    """Decode, predict and show: the boxed image, then per face its label, confidence and all probabilities."""
+    try:
+        rgb = as_rgb(data)
+    except FerlabError as exc:
+        st.error(f"**{name}** could not be read as an image. Upload a JPEG, PNG or WebP photo. ({exc})")
+        return
+    faces = predictor.predict(rgb, detect=detect)
+    if not faces:
+        st.warning(f"No face found in **{name}**. Try a photo with a clear, frontal face, or switch off "
+                   "'Find faces' if the image is already a face crop.")
+        st.image(rgb, caption=name)
+        return
+    canvas = rgb.copy()
+    for number, face in enumerate(faces, start=1):
+        draw_face(canvas, face.box, f"{number} {face.label}", uncertain=face.uncertain)
+    st.image(canvas, caption=f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}")
+    for number, face in enumerate(faces, start=1):
+        with st.container(border=True):
+            st.markdown(f"**Face {number}: {face.label}** ({face.confidence:.0%} confidence, calibrated)")
+            if face.uncertain:
+                st.info(f"Uncertain: the top expression has only {face.confidence:.0%} probability, "
+                        "so the model is not sure. Read the other bars too.")
+            picture, chart = st.columns([1, 3])
+            x, y, w, h = face.box
+            picture.image(explainer.overlay(rgb, face) if explainer else rgb[y:y + h, x:x + w],
+                          caption="Grad-CAM: where the model looked" if explainer else f"face {number}", width="stretch")
+            with chart:
+                probability_chart(face)
+
+
+def live_webcam(predictor: Predictor, reference: str) -> None:
+    """Live video through WebRTC when streamlit-webrtc is installed: boxes and smoothed labels on each frame."""
+    try:
+        import av
+        from streamlit_webrtc import webrtc_streamer
+    except ImportError:
+        st.info("Live video needs the optional package streamlit-webrtc (`pip install 'ferlab[live]'`). "
+                "A camera snapshot works without it.")
+        return
+    from ferlab.inference.tracking import FaceTracker
+    from ferlab.inference.video import draw_tracks
+
+    try:
+        ice_servers = json.loads(os.environ.get(ICE_SERVERS_ENV) or "[]")
+    except json.JSONDecodeError as exc:
+        st.error(f"${ICE_SERVERS_ENV} must be a JSON list of ICE servers ({exc})")
+        return
+    tracker = st.session_state.setdefault(f"tracker:{reference}", FaceTracker(predictor.classes))
+
+    def analyse_frame(frame: av.VideoFrame) -> av.VideoFrame:
+        rgb = frame.to_ndarray(format="rgb24")
+        draw_tracks(rgb, tracker, tracker.update(list(predictor.predict(rgb))), predictor.uncertain_below)
+        return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+
+    webrtc_streamer(
+        key=f"live:{reference}", video_frame_callback=analyse_frame,
+        rtc_configuration={"iceServers": ice_servers},
+        media_stream_constraints={"video": True, "audio": False},
+    )
+    st.caption("Works on localhost without internet. From another machine the page must be served over HTTPS "
+               f"and ${ICE_SERVERS_ENV} must name a reachable STUN/TURN server.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="ferlab: facial expressions", layout="wide")
+    st.title("Facial expression recognition")
+    reference = st.sidebar.selectbox(
+        "Model", installed_models(), format_func=lambda ref: ref if model_name(ref) == ref else f"{model_name(ref)} ({ref})",
+    )
+    try:
+        predictor = get_predictor(reference)
+    except FerlabError as exc:
+        st.error(f"Cannot load the model: {exc}")
+        st.stop()
+    detect = st.sidebar.toggle("Find faces", value=True, help="Off: the whole image is one face crop.")
+    explain = st.sidebar.toggle("Grad-CAM overlay", value=False, key="gradcam",
+                                help="Show where in each face the model looked for its answer.")
+    show_model_card(model_card(predictor.bundle, reference))
+    explainer = get_explainer(reference) if explain else None
+
+    source = st.radio("Source", SOURCES, horizontal=True)
+    if source == SOURCES[2]:
+        live_webcam(predictor, reference)
+        return
+    upload = (st.file_uploader("A photo with one or more faces", type=UPLOAD_TYPES) if source == SOURCES[0]
+              else st.camera_input("Take a snapshot"))
+    if upload is not None:
+        show_analysis(predictor, upload.getvalue(), upload.name, detect, explainer)
+
+
+if __name__ == "__main__":  # Streamlit runs this file as __main__; importing it shows nothing
+    main()

@@ -1,0 +1,123 @@
+"""The Streamlit app through Streamlit's own harness (AppTest): uploads, snapshots, messages and toggles.
+
+AppTest runs the real script and feeds `st.file_uploader` and `st.camera_input` real
+bytes, so these tests go through the same code path as a browser upload.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import ferlab.apps
+from conftest import blob_image
+from ferlab.apps import EXTRA_MODELS_ENV, MODEL_ENV
+from ferlab.inference.predictor import load
+
+GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+WEBAPP = str(Path(ferlab.apps.__file__).with_name("webapp.py"))
+
+
+def encoded(pixels: np.ndarray, format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def app(blob_model: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv(MODEL_ENV, str(blob_model))
+    monkeypatch.delenv(EXTRA_MODELS_ENV, raising=False)
+    at = AppTest.from_file(WEBAPP, default_timeout=60).run()
+    assert not at.exception and not at.error
+    return at
+
+
+def texts(elements: object) -> str:
+    return "\n".join(str(e.value) for e in elements)  # type: ignore[attr-defined]
+
+
+def test_an_uploaded_photo_is_boxed_charted_and_labelled(app: AppTest, blob_model: Path) -> None:
+    [expected] = load(blob_model).predict(GRACE_HOPPER)
+    app.file_uploader[0].set_value(("grace.jpg", GRACE_HOPPER.read_bytes(), "image/jpeg")).run()
+    assert not app.exception and not app.error
+    assert f"**Face 1: {expected.label}** ({expected.confidence:.0%} confidence, calibrated)" in texts(app.markdown)
+    assert len(app.get("vega_lite_chart")) == 1  # the probability bars of the one face
+    assert [caption for image in app.image for caption in image.captions] == ["grace.jpg: 1 face", "face 1"]
+    card = texts(app.sidebar.markdown)
+    assert "**Classes** (3): angry, happy, sad" in card and "**Test accuracy:**" in card
+
+
+def test_no_face_and_not_an_image_get_clear_messages(app: AppTest) -> None:
+    app.file_uploader[0].set_value(("gray.png", encoded(np.full((240, 320), 128, np.uint8)), "image/png")).run()
+    assert "No face found in **gray.png**" in texts(app.warning) and not app.get("vega_lite_chart")
+    app.file_uploader[0].set_value(("broken.jpg", b"not really a jpeg", "image/jpeg")).run()
+    assert "**broken.jpg** could not be read as an image" in texts(app.error) and not app.exception
+
+
+def test_face_crops_grad_cam_and_the_uncertain_note(app: AppTest) -> None:
+    app.sidebar.toggle[0].set_value(False)  # Find faces: off, the upload is a face crop
+    app.toggle(key="gradcam").set_value(True)
+    app.file_uploader[0].set_value(("blob.png", encoded(blob_image(1, np.random.default_rng(5))), "image/png")).run()
+    assert not app.exception and "**Face 1: happy**" in texts(app.markdown)
+    assert "Grad-CAM: where the model looked" in app.image[1].captions
+    flat = encoded(np.full((48, 48), 90, np.uint8))  # no blob anywhere: the model cannot be sure
+    app.file_uploader[0].set_value(("flat.png", flat, "image/png")).run()
+    assert "Uncertain: the top expression has only" in texts(app.info)
+
+
+def test_a_camera_snapshot_is_analysed_like_an_upload(app: AppTest) -> None:
+    app.radio[0].set_value("Camera snapshot").run()
+    jpeg = encoded(np.asarray(Image.open(GRACE_HOPPER)), "JPEG")
+    app.camera_input[0].set_value(("snapshot.jpg", jpeg, "image/jpeg")).run()
+    assert not app.exception and "**Face 1:" in texts(app.markdown) and len(app.get("vega_lite_chart")) == 1
+
+
+def test_live_webcam_without_streamlit_webrtc_says_what_to_install(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "streamlit_webrtc", None)  # as if not installed; the real one is tested in Chromium
+    app.radio[0].set_value("Live webcam").run()
+    assert not app.exception and "needs the optional package streamlit-webrtc" in texts(app.info)
+
+
+def test_models_are_chosen_in_the_sidebar_and_bad_ones_explained(blob_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODEL_ENV, str(blob_model))
+    monkeypatch.setenv(EXTRA_MODELS_ENV, str(blob_model / "model.pt"))
+    at = AppTest.from_file(WEBAPP, default_timeout=60).run()
+    assert at.selectbox[0].options[0] == f"blobs ({blob_model})"  # the default first, then shipped and extra models
+    assert at.selectbox[0].options[-1] == f"blobs ({blob_model / 'model.pt'})"
+    at.selectbox[0].select(str(blob_model / "model.pt")).run()
+    assert not at.error and "Model card: blobs" in texts(at.sidebar.subheader)
+    monkeypatch.setenv(MODEL_ENV, str(blob_model / "missing.pt"))
+    at = AppTest.from_file(WEBAPP, default_timeout=60).run()
+    assert "Cannot load the model: no model" in texts(at.error) and not at.file_uploader
+
+
+def test_ferlab_app_runs_streamlit_on_localhost_with_the_models_in_its_environment(
+    blob_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    import typer
+    from typer.testing import CliRunner
+
+    from ferlab.cli.serve import app_command
+
+    calls: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(subprocess, "call", lambda command, env: calls.append((command, env)) or 0)
+    command = typer.Typer()
+    command.command()(app_command)
+    result = CliRunner().invoke(command, ["--model", str(blob_model), "--add-model", str(blob_model / "model.pt")])
+    assert result.exit_code == 0, result.output
+    [(argv, env)] = calls
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4] == WEBAPP
+    assert argv[argv.index("--server.address") + 1] == "127.0.0.1" and argv[argv.index("--server.maxUploadSize") + 1] == "10"
+    assert env[MODEL_ENV] == str(blob_model) and env[EXTRA_MODELS_ENV] == str(blob_model / "model.pt")
+    result = CliRunner().invoke(command, ["--add-model", str(blob_model / "missing.pt"), "--model", str(blob_model)])
+    assert result.exit_code == 2 and "missing.pt" in result.output and len(calls) == 1
