@@ -235,3 +235,15 @@ def test_export_onnx_matches_torch(blob_model: Path, tmp_path: Path) -> None:
     assert (tmp_path / "m.onnx").stat().st_size > 0
     difference = float(result.output.split("vs torch on random faces: ")[1].split(")")[0])
     assert difference < 1e-3
+
+
+def test_the_shipped_default_model_works_with_no_flags(tmp_path: Path) -> None:
+    import ferlab
+
+    predictor = ferlab.load()
+    assert predictor.classes == ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt")
+    [face] = predictor.predict(GRACE_HOPPER)
+    assert len(face.probabilities) == 8 and 0 < face.confidence <= 1
+    result = runner.invoke(app, ["predict", str(GRACE_HOPPER), "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())[0]["label"] == face.label
