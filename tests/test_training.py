@@ -76,7 +76,8 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
 def test_two_phase_transfer_freezes_then_fine_tunes_the_top(blob_data: Path, tmp_path: Path) -> None:
     overrides = tiny_config(
         blob_data, **{"train.epochs": 2, "finetune.enabled": "true", "finetune.epochs": 2,
-                      "finetune.unfreeze_top": 1, "finetune.lr": 0.001, "augment.policy": "none",
+                      "finetune.unfreeze_top": 2, "finetune.lr": 0.001, "augment.policy": "none",
+                      "model.name": "mini_xception", "model.params": "{input_size: 32}",
                       "train.monitor": "val_loss"}
     )
     trainer = Trainer(build_config({"name": "two-phase"}, overrides), tmp_path / "two-phase")
@@ -88,9 +89,15 @@ def test_two_phase_transfer_freezes_then_fine_tunes_the_top(blob_data: Path, tmp
     history = json.loads((tmp_path / "two-phase" / "history.json").read_text())
     assert [h["phase"] for h in history] == ["head", "head", "finetune", "finetune"]
     assert history[2]["lr"] == pytest.approx(0.001)
-    bottom, top = layers[0][0], layers[-1][0]
+    bottom = layers[0][0]
+    top = next(n for n, m in reversed(layers[-2:]) if not isinstance(m, torch.nn.BatchNorm2d))
     assert torch.equal(final[f"{bottom}.weight"], initial[f"{bottom}.weight"])  # never unfrozen
     assert not torch.equal(final[f"{top}.weight"], initial[f"{top}.weight"])  # fine-tuned in phase 2
+    norms = [n for n, m in trainer.model.backbone.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    for name in norms:  # batch norm stays frozen, statistics included (finetune.freeze_batchnorm)
+        for suffix in ("weight", "running_mean"):
+            assert torch.equal(final[f"backbone.{name}.{suffix}"], initial[f"backbone.{name}.{suffix}"]), name
 
 
 def test_ctrl_c_leaves_a_resumable_run(blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -97,6 +97,9 @@ class FinetuneConfig:
     lr: float = 1e-5
     epochs: int = 10
     early_stopping_patience: int = 3
+    freeze_batchnorm: bool = True
+    """Keep the backbone's batch-norm layers frozen in inference mode while fine-tuning:
+    switching them to batch statistics wrecks the pretrained features (Keras' training=False)."""
 
 
 @dataclass

@@ -190,6 +190,11 @@ class Trainer:
             self.model.unfreeze_all()
         else:
             self.model.unfreeze_top(phase.unfreeze_top)
+            if self.config.finetune.freeze_batchnorm:
+                for module in self.model.backbone.modules():
+                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                        module.requires_grad_(False)
+                self.model.train(self.model.training)  # frozen norm layers go to inference mode
         params = [p for p in self.model.parameters() if p.requires_grad]
         train = self.config.train
         if train.optimizer == "adam":
