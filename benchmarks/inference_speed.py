@@ -19,19 +19,9 @@ import numpy as np
 from PIL import Image
 
 from detection_rate import make_frame
+from ferlab.evaluation.card import classification_speed
 from ferlab.inference.predictor import Predictor, resolve_model
 from ferlab.models.bundle import load_bundle
-
-
-def faces_per_second(predictor: Predictor, batch: int, seconds: float = 3.0) -> float:
-    spec = predictor.bundle.spec
-    faces = np.random.default_rng(0).integers(0, 256, (batch, spec.input_size, spec.input_size, spec.in_channels), np.uint8)
-    predictor.classify(faces)  # warm-up
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        predictor.classify(faces)
-        done += batch
-    return done / (time.perf_counter() - started)
 
 
 def frame_ms(predictor: Predictor, frames: list[np.ndarray]) -> float:
@@ -57,8 +47,8 @@ def main() -> None:
     print(f"model {spec.name} {spec.config} ({sum(p.numel() for p in bundle.model.parameters()):,} parameters)")
     for backend in ("onnx", "torch"):
         predictor = Predictor(bundle, detector=args.detector, backend=backend)  # type: ignore[arg-type]
-        print(f"  {backend:5s} classification: {faces_per_second(predictor, 1):7.0f} faces/s at batch 1, "
-              f"{faces_per_second(predictor, 64):7.0f} faces/s at batch 64")
+        print(f"  {backend:5s} classification: {classification_speed(predictor, 1):7.0f} faces/s at batch 1, "
+              f"{classification_speed(predictor, 64):7.0f} faces/s at batch 64")
 
     files = sorted(args.data.glob("test/*/PrivateTest_*.jpg"))
     rng = np.random.default_rng(0)

@@ -124,7 +124,7 @@ def test_model_card_reports_measured_figures(blob_model: Path, blob_data: Path, 
     from ferlab.evaluation import card
 
     measure = card.classification_speed
-    monkeypatch.setattr(card, "classification_speed", lambda run, batch: measure(run, batch, seconds=0.2))
+    monkeypatch.setattr(card, "classification_speed", lambda predictor, batch: measure(predictor, batch, seconds=0.2))
     result = runner.invoke(app, ["runs", "card", str(blob_model), "--data", str(blob_data), "--out",
                                  str(tmp_path / "card.md"), "--name", "blobs", "--command", "ferlab train blobs.yaml"])
     assert result.exit_code == 0, result.output

@@ -16,14 +16,12 @@ import numpy as np
 
 from ferlab.evaluation.evaluator import metrics_table
 from ferlab.evaluation.report import run_evaluation
+from ferlab.inference.predictor import Predictor
 from ferlab.models.bundle import load_bundle
 
 
-def classification_speed(run_dir: Path, batch: int, seconds: float = 3.0) -> float:
-    """Faces per second through the default backend at one batch size."""
-    from ferlab.inference.predictor import Predictor
-
-    predictor = Predictor(load_bundle(run_dir))
+def classification_speed(predictor: Predictor, batch: int, seconds: float = 3.0) -> float:
+    """Faces per second through the predictor's backend at one batch size (detection excluded)."""
     spec = predictor.bundle.spec
     faces = np.zeros((batch, spec.input_size, spec.input_size, spec.in_channels), np.uint8)
     predictor.classify(faces)
@@ -43,7 +41,8 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
     config_text = (run_dir / "config.yaml").read_text()
     params = sum(p.numel() for p in bundle.model.parameters())
-    speed_1, speed_64 = classification_speed(run_dir, 1), classification_speed(run_dir, 64)
+    predictor = Predictor(bundle)
+    speed_1, speed_64 = classification_speed(predictor, 1), classification_speed(predictor, 64)
     all_metrics = summary["all"]
     title = name or run_dir.name
     lines = [
