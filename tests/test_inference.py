@@ -247,3 +247,14 @@ def test_the_shipped_default_model_works_with_no_flags(tmp_path: Path) -> None:
     result = runner.invoke(app, ["predict", str(GRACE_HOPPER), "--out", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r.json").read_text())[0]["label"] == face.label
+
+
+def test_every_shipped_model_loads_and_has_a_card() -> None:
+    from ferlab.inference.predictor import shipped_models
+
+    shipped = shipped_models()
+    assert {"ferplus8", "fer2013-7"} <= set(shipped)
+    for name, path in shipped.items():
+        bundle = load_bundle(path)
+        assert path.with_suffix(".md").is_file() and len(bundle.label_set) >= 5, name
+        assert path.stat().st_size < 25_000_000
