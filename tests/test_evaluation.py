@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import blob_image, write_image
@@ -89,9 +90,14 @@ def test_cli_evaluate_and_explain(blob_model: Path, blob_data: Path, tmp_path: P
     assert "| angry |" in result.output and "report.md" in result.output
     face = write_image(tmp_path / "face.png", blob_image(0, np.random.default_rng(1)))
     result = runner.invoke(app, ["explain", str(face), "--model", str(blob_model), "--out", str(tmp_path / "cam.png"),
-                                 "--class", "Anger"])
+                                 "--class", "Anger", "--no-detect"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("angry: wrote") and (tmp_path / "cam.png").stat().st_size > 0
+    from test_inference import GRACE_HOPPER
+
+    result = runner.invoke(app, ["explain", str(GRACE_HOPPER), "--model", str(blob_model), "--out", str(tmp_path / "gh.png")])
+    assert result.exit_code == 0 and "no face found" not in result.output, result.output
+    assert Image.open(tmp_path / "gh.png").size[0] < 600  # the face crop, not the whole photo
     result = runner.invoke(app, ["explain", str(tmp_path / "absent.png"), "--model", str(blob_model)])
     assert result.exit_code == 2 and "no such file" in result.output
 

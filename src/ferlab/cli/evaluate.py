@@ -47,24 +47,34 @@ def evaluate(
 
 @user_errors
 def explain(
-    image: Annotated[Path, typer.Argument(help="A face image.")],
+    image: Annotated[Path, typer.Argument(help="A photo or a face crop.")],
     model: Annotated[Path, typer.Option("--model", help="Run folder or model.pt.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the overlay PNG.")] = Path("gradcam.png"),
     class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class (default: the predicted one).")] = None,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="The image is a face crop: explain it whole.")] = False,
 ) -> None:
-    """Grad-CAM heatmap overlay of where the model looked for the predicted (or named) class."""
+    """Grad-CAM overlay on the largest face (or the whole crop) for the predicted or named class."""
     from PIL import Image
 
-    from ferlab.data.imageio import open_image, resize, to_array
+    from ferlab.data.imageio import as_rgb
     from ferlab.evaluation.gradcam import gradcam, overlay
+    from ferlab.inference.detection import create_detector
+    from ferlab.inference.preprocess import crop_face, whole_image_face
     from ferlab.models.bundle import load_bundle
 
     bundle = load_bundle(model)
     spec = bundle.spec
-    face = resize(to_array(open_image(image), spec.in_channels), spec.input_size)
+    rgb = as_rgb(image)
+    faces = [] if no_detect else create_detector().detect(rgb)
+    if faces:
+        face = crop_face(rgb, faces[0], spec.input_size, spec.in_channels)
+        picture = crop_face(rgb, faces[0], max(spec.input_size, faces[0].box[2]), 3)
+    else:
+        if not no_detect:
+            typer.echo("no face found: explaining the whole image as a face crop")
+        face, picture = whole_image_face(rgb, spec.input_size, spec.in_channels), rgb
     class_index = bundle.label_set.index(class_name) if class_name else None
     heatmap, explained = gradcam(bundle, face, class_index)
-    picture = to_array(open_image(image), 3)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(overlay(picture, heatmap)).save(out)
     typer.echo(f"{bundle.label_set.classes[explained]}: wrote {out}")
