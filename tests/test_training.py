@@ -42,8 +42,11 @@ def test_tiny_run_learns_and_writes_a_complete_run_folder(blob_data: Path, tmp_p
     assert len((run_dir / "train.log").read_text().splitlines()) == 4
     bundle = load_bundle(run_dir)
     assert bundle.label_set.classes == ("angry", "happy", "sad") and bundle.spec.input_size == 24
-    with pytest.raises(FerlabError, match="already has a run"):
-        train(config, tmp_path)
+    again_dir, again = train(config, tmp_path)  # the same config: the finished run, untouched
+    assert again_dir == run_dir and again == metrics
+    assert len((run_dir / "train.log").read_text().splitlines()) == 4
+    with pytest.raises(FerlabError, match="already has a run with another config"):
+        train(build_config({"name": "tiny"}, tiny_config(blob_data, **{"train.lr": 0.5})), tmp_path)
 
 
 def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
@@ -192,3 +195,26 @@ def test_shipped_configs_are_valid(path: Path) -> None:
     config = load_config(path)
     assert config.model.name in available_models()
     assert set(config.model.params) <= set(default_config(config.model.name))
+
+
+def test_cli_trains_several_configs_and_a_second_call_skips_finished_runs(blob_data: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    configs = []
+    for name in ("first", "second"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\ndata:\n  path: {blob_data}\nmodel:\n  name: baseline_cnn\n"
+                        "  params: {input_size: 24}\ntrain:\n  epochs: 1\n  batch_size: 16\n")
+        configs.append(str(path))
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", *configs, "--runs-dir", str(runs), "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert "first: best epoch" in result.output and "second: best epoch" in result.output
+    logs = {name: (runs / name / "train.log").read_text() for name in ("first", "second")}
+    assert all(len(log.splitlines()) == 2 for log in logs.values())
+    result = runner.invoke(app, ["train", *configs, "--runs-dir", str(runs), "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert {name: (runs / name / "train.log").read_text() for name in logs} == logs
+    result = runner.invoke(app, ["train", *configs, "--runs-dir", str(runs)])  # epochs differ now
+    assert result.exit_code == 2 and "another config" in result.output
+    result = runner.invoke(app, ["train", *configs, "--name", "x", "--runs-dir", str(runs)])
+    assert result.exit_code == 2 and "--name names one run" in result.output

@@ -15,7 +15,9 @@ runs_app = typer.Typer(help="Work with run folders: the experiment table.", no_a
 
 @user_errors
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="Experiment config (YAML or TOML).")] = None,
+    configs: Annotated[
+        Optional[list[Path]], typer.Argument(help="Experiment config(s) (YAML or TOML); several are trained in turn.")
+    ] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.lr=0.01 (repeatable).")
     ] = None,
@@ -25,20 +27,34 @@ def train(
         Optional[Path], typer.Option("--resume", help="Continue this run folder from its last epoch.")
     ] = None,
 ) -> None:
-    """Train a model from a config into runs/<name>/ (config, summary, history, curves, checkpoints, metrics)."""
+    """Train a model from a config into runs/<name>/ (config, summary, history, curves, checkpoints, metrics).
+
+    Several configs make a sweep (e.g. a report's experiment table, with the same --set
+    overrides for all). A run already finished with the same config is skipped and an
+    interrupted one continues, so a sweep cut short is finished by running it again.
+    """
     from ferlab.training.config import load_config
     from ferlab.training.trainer import resume as resume_run
     from ferlab.training.trainer import train as train_run
 
     if resume is not None:
-        if config is not None or set_:
+        if configs or set_:
             raise FerlabError("--resume continues a run with its saved config; give no CONFIG or --set")
-        run_dir, metrics = resume_run(resume)
-    else:
-        if config is None:
-            raise FerlabError("give a CONFIG file to train, or --resume RUN to continue one")
-        experiment = load_config(config, (set_ or []) + ([f"name={name}"] if name else []))
-        run_dir, metrics = train_run(experiment, runs_dir)
+        _report(*resume_run(resume))
+        return
+    if not configs:
+        raise FerlabError("give a CONFIG file to train, or --resume RUN to continue one")
+    if name and len(configs) > 1:
+        raise FerlabError("--name names one run; leave it out when training several configs")
+    experiments = [load_config(path, (set_ or []) + ([f"name={name}"] if name else [])) for path in configs]
+    names = [experiment.name for experiment in experiments]
+    if len(set(names)) < len(names):
+        raise FerlabError(f"two configs share a run name ({', '.join(sorted(set(n for n in names if names.count(n) > 1)))})")
+    for experiment in experiments:
+        _report(*train_run(experiment, runs_dir))
+
+
+def _report(run_dir: Path, metrics: dict) -> None:
     line = f"val accuracy {100 * metrics['val']['accuracy']:.2f}%"
     if "test" in metrics:
         line += f", test accuracy {100 * metrics['test']['accuracy']:.2f}%"

@@ -284,7 +284,7 @@ class _Residual(nn.Module):
         return x + self.conv2(self.conv1(x))
 
 
-@register_model("resnet9_fer")
+@register_model("resnet9_fer", pretrained=True)
 def resnet9_fer(
     num_classes: int,
     *,

@@ -443,10 +443,24 @@ def _without_pretrained(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(config: ExperimentConfig, runs_dir: Path = Path("runs")) -> tuple[Path, dict[str, Any]]:
-    """Train a new run `runs_dir/<config.name>`; refuses to overwrite a run with a checkpoint."""
+    """Train the run `runs_dir/<config.name>`, never overwriting another experiment.
+
+    A run folder left by the same config is picked up where it stopped: a finished run is
+    returned as is and an interrupted one resumes, so a sweep over many configs can simply
+    be started again in the next session.
+    """
     run_dir = runs_dir / config.name
     if (run_dir / "last.pt").exists():
-        raise FerlabError(f"{run_dir} already has a run: resume it with --resume {run_dir} or pick another --name")
+        saved = build_config(read_config_file(run_dir / "config.yaml")) if (run_dir / "config.yaml").is_file() else None
+        if saved is None or saved.to_dict() != config.to_dict():
+            raise FerlabError(
+                f"{run_dir} already has a run with another config: resume it with --resume {run_dir} "
+                "or pick another --name"
+            )
+        if (run_dir / "metrics.json").is_file():
+            logger.info("%s: already trained with this config", run_dir)
+            return run_dir, json.loads((run_dir / "metrics.json").read_text())
+        return resume(run_dir)
     trainer = Trainer(config, run_dir)
     trainer.write_run_header()
     return run_dir, trainer.fit()
