@@ -45,7 +45,11 @@ def test_deduplicated_metrics_leave_out_listed_copies(blob_model: Path, blob_dat
     clean.write_text("# test images without a near-copy in train\n" + "\n".join(sources[5:]) + "\n")
     _, summary = run_evaluation(blob_model, blob_data, out=tmp_path / "eval", dedup=clean, gradcam_examples=False)
     assert summary["deduplicated"]["samples"] == 15 and summary["deduplicated"]["removed"] == 5
-    assert "Without near-copies" in (tmp_path / "eval" / "classification_report.md").read_text()
+    assert summary["near_copies"]["samples"] == 5
+    total = summary["all"]["accuracy"] * 20
+    assert abs(summary["deduplicated"]["accuracy"] * 15 + summary["near_copies"]["accuracy"] * 5 - total) < 1e-6
+    report = (tmp_path / "eval" / "classification_report.md").read_text()
+    assert "Without near-copies" in report and "Only the test images that have a near-copy" in report
 
 
 def test_cross_dataset_evaluation_keeps_shared_classes_and_says_so(blob_model: Path, tmp_path: Path) -> None:

@@ -70,6 +70,11 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
             f"Without the {d['removed']} test images that have a near-copy in training: accuracy "
             f"**{100 * d['accuracy']:.2f}%** on {d['samples']} images."
         )
+        if "near_copies" in summary:
+            lines.append(
+                f"Those {d['removed']} near-copies alone score {100 * summary['near_copies']['accuracy']:.2f}%: "
+                "overlap between training and test images inflates a score."
+            )
     lines += [
         f"Calibration: ECE {all_metrics['ece_uncalibrated']:.3f} before and {all_metrics['ece']:.3f} after temperature scaling.",
         "",

@@ -157,6 +157,10 @@ def write_metrics(result: EvaluationResult, out_dir: Path, clean: set[str] | Non
         summary["deduplicated"]["removed"] = int((~mask).sum())
         sections += ["", f"## Without near-copies of training images ({int((~mask).sum())} removed)", "",
                      metrics_table(summary["deduplicated"])]
+        if (~mask).any():  # the copies alone: how much overlap with training inflates a score
+            summary["near_copies"] = result.metrics(~mask)
+            sections += ["", "## Only the test images that have a near-copy in training", "",
+                         metrics_table(summary["near_copies"])]
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
     (out_dir / "classification_report.md").write_text("\n".join(sections) + "\n")
     predicted = result.probabilities.argmax(1)
