@@ -55,7 +55,9 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
         f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the validation split. "
         "The test split was used for nothing but these figures.",
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
-        f"{train_metrics['train_seconds'] / 60:.0f} minutes on {os.cpu_count()} CPU cores of the machine that trained it.",
+        f"{train_metrics['train_seconds'] / 60:.0f} minutes on {os.cpu_count()} CPU cores of the machine that trained it"
+        + (f", starting from the weights in `{spec.pretrained}` (their own training time not included)."
+           if spec.pretrained else "."),
         f"- Reproduce: `{command or 'ferlab train <config>'}` then "
         f"`ferlab runs card {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`.",
         "",
