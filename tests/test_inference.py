@@ -253,7 +253,7 @@ def test_every_shipped_model_loads_and_has_a_card() -> None:
     from ferlab.inference.predictor import shipped_models
 
     shipped = shipped_models()
-    assert {"ferplus8", "fer2013-7"} <= set(shipped)
+    assert {"ferplus8", "fer2013-7", "five"} <= set(shipped)
     for name, path in shipped.items():
         bundle = load_bundle(path)
         assert path.with_suffix(".md").is_file() and len(bundle.label_set) >= 5, name
