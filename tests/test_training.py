@@ -213,6 +213,7 @@ def test_cli_trains_several_configs_and_a_second_call_skips_finished_runs(blob_d
     assert all(len(log.splitlines()) == 2 for log in logs.values())
     result = runner.invoke(app, ["train", *configs, "--runs-dir", str(runs), "--set", "train.epochs=2"])
     assert result.exit_code == 0, result.output
+    assert result.output.count("already trained with this config") == 2
     assert {name: (runs / name / "train.log").read_text() for name in logs} == logs
     result = runner.invoke(app, ["train", *configs, "--runs-dir", str(runs)])  # epochs differ now
     assert result.exit_code == 2 and "another config" in result.output

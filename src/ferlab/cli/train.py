@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -54,7 +54,7 @@ def train(
         _report(*train_run(experiment, runs_dir))
 
 
-def _report(run_dir: Path, metrics: dict) -> None:
+def _report(run_dir: Path, metrics: dict[str, Any]) -> None:
     line = f"val accuracy {100 * metrics['val']['accuracy']:.2f}%"
     if "test" in metrics:
         line += f", test accuracy {100 * metrics['test']['accuracy']:.2f}%"

@@ -458,7 +458,7 @@ def train(config: ExperimentConfig, runs_dir: Path = Path("runs")) -> tuple[Path
                 "or pick another --name"
             )
         if (run_dir / "metrics.json").is_file():
-            logger.info("%s: already trained with this config", run_dir)
+            tqdm.write(f"{run_dir}: already trained with this config, not trained again")
             return run_dir, json.loads((run_dir / "metrics.json").read_text())
         return resume(run_dir)
     trainer = Trainer(config, run_dir)
