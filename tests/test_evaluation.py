@@ -24,7 +24,7 @@ runner = CliRunner()
 
 
 def test_evaluation_writes_every_figure_and_table(blob_model: Path, blob_data: Path) -> None:
-    out_dir, summary = run_evaluation(blob_model, blob_data, tta="flip")
+    out_dir, summary = run_evaluation(blob_model, blob_data, tta=("flip", "tencrop"))
     for name in ("metrics.json", "classification_report.md", "classification_report.txt", "confusion_matrix.png",
                  "roc.png", "reliability.png", "gradcam_examples.png", "report.md"):
         assert (out_dir / name).stat().st_size > 0, name
@@ -33,7 +33,8 @@ def test_evaluation_writes_every_figure_and_table(blob_model: Path, blob_data: P
     assert metrics["samples"] == 20 and metrics["accuracy"] > 0.8
     assert metrics["top2_accuracy"] >= metrics["accuracy"]
     assert set(metrics["auc"]) == {"angry", "happy", "sad"} and metrics["per_class"]["sad"]["support"] == 4
-    assert summary["tta"]["method"] == "flip" and 0 <= summary["tta"]["accuracy"] <= 1
+    assert list(summary["tta"]) == ["flip", "tencrop"]
+    assert all(0 <= m["accuracy"] <= 1 for m in summary["tta"].values())
     assert metrics["temperature"] == load_bundle(blob_model).temperature
     report = (out_dir / "report.md").read_text()
     assert "![training curves](../../curves.png)" in report and "| angry |" in report
@@ -143,3 +144,13 @@ def test_model_card_reports_measured_figures(blob_model: Path, blob_data: Path, 
     assert f"Accuracy **{100 * metrics['all']['accuracy']:.2f}%** on 20 test images" in text
     assert "faces/s at batch 1" in text and "```yaml" in text and "ferlab train blobs.yaml" in text
     assert "Classes (3): angry, happy, sad." in text
+    assert f"{100 * metrics['tta']['tencrop']['accuracy']:.2f}% with ten crops" in text
+
+
+def test_unknown_test_time_augmentation_is_refused_before_any_work(blob_model: Path, blob_data: Path,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(blob_data), "--tta", "rotate",
+                                 "--out", str(out)])
+    assert result.exit_code != 0 and "unknown test-time augmentation rotate" in result.output
+    assert not out.exists()

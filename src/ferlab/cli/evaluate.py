@@ -19,7 +19,10 @@ def evaluate(
     format: Annotated[str, typer.Option("--format", help="Dataset layout (auto-detected).")] = "auto",
     ferplus_labels: Annotated[Optional[Path], typer.Option("--ferplus-labels", help="fer2013new.csv for a fer2013.csv.")] = None,
     ferplus_majority: Annotated[str, typer.Option("--ferplus-majority", help="strict or plurality.")] = "strict",
-    tta: Annotated[str, typer.Option("--tta", help="Also report test-time augmentation: none, flip or tencrop.")] = "none",
+    tta: Annotated[
+        Optional[list[str]], typer.Option("--tta", help="Also report this test-time augmentation: flip or tencrop "
+                                          "(repeat the option for both).")
+    ] = None,
     dedup: Annotated[
         Optional[Path], typer.Option("--dedup", help="Clean list from `ferlab data audit --write-clean-split`: "
                                      "also report metrics without near-copies of training images.")
@@ -32,7 +35,7 @@ def evaluate(
 
     out_dir, summary = run_evaluation(
         model, data, split=split, out=out, data_format=format, ferplus_labels=ferplus_labels,
-        ferplus_majority=ferplus_majority, tta=tta, dedup=dedup, gradcam_examples=not no_gradcam,  # type: ignore[arg-type]
+        ferplus_majority=ferplus_majority, tta=tuple(tta or ()), dedup=dedup, gradcam_examples=not no_gradcam,  # type: ignore[arg-type]
     )
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
@@ -40,8 +43,8 @@ def evaluate(
     if "deduplicated" in summary:
         d = summary["deduplicated"]
         typer.echo(f"without near-copies of training images ({d['removed']} removed): accuracy {100 * d['accuracy']:.2f}%")
-    if "tta" in summary:
-        typer.echo(f"with {summary['tta']['method']} TTA: accuracy {100 * summary['tta']['accuracy']:.2f}%")
+    for method, metrics in summary.get("tta", {}).items():
+        typer.echo(f"with {method} TTA: accuracy {100 * metrics['accuracy']:.2f}%")
     typer.echo(f"wrote {out_dir / 'report.md'}")
 
 

@@ -37,7 +37,7 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
     """Evaluate the run's model on the test split and write its Markdown model card."""
     bundle = load_bundle(run_dir)
     spec = bundle.spec
-    eval_dir, summary = run_evaluation(run_dir, data, split="test", dedup=dedup, tta="flip")
+    eval_dir, summary = run_evaluation(run_dir, data, split="test", dedup=dedup, tta=("flip", "tencrop"))
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
     config_text = (run_dir / "config.yaml").read_text()
     params = sum(p.numel() for p in bundle.model.parameters())
@@ -64,7 +64,8 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
         "## Test results",
         "",
         f"Accuracy **{100 * all_metrics['accuracy']:.2f}%** on {all_metrics['samples']} test images "
-        f"(with horizontal-flip TTA: {100 * summary['tta']['accuracy']:.2f}%).",
+        f"(test-time augmentation: {100 * summary['tta']['flip']['accuracy']:.2f}% with horizontal flips, "
+        f"{100 * summary['tta']['tencrop']['accuracy']:.2f}% with ten crops).",
     ]
     if "deduplicated" in summary:
         d = summary["deduplicated"]

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
+from ferlab.errors import FerlabError
 from ferlab.evaluation.evaluator import EvaluationResult, evaluate, metrics_table, read_clean_list, write_metrics
 from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
 from ferlab.inference.engine import TTA
@@ -27,11 +29,18 @@ def run_evaluation(
     data_format: str = "auto",
     ferplus_labels: Path | None = None,
     ferplus_majority: str = "strict",
-    tta: TTA = "none",
+    tta: Sequence[TTA] = (),
     dedup: Path | None = None,
     gradcam_examples: bool = True,
 ) -> tuple[Path, dict[str, Any]]:
-    """Evaluate a model (run folder or model.pt) on one split of a dataset; returns (folder, metrics)."""
+    """Evaluate a model (run folder or model.pt) on one split of a dataset; returns (folder, metrics).
+
+    Each test-time augmentation in `tta` is reported next to the plain figures.
+    """
+    methods = [method for method in dict.fromkeys(tta) if method != "none"]
+    unknown = [method for method in methods if method not in get_args(TTA)]
+    if unknown:
+        raise FerlabError(f"unknown test-time augmentation {', '.join(unknown)}; use flip or tencrop")
     bundle = load_bundle(model)
     spec = bundle.spec
     options = LoadOptions(size=spec.input_size, channels=spec.in_channels, ferplus_majority=ferplus_majority)  # type: ignore[arg-type]
@@ -42,9 +51,11 @@ def run_evaluation(
 
     result = evaluate(bundle, dataset, split)
     summary = write_metrics(result, out_dir, clean)
-    if tta != "none":
-        with_tta = evaluate(bundle, dataset, split, tta)
-        summary["tta"] = {"method": tta, **{k: with_tta.metrics()[k] for k in ("accuracy", "macro_f1", "ece")}}
+    if methods:
+        summary["tta"] = {}
+        for method in methods:
+            metrics = evaluate(bundle, dataset, split, method).metrics()
+            summary["tta"][method] = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece")}
         (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
     plot_confusion(result, out_dir / "confusion_matrix.png")
     plot_roc(result, out_dir / "roc.png")
@@ -69,10 +80,12 @@ def _write_report(
         lines += [f"## Without near-copies of training images ({summary['deduplicated']['removed']} removed)", "",
                   metrics_table(summary["deduplicated"]), ""]
     if "tta" in summary:
-        tta = summary["tta"]
-        lines += ["## Test-time augmentation", "",
-                  f"With `{tta['method']}`: accuracy {100 * tta['accuracy']:.2f}% "
-                  f"({100 * (tta['accuracy'] - summary['all']['accuracy']):+.2f} points), macro-F1 {tta['macro_f1']:.3f}.", ""]
+        lines += ["## Test-time augmentation", ""]
+        for method, tta in summary["tta"].items():
+            lines.append(f"- With `{method}`: accuracy {100 * tta['accuracy']:.2f}% "
+                         f"({100 * (tta['accuracy'] - summary['all']['accuracy']):+.2f} points), "
+                         f"macro-F1 {tta['macro_f1']:.3f}.")
+        lines.append("")
     lines += [
         "## Confusion matrix", "", "![confusion matrix](confusion_matrix.png)", "",
         "## ROC curves", "", "![ROC](roc.png)", "",
