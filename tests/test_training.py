@@ -219,3 +219,17 @@ def test_cli_trains_several_configs_and_a_second_call_skips_finished_runs(blob_d
     assert result.exit_code == 2 and "another config" in result.output
     result = runner.invoke(app, ["train", *configs, "--name", "x", "--runs-dir", str(runs)])
     assert result.exit_code == 2 and "--name names one run" in result.output
+
+
+def test_a_failing_config_does_not_stop_the_rest_of_a_sweep(blob_data: Path, tmp_path: Path) -> None:
+    configs = []
+    for name, data in (("broken", tmp_path / "no-such-data"), ("fine", blob_data)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\ndata:\n  path: {data}\nmodel:\n  name: baseline_cnn\n"
+                        "  params: {input_size: 24}\ntrain:\n  epochs: 1\n  batch_size: 16\n")
+        configs.append(str(path))
+    result = CliRunner().invoke(app, ["train", *configs, "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "broken:" in result.output and "going on with the next config" in result.output
+    assert "1 of 2 runs failed: broken" in result.output
+    assert (tmp_path / "runs" / "fine" / "model.pt").is_file()

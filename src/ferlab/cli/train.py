@@ -31,7 +31,8 @@ def train(
 
     Several configs make a sweep (e.g. a report's experiment table, with the same --set
     overrides for all). A run already finished with the same config is skipped and an
-    interrupted one continues, so a sweep cut short is finished by running it again.
+    interrupted one continues, so a sweep cut short is finished by running it again. A
+    config that fails is reported and the sweep goes on with the next one.
     """
     from ferlab.training.config import load_config
     from ferlab.training.trainer import resume as resume_run
@@ -50,8 +51,18 @@ def train(
     names = [experiment.name for experiment in experiments]
     if len(set(names)) < len(names):
         raise FerlabError(f"two configs share a run name ({', '.join(sorted(set(n for n in names if names.count(n) > 1)))})")
+    failed = []
     for experiment in experiments:
-        _report(*train_run(experiment, runs_dir))
+        try:
+            _report(*train_run(experiment, runs_dir))
+        except FerlabError as exc:
+            if len(experiments) == 1:
+                raise
+            # One broken config must not cost a night's sweep: report it, train the others.
+            typer.secho(f"error: {experiment.name}: {exc}; going on with the next config", fg=typer.colors.RED, err=True)
+            failed.append(experiment.name)
+    if failed:
+        raise FerlabError(f"{len(failed)} of {len(experiments)} runs failed: {', '.join(failed)}")
 
 
 def _report(run_dir: Path, metrics: dict[str, Any]) -> None:
