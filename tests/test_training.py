@@ -233,3 +233,30 @@ def test_a_failing_config_does_not_stop_the_rest_of_a_sweep(blob_data: Path, tmp
     assert "broken:" in result.output and "going on with the next config" in result.output
     assert "1 of 2 runs failed: broken" in result.output
     assert (tmp_path / "runs" / "fine" / "model.pt").is_file()
+
+
+def test_a_student_learns_from_the_teacher_alone(blob_data: Path, blob_model: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # distill_weight=1: the labels carry no weight, so whatever the student learns comes from the teacher
+    overrides = tiny_config(blob_data, **{"model.params": "{}", "augment.policy": "none", "train.mixup_alpha": 0,
+                                          "train.epochs": 6, "train.teacher": str(blob_model),
+                                          "train.distill_weight": 1.0, "train.distill_temperature": 2.0})
+    trainer = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
+    assert trainer.teacher_probabilities is not None
+    assert torch.allclose(trainer.teacher_probabilities.sum(1), torch.ones(len(trainer.train_data.labels)))
+    trainer.write_run_header()
+    metrics = trainer.fit()
+    assert metrics["val"]["accuracy"] > 0.6  # chance is 0.4 (the majority class)
+    from ferlab.evaluation import card
+
+    monkeypatch.setattr(card, "classification_speed", lambda predictor, batch: 1.0)
+    card.write_card(tmp_path / "student", blob_data, tmp_path / "card.md")
+    assert f"distilled from `{blob_model}` (weight 1.0, temperature 2.0)" in (tmp_path / "card.md").read_text()
+
+
+def test_a_teacher_with_another_input_is_refused(blob_data: Path, blob_model: Path, tmp_path: Path) -> None:
+    overrides = tiny_config(blob_data, **{"train.teacher": str(blob_model)})  # the student takes 24x24 faces
+    with pytest.raises(FerlabError, match="the student 1x24x24: give the student the teacher's input_size"):
+        Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
+    with pytest.raises(FerlabError, match="distill_weight must be between 0 and 1"):
+        build_config({"name": "student"}, tiny_config(blob_data, **{"train.distill_weight": 1.5}))

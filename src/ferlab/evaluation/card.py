@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ferlab.evaluation.evaluator import metrics_table
 from ferlab.evaluation.report import run_evaluation
@@ -40,6 +41,8 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
     eval_dir, summary = run_evaluation(run_dir, data, split="test", dedup=dedup, tta=("flip", "tencrop"))
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
     config_text = (run_dir / "config.yaml").read_text()
+    train = yaml.safe_load(config_text).get("train", {})
+    teacher = train.get("teacher")
     params = sum(p.numel() for p in bundle.model.parameters())
     predictor = Predictor(bundle)
     speed_1, speed_64 = classification_speed(predictor, 1), classification_speed(predictor, 64)
@@ -56,8 +59,10 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
         "The test split was used for nothing but these figures.",
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
         f"{train_metrics['train_seconds'] / 60:.0f} minutes on {os.cpu_count()} CPU cores of the machine that trained it"
-        + (f", starting from the weights in `{spec.pretrained}` (their own training time not included)."
-           if spec.pretrained else "."),
+        + (f", starting from the weights in `{spec.pretrained}`" if spec.pretrained else "")
+        + (f", distilled from `{teacher}` (weight {train['distill_weight']}, temperature "
+           f"{train['distill_temperature']})" if teacher else "")
+        + (" (their own training time not included)." if spec.pretrained or teacher else "."),
         f"- Reproduce: `{command or 'ferlab train <config>'}` then "
         f"`ferlab runs card {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`.",
         "",

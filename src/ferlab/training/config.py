@@ -81,6 +81,13 @@ class TrainConfig:
     """Draw training batches with probability inversely proportional to class size."""
     targets: str = "hard"
     """hard (majority labels) or votes (FER+ vote distribution as soft targets)."""
+    teacher: Optional[str] = None
+    """Knowledge distillation: a trained ferlab model (run folder or model.pt) with the same
+    classes and input whose softened predictions on the training images are extra targets."""
+    distill_weight: float = 0.5
+    """Share of the loss given to matching the teacher (the rest goes to the labels)."""
+    distill_temperature: float = 4.0
+    """Softmax temperature of both teacher and student in the distillation term."""
     bf16: bool = True
     channels_last: bool = True
     threads: int = 0
@@ -235,6 +242,8 @@ def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> 
         raise FerlabError("config data.path is required (the dataset to train on)")
     if config.train.batch_size < 2 or config.train.epochs < 1:
         raise FerlabError("config train.batch_size must be at least 2 and train.epochs at least 1")
+    if not 0 <= config.train.distill_weight <= 1 or config.train.distill_temperature <= 0:
+        raise FerlabError("config train.distill_weight must be between 0 and 1 and train.distill_temperature above 0")
     return config
 
 

@@ -34,7 +34,7 @@ from ferlab.errors import FerlabError
 from ferlab.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
 from ferlab.labels import get_label_set, map_labels
 from ferlab.models.base import FerModel, summary
-from ferlab.models.bundle import ModelBundle, atomic_save, save_bundle
+from ferlab.models.bundle import ModelBundle, atomic_save, load_bundle, save_bundle
 from ferlab.models.registry import create_model
 from ferlab.training.augment import augment
 from ferlab.training.config import ExperimentConfig, build_config, read_config_file
@@ -147,6 +147,7 @@ class Trainer:
         soft = train.targets == "votes"
         self.train_data = split_tensors(self.dataset, "train", soft)
         self.val_data = split_tensors(self.dataset, "val", soft)
+        self.teacher_probabilities = self._teacher_probabilities() if train.teacher else None
         self.class_weights = (
             torch.tensor(balanced_class_weights(self.train_data.labels.numpy(), len(self.label_set)), dtype=torch.float32)
             if train.class_weights else None
@@ -161,6 +162,36 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
         self._pending_optimizer: tuple[dict[str, Any], dict[str, Any] | None] | None = None
+
+    @torch.no_grad()
+    def _teacher_probabilities(self) -> torch.Tensor:
+        """The teacher's softened predictions on the un-augmented training images.
+
+        Computed once (offline distillation): the teacher costs one forward pass per run
+        instead of one per epoch, which is what makes a slow teacher affordable on a CPU.
+        """
+        train = self.config.train
+        teacher = load_bundle(train.teacher)  # type: ignore[arg-type]
+        if teacher.label_set.classes != self.label_set.classes:
+            raise FerlabError(
+                f"the teacher {train.teacher} predicts {', '.join(teacher.label_set.classes)}, the training data "
+                f"has {', '.join(self.label_set.classes)}: distillation needs the same classes in the same order"
+            )
+        spec, student = teacher.spec, self.model.spec
+        if (spec.input_size, spec.in_channels) != (student.input_size, student.in_channels):
+            raise FerlabError(
+                f"the teacher {train.teacher} takes {spec.in_channels}x{spec.input_size}x{spec.input_size} faces, "
+                f"the student {student.in_channels}x{student.input_size}x{student.input_size}: give the student "
+                "the teacher's input_size and in_channels"
+            )
+        model = teacher.model.eval()
+        images = self.train_data.images
+        logits = []
+        for start in range(0, len(images), EVAL_BATCH):
+            batch = normalize(images[start:start + EVAL_BATCH], spec.input_mean, spec.input_std)
+            with self._autocast():
+                logits.append(model(batch).float())
+        return torch.softmax(torch.cat(logits) / train.distill_temperature, dim=1)
 
     # -- run folder -------------------------------------------------------------------
 
@@ -226,6 +257,14 @@ class Trainer:
             logits.float(), targets, weight=self.class_weights, label_smoothing=self.config.train.label_smoothing
         )
 
+    def _distilled(self, label_loss: torch.Tensor, logits: torch.Tensor, taught: torch.Tensor) -> torch.Tensor:
+        """Hinton et al.'s mix: labels plus KL to the teacher at temperature T, scaled by T²
+        so the two terms keep comparable gradients whatever T is."""
+        train = self.config.train
+        t = train.distill_temperature
+        imitation = F.kl_div(F.log_softmax(logits.float() / t, dim=1), taught, reduction="batchmean") * t * t
+        return (1 - train.distill_weight) * label_loss + train.distill_weight * imitation
+
     def _prepare(self, batch: torch.Tensor) -> torch.Tensor:
         spec = self.model.spec
         x = normalize(batch, spec.input_mean, spec.input_std)
@@ -254,14 +293,19 @@ class Trainer:
             index = order[b * self.batch_size:(b + 1) * self.batch_size]
             images = augment(data.images[index], config.augment, generator) if config.augment.policy != "none" else data.images[index]
             x, targets = self._prepare(images), data.targets[index]
+            taught = self.teacher_probabilities[index] if self.teacher_probabilities is not None else None
             if config.train.mixup_alpha > 0:
                 lam = float(mix_rng.beta(config.train.mixup_alpha, config.train.mixup_alpha))
                 perm = torch.randperm(len(index), generator=generator)
                 x = lam * x + (1 - lam) * x[perm]
                 targets = lam * targets + (1 - lam) * targets[perm]
+                if taught is not None:
+                    taught = lam * taught + (1 - lam) * taught[perm]
             with self._autocast():
                 logits = self.model(x)
             loss = self._loss(logits, targets)
+            if taught is not None:
+                loss = self._distilled(loss, logits, taught)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
