@@ -251,12 +251,36 @@ def test_a_student_learns_from_the_teacher_alone(blob_data: Path, blob_model: Pa
 
     monkeypatch.setattr(card, "classification_speed", lambda predictor, batch: 1.0)
     card.write_card(tmp_path / "student", blob_data, tmp_path / "card.md")
-    assert f"distilled from `{blob_model}` (weight 1.0, temperature 2.0)" in (tmp_path / "card.md").read_text()
+    assert f"distilled from `{blob_model}` at temperature 2.0 with weight 1.0" in (tmp_path / "card.md").read_text()
+    resumed = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
+    resumed.restore_checkpoint()  # the same teacher file: fine
+    resumed.teacher_sha256 = "0" * 64  # as if the teacher file had been retrained since
+    with pytest.raises(FerlabError, match="is not the file this run started with"):
+        resumed.restore_checkpoint()
+
+
+def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ferlab.training.trainer as trainer_module
+
+    trained = []
+    def interrupted(config: object, runs_dir: Path) -> None:
+        trained.append(config)
+        raise TrainingInterrupted("interrupted; resume with ...")
+    monkeypatch.setattr(trainer_module, "train", interrupted)
+    configs = []
+    for name in ("first", "second"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\ndata:\n  path: {blob_data}\n")
+        configs.append(str(path))
+    result = CliRunner().invoke(app, ["train", *configs, "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "interrupted" in result.output and len(trained) == 1
 
 
 def test_a_teacher_with_another_input_is_refused(blob_data: Path, blob_model: Path, tmp_path: Path) -> None:
     overrides = tiny_config(blob_data, **{"train.teacher": str(blob_model)})  # the student takes 24x24 faces
     with pytest.raises(FerlabError, match="the student 1x24x24: give the student the teacher's input_size"):
         Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
+    with pytest.raises(FerlabError, match="train.teacher must be the path of a ferlab model"):
+        build_config({"name": "student"}, tiny_config(blob_data, **{"train.teacher": "true"}))
     with pytest.raises(FerlabError, match="distill_weight must be between 0 and 1"):
         build_config({"name": "student"}, tiny_config(blob_data, **{"train.distill_weight": 1.5}))

@@ -35,6 +35,7 @@ def train(
     config that fails is reported and the sweep goes on with the next one.
     """
     from ferlab.training.config import load_config
+    from ferlab.training.trainer import TrainingInterrupted
     from ferlab.training.trainer import resume as resume_run
     from ferlab.training.trainer import train as train_run
 
@@ -55,6 +56,8 @@ def train(
     for experiment in experiments:
         try:
             _report(*train_run(experiment, runs_dir))
+        except TrainingInterrupted:
+            raise  # Ctrl-C stops the whole sweep
         except FerlabError as exc:
             if len(experiments) == 1:
                 raise

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ferlab.evaluation.evaluator import metrics_table
 from ferlab.evaluation.report import run_evaluation
 from ferlab.inference.predictor import Predictor
 from ferlab.models.bundle import load_bundle
+from ferlab.training.config import build_config, read_config_file
 
 
 def classification_speed(predictor: Predictor, batch: int, seconds: float = 3.0) -> float:
@@ -41,8 +41,7 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
     eval_dir, summary = run_evaluation(run_dir, data, split="test", dedup=dedup, tta=("flip", "tencrop"))
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
     config_text = (run_dir / "config.yaml").read_text()
-    train = yaml.safe_load(config_text).get("train", {})
-    teacher = train.get("teacher")
+    train = build_config(read_config_file(run_dir / "config.yaml")).train
     params = sum(p.numel() for p in bundle.model.parameters())
     predictor = Predictor(bundle)
     speed_1, speed_64 = classification_speed(predictor, 1), classification_speed(predictor, 64)
@@ -60,9 +59,9 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
         f"{train_metrics['train_seconds'] / 60:.0f} minutes on {os.cpu_count()} CPU cores of the machine that trained it"
         + (f", starting from the weights in `{spec.pretrained}`" if spec.pretrained else "")
-        + (f", distilled from `{teacher}` (weight {train['distill_weight']}, temperature "
-           f"{train['distill_temperature']})" if teacher else "")
-        + (" (their own training time not included)." if spec.pretrained or teacher else "."),
+        + (f", distilled from `{train.teacher}` at temperature {train.distill_temperature} with weight "
+           f"{train.distill_weight}" if train.teacher else "")
+        + ("; the training time of those models is not included." if spec.pretrained or train.teacher else "."),
         f"- Reproduce: `{command or 'ferlab train <config>'}` then "
         f"`ferlab runs card {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`.",
         "",

@@ -29,7 +29,7 @@ def run_evaluation(
     data_format: str = "auto",
     ferplus_labels: Path | None = None,
     ferplus_majority: str = "strict",
-    tta: Sequence[TTA] = (),
+    tta: TTA | Sequence[TTA] = (),
     dedup: Path | None = None,
     gradcam_examples: bool = True,
 ) -> tuple[Path, dict[str, Any]]:
@@ -37,7 +37,7 @@ def run_evaluation(
 
     Each test-time augmentation in `tta` is reported next to the plain figures.
     """
-    methods = [method for method in dict.fromkeys(tta) if method != "none"]
+    methods = [method for method in dict.fromkeys((tta,) if isinstance(tta, str) else tta) if method != "none"]
     unknown = [method for method in methods if method not in get_args(TTA)]
     if unknown:
         raise FerlabError(f"unknown test-time augmentation {', '.join(unknown)}; use flip or tencrop")

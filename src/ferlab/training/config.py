@@ -242,6 +242,8 @@ def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> 
         raise FerlabError("config data.path is required (the dataset to train on)")
     if config.train.batch_size < 2 or config.train.epochs < 1:
         raise FerlabError("config train.batch_size must be at least 2 and train.epochs at least 1")
+    if config.train.teacher is not None and not isinstance(config.train.teacher, str):
+        raise FerlabError(f"config train.teacher must be the path of a ferlab model, got {config.train.teacher!r}")
     if not 0 <= config.train.distill_weight <= 1 or config.train.distill_temperature <= 0:
         raise FerlabError("config train.distill_weight must be between 0 and 1 and train.distill_temperature above 0")
     return config

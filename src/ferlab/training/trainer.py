@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import hashlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -147,7 +148,8 @@ class Trainer:
         soft = train.targets == "votes"
         self.train_data = split_tensors(self.dataset, "train", soft)
         self.val_data = split_tensors(self.dataset, "val", soft)
-        self.teacher_probabilities = self._teacher_probabilities() if train.teacher else None
+        self.teacher_sha256: str | None = None
+        self.teacher_probabilities = self._teacher_probabilities(train.teacher) if train.teacher else None
         self.class_weights = (
             torch.tensor(balanced_class_weights(self.train_data.labels.numpy(), len(self.label_set)), dtype=torch.float32)
             if train.class_weights else None
@@ -164,23 +166,30 @@ class Trainer:
         self._pending_optimizer: tuple[dict[str, Any], dict[str, Any] | None] | None = None
 
     @torch.no_grad()
-    def _teacher_probabilities(self) -> torch.Tensor:
+    def _teacher_probabilities(self, teacher_path: str) -> torch.Tensor:
         """The teacher's softened predictions on the un-augmented training images.
 
-        Computed once (offline distillation): the teacher costs one forward pass per run
-        instead of one per epoch, which is what makes a slow teacher affordable on a CPU.
+        Computed when the run starts or resumes (offline distillation): the teacher costs
+        one forward pass instead of one per epoch, which makes a slow teacher affordable on
+        a CPU. The teacher file's digest goes into each checkpoint, so a run never resumes
+        with a different teacher.
         """
         train = self.config.train
-        teacher = load_bundle(train.teacher)  # type: ignore[arg-type]
+        teacher = load_bundle(teacher_path)
+        bundle_file = Path(teacher_path) / "model.pt" if Path(teacher_path).is_dir() else Path(teacher_path)
+        self.teacher_sha256 = hashlib.sha256(bundle_file.read_bytes()).hexdigest()
+        if teacher.info.get("data") not in (None, self.config.data.path):
+            logger.warning("the teacher %s was trained on %s, this run on %s: make sure it never saw this run's "
+                           "validation or test images", teacher_path, teacher.info.get("data"), self.config.data.path)
         if teacher.label_set.classes != self.label_set.classes:
             raise FerlabError(
-                f"the teacher {train.teacher} predicts {', '.join(teacher.label_set.classes)}, the training data "
+                f"the teacher {teacher_path} predicts {', '.join(teacher.label_set.classes)}, the training data "
                 f"has {', '.join(self.label_set.classes)}: distillation needs the same classes in the same order"
             )
         spec, student = teacher.spec, self.model.spec
         if (spec.input_size, spec.in_channels) != (student.input_size, student.in_channels):
             raise FerlabError(
-                f"the teacher {train.teacher} takes {spec.in_channels}x{spec.input_size}x{spec.input_size} faces, "
+                f"the teacher {teacher_path} takes {spec.in_channels}x{spec.input_size}x{spec.input_size} faces, "
                 f"the student {student.in_channels}x{student.input_size}x{student.input_size}: give the student "
                 "the teacher's input_size and in_channels"
             )
@@ -349,6 +358,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "state": self.state.__dict__,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "teacher_sha256": self.teacher_sha256,
             },
             self.checkpoint_path,
         )
@@ -358,6 +368,11 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             raise FerlabError(f"{self.run_dir}: no checkpoint (last.pt) to resume from")
         saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if saved.get("teacher_sha256") != self.teacher_sha256:
+            raise FerlabError(
+                f"{self.run_dir}: the teacher {self.config.train.teacher} is not the file this run started with; "
+                "resuming would train on other targets (put the original back, or start a new run)"
+            )
         self.model.load_state_dict(saved["model"])
         self.state = TrainState(**saved["state"])
         self._pending_optimizer = (saved["optimizer"], saved["scheduler"])
