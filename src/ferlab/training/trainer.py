@@ -8,10 +8,10 @@ so a resumed run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import hashlib
 import random
 import time
 from dataclasses import dataclass, field
