@@ -16,7 +16,9 @@ from ferlab.data.stats import balanced_class_weights
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
 from ferlab.training.config import build_config, load_config
-from ferlab.training.trainer import Trainer, TrainingInterrupted, resume, split_tensors, train
+from ferlab.training.trainer import (
+    Trainer, TrainingInterrupted, load_training_data, resume, split_tensors, train,
+)
 
 
 def tiny_config(data: Path, **overrides: object) -> list[str]:
@@ -144,6 +146,26 @@ def test_votes_on_a_dataset_without_votes_is_a_clear_error(blob_data: Path, tmp_
     config = build_config({"name": "v"}, tiny_config(blob_data, **{"train.targets": "votes"}))
     with pytest.raises(FerlabError, match="needs FER\\+ votes"):
         train(config, tmp_path)
+
+
+def test_val_clean_keeps_only_the_listed_validation_images(blob_data: Path, tmp_path: Path) -> None:
+    everything = load_training_data(build_config({"name": "all"}, tiny_config(blob_data)), 24, 1)
+    val_sources = sorted(everything.split("val").sources)
+    clean = tmp_path / "val-clean.txt"
+    clean.write_text("# ferlab data audit: the val images ...\n" + "\n".join(val_sources[::2]) + "\n")
+
+    config = build_config({"name": "clean"}, tiny_config(blob_data, **{"data.val_clean": str(clean)}))
+    dataset = load_training_data(config, 24, 1)
+    assert sorted(dataset.split("val").sources) == val_sources[::2]
+    assert len(dataset.split("train")) == len(everything.split("train"))  # only validation shrinks
+    assert len(dataset.split("test")) == len(everything.split("test"))
+
+    clean.write_text("train/angry/0.png\n")  # a list made for another split keeps no validation image
+    with pytest.raises(FerlabError, match="none of the validation images"):
+        load_training_data(config, 24, 1)
+    missing = build_config({"name": "m"}, tiny_config(blob_data, **{"data.val_clean": str(tmp_path / "no.txt")}))
+    with pytest.raises(FerlabError, match="no such deduplicated list"):
+        load_training_data(missing, 24, 1)
 
 
 def test_config_file_overrides_and_validation(tmp_path: Path) -> None:

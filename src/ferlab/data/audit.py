@@ -422,3 +422,13 @@ def summary_markdown(
         lines += ["", "## Pairs whose labels differ", ""]
         lines += _table(("label a", "label b", "pairs"), ((a, b, n) for (a, b), n in disagreements.most_common()))
     return "\n".join(lines) + "\n"
+
+
+def read_clean_list(path: Path) -> set[str]:
+    """Source ids from an audit's --write-clean-split file (comments and blanks ignored)."""
+    if not path.is_file():
+        raise FerlabError(f"{path}: no such deduplicated list (make one with ferlab data audit --write-clean-split)")
+    ids = {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    if not ids:
+        raise FerlabError(f"{path}: the deduplicated list is empty")
+    return ids

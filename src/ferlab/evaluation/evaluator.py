@@ -115,16 +115,6 @@ def evaluate(
     )
 
 
-def read_clean_list(path: Path) -> set[str]:
-    """Source ids from an audit's --write-clean-split file (comments and blanks ignored)."""
-    if not path.is_file():
-        raise FerlabError(f"{path}: no such deduplicated list (make one with ferlab data audit --write-clean-split)")
-    ids = {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
-    if not ids:
-        raise FerlabError(f"{path}: the deduplicated list is empty")
-    return ids
-
-
 def metrics_table(metrics: dict[str, Any]) -> str:
     """The reports' classification-report table, in Markdown."""
     lines = ["| class | precision | recall | F1 | support | AUC |", "|---|---:|---:|---:|---:|---:|"]

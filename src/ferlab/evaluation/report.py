@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
+from ferlab.data.audit import read_clean_list
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import FerlabError
-from ferlab.evaluation.evaluator import EvaluationResult, evaluate, metrics_table, read_clean_list, write_metrics
+from ferlab.evaluation.evaluator import EvaluationResult, evaluate, metrics_table, write_metrics
 from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
 from ferlab.inference.engine import TTA
 from ferlab.models.bundle import load_bundle

@@ -31,6 +31,10 @@ class DataConfig:
     split_seed: int = 0
     max_train_samples: Optional[int] = None
     """Use a stratified random subset of the training split (quick experiments, tests)."""
+    val_clean: Optional[str] = None
+    """A clean list from `ferlab data audit --query-split val --write-clean-split`: model
+    selection, early stopping and the calibration temperature use only those validation
+    images, so near-copies of training images (memorised, not recognised) cannot steer them."""
 
 
 @dataclass

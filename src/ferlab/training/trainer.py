@@ -26,6 +26,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
+from ferlab.data.audit import read_clean_list
 from ferlab.data.dataset import FaceDataset
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
@@ -109,9 +110,23 @@ def load_training_data(config: ExperimentConfig, input_size: int, channels: int)
             stratify=dataset.labels[train_index] if np.bincount(dataset.labels[train_index]).min() > 1 else None,
         )
         dataset = dataset.subset(np.sort(np.concatenate([keep, np.flatnonzero(dataset.splits != "train")])))
+    if data.val_clean:
+        dataset = _deduplicated_validation(dataset, Path(data.val_clean))
     if config.train.targets == "votes" and dataset.votes is None:
         raise FerlabError("train.targets=votes needs FER+ votes, and this dataset has none")
     return dataset
+
+
+def _deduplicated_validation(dataset: FaceDataset, clean_list: Path) -> FaceDataset:
+    """Drop the validation images that are not in the audit's clean list."""
+    is_val = dataset.splits == "val"
+    keep = np.isin(dataset.sources, list(read_clean_list(clean_list)))
+    kept = int((keep & is_val).sum())
+    if kept == 0:
+        raise FerlabError(f"data.val_clean: none of the validation images is in {clean_list}; "
+                          "make it with ferlab data audit DATA --query-split val --write-clean-split FILE")
+    logger.info("validation: %d of %d images have no near-copy in training (%s)", kept, int(is_val.sum()), clean_list)
+    return dataset.subset(~is_val | keep)
 
 
 def split_tensors(dataset: FaceDataset, split: str, soft: bool) -> SplitTensors:
