@@ -148,7 +148,8 @@ def test_votes_on_a_dataset_without_votes_is_a_clear_error(blob_data: Path, tmp_
         train(config, tmp_path)
 
 
-def test_val_clean_keeps_only_the_listed_validation_images(blob_data: Path, tmp_path: Path) -> None:
+def test_val_clean_keeps_only_the_listed_validation_images(blob_data: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     everything = load_training_data(build_config({"name": "all"}, tiny_config(blob_data)), 24, 1)
     val_sources = sorted(everything.split("val").sources)
     clean = tmp_path / "val-clean.txt"
@@ -159,6 +160,16 @@ def test_val_clean_keeps_only_the_listed_validation_images(blob_data: Path, tmp_
     assert sorted(dataset.split("val").sources) == val_sources[::2]
     assert len(dataset.split("train")) == len(everything.split("train"))  # only validation shrinks
     assert len(dataset.split("test")) == len(everything.split("test"))
+
+    from ferlab.evaluation import card
+
+    monkeypatch.setattr(card, "classification_speed", lambda predictor, batch: 1.0)
+    run_dir, metrics = train(build_config({"name": "clean"}, tiny_config(blob_data, **{
+        "data.val_clean": str(clean), "train.epochs": 1})), tmp_path / "runs")
+    assert metrics["val"]["samples"] == len(val_sources[::2])
+    card.write_card(run_dir, blob_data, tmp_path / "card.md")
+    assert f"selected on the validation images with no near-copy in training (`{clean}`)" in (
+        tmp_path / "card.md").read_text()
 
     clean.write_text("train/angry/0.png\n")  # a list made for another split keeps no validation image
     with pytest.raises(FerlabError, match="none of the validation images"):

@@ -41,7 +41,10 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
     eval_dir, summary = run_evaluation(run_dir, data, split="test", dedup=dedup, tta=("flip", "tencrop"))
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
     config_text = (run_dir / "config.yaml").read_text()
-    train = build_config(read_config_file(run_dir / "config.yaml")).train
+    config = build_config(read_config_file(run_dir / "config.yaml"))
+    train = config.train
+    validation = (f"the validation images with no near-copy in training (`{config.data.val_clean}`)"
+                  if config.data.val_clean else "the validation split")
     params = sum(p.numel() for p in bundle.model.parameters())
     predictor = Predictor(bundle)
     speed_1, speed_64 = classification_speed(predictor, 1), classification_speed(predictor, 64)
@@ -53,8 +56,8 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
         f"- Architecture: `{spec.name}` {spec.config}, {params:,} parameters, input "
         f"{spec.in_channels}x{spec.input_size}x{spec.input_size}.",
         f"- Classes ({len(bundle.label_set)}): {', '.join(bundle.label_set.classes)}.",
-        f"- Trained on the train split of `{bundle.info.get('data')}`, best epoch selected on the validation split "
-        f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the validation split. "
+        f"- Trained on the train split of `{bundle.info.get('data')}`, best epoch selected on {validation} "
+        f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the same images. "
         "The test split was used for nothing but these figures.",
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
         f"{train_metrics['train_seconds'] / 60:.0f} minutes on {os.cpu_count()} CPU cores of the machine that trained it"

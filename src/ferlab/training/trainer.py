@@ -493,6 +493,7 @@ class Trainer:
             "temperature": temperature,
             "val": {
                 **self.evaluate(self.val_data, val_logits),
+                "samples": len(val_labels),
                 "ece": expected_calibration_error(softmax(val_logits.numpy()), val_labels),
                 "ece_calibrated": expected_calibration_error(softmax(val_logits.numpy(), temperature), val_labels),
             },
