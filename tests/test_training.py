@@ -170,6 +170,11 @@ def test_val_clean_keeps_only_the_listed_validation_images(blob_data: Path, tmp_
     card.write_card(run_dir, blob_data, tmp_path / "card.md")
     assert f"selected on the validation images with no near-copy in training (`{clean}`)" in (
         tmp_path / "card.md").read_text()
+    clean.write_text("\n".join(val_sources[1::2]) + "\n")  # the audit was rerun with other thresholds
+    resumed = Trainer(build_config({"name": "clean"}, tiny_config(blob_data, **{
+        "data.val_clean": str(clean), "train.epochs": 1})), run_dir)
+    with pytest.raises(FerlabError, match="data.val_clean .* is not the file this run started with"):
+        resumed.restore_checkpoint()
 
     clean.write_text("train/angry/0.png\n")  # a list made for another split keeps no validation image
     with pytest.raises(FerlabError, match="none of the validation images"):
@@ -287,8 +292,8 @@ def test_a_student_learns_from_the_teacher_alone(blob_data: Path, blob_model: Pa
     assert f"distilled from `{blob_model}` at temperature 2.0 with weight 1.0" in (tmp_path / "card.md").read_text()
     resumed = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
     resumed.restore_checkpoint()  # the same teacher file: fine
-    resumed.teacher_sha256 = "0" * 64  # as if the teacher file had been retrained since
-    with pytest.raises(FerlabError, match="is not the file this run started with"):
+    resumed.input_digests["train.teacher"] = "0" * 64  # as if the teacher file had been retrained since
+    with pytest.raises(FerlabError, match="train.teacher .* is not the file this run started with"):
         resumed.restore_checkpoint()
 
 

@@ -117,6 +117,10 @@ def load_training_data(config: ExperimentConfig, input_size: int, channels: int)
     return dataset
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _deduplicated_validation(dataset: FaceDataset, clean_list: Path) -> FaceDataset:
     """Drop the validation images that are not in the audit's clean list."""
     is_val = dataset.splits == "val"
@@ -163,7 +167,11 @@ class Trainer:
         soft = train.targets == "votes"
         self.train_data = split_tensors(self.dataset, "train", soft)
         self.val_data = split_tensors(self.dataset, "val", soft)
-        self.teacher_sha256: str | None = None
+        # sha256 of each file the targets or the selection depend on (teacher, clean
+        # validation list): a run never resumes on different inputs.
+        self.input_digests: dict[str, str] = {}
+        if config.data.val_clean:
+            self.input_digests["data.val_clean"] = _sha256(Path(config.data.val_clean))
         self.teacher_probabilities = self._teacher_probabilities(train.teacher) if train.teacher else None
         self.class_weights = (
             torch.tensor(balanced_class_weights(self.train_data.labels.numpy(), len(self.label_set)), dtype=torch.float32)
@@ -186,13 +194,12 @@ class Trainer:
 
         Computed when the run starts or resumes (offline distillation): the teacher costs
         one forward pass instead of one per epoch, which makes a slow teacher affordable on
-        a CPU. The teacher file's digest goes into each checkpoint, so a run never resumes
-        with a different teacher.
+        a CPU. The teacher file's digest goes into each checkpoint (`input_digests`).
         """
         train = self.config.train
         teacher = load_bundle(teacher_path)
         bundle_file = Path(teacher_path) / "model.pt" if Path(teacher_path).is_dir() else Path(teacher_path)
-        self.teacher_sha256 = hashlib.sha256(bundle_file.read_bytes()).hexdigest()
+        self.input_digests["train.teacher"] = _sha256(bundle_file)
         if teacher.info.get("data") not in (None, self.config.data.path):
             logger.warning("the teacher %s was trained on %s, this run on %s: make sure it never saw this run's "
                            "validation or test images", teacher_path, teacher.info.get("data"), self.config.data.path)
@@ -373,7 +380,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "state": self.state.__dict__,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-                "teacher_sha256": self.teacher_sha256,
+                "input_digests": self.input_digests,
             },
             self.checkpoint_path,
         )
@@ -383,11 +390,13 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             raise FerlabError(f"{self.run_dir}: no checkpoint (last.pt) to resume from")
         saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        if saved.get("teacher_sha256") != self.teacher_sha256:
-            raise FerlabError(
-                f"{self.run_dir}: the teacher {self.config.train.teacher} is not the file this run started with; "
-                "resuming would train on other targets (put the original back, or start a new run)"
-            )
+        saved_digests = saved.get("input_digests", {})
+        for key in sorted(set(saved_digests) | set(self.input_digests)):
+            if saved_digests.get(key) != self.input_digests.get(key):
+                raise FerlabError(
+                    f"{self.run_dir}: {key} {self.config.flat()[key]} is not the file this run started with; "
+                    "resuming would train or select on other data (put the original back, or start a new run)"
+                )
         self.model.load_state_dict(saved["model"])
         self.state = TrainState(**saved["state"])
         self._pending_optimizer = (saved["optimizer"], saved["scheduler"])
@@ -500,7 +509,6 @@ class Trainer:
         }
         if "test" in self.dataset.split_names():
             metrics["test"] = self.evaluate(split_tensors(self.dataset, "test", soft=False))
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
         plot_history(self.state.history, self.run_dir / "curves.png")
         model = self.model.to(memory_format=torch.contiguous_format)
         save_bundle(
@@ -510,6 +518,8 @@ class Trainer:
             ),
             self.run_dir / "model.pt",
         )
+        # Written last: train() takes metrics.json as the sign of a finished run.
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
         return metrics
 
 
