@@ -197,6 +197,11 @@ def test_config_file_overrides_and_validation(tmp_path: Path) -> None:
         load_config(path, ["train.lrate=1"])
     with pytest.raises(FerlabError, match="train.epochs must be a whole number"):
         load_config(path, ["train.epochs=2.5"])
+    with pytest.raises(FerlabError, match="data.max_train_samples must be a whole number"):
+        load_config(path, ["data.max_train_samples=0.5"])
+    with pytest.raises(FerlabError, match="data.val_clean must be a str, got 5"):
+        load_config(path, ["data.val_clean=5"])
+    assert load_config(path, ["data.max_train_samples=100"]).data.max_train_samples == 100
     with pytest.raises(FerlabError, match="augment.policy must be one of"):
         load_config(path, ["augment.policy=heavy"])
     with pytest.raises(FerlabError, match="key=value"):
@@ -318,7 +323,7 @@ def test_a_teacher_with_another_input_is_refused(blob_data: Path, blob_model: Pa
     overrides = tiny_config(blob_data, **{"train.teacher": str(blob_model)})  # the student takes 24x24 faces
     with pytest.raises(FerlabError, match="the student 1x24x24: give the student the teacher's input_size"):
         Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
-    with pytest.raises(FerlabError, match="train.teacher must be the path of a ferlab model"):
+    with pytest.raises(FerlabError, match="train.teacher must be a str, got True"):
         build_config({"name": "student"}, tiny_config(blob_data, **{"train.teacher": "true"}))
     with pytest.raises(FerlabError, match="distill_weight must be between 0 and 1"):
         build_config({"name": "student"}, tiny_config(blob_data, **{"train.distill_weight": 1.5}))

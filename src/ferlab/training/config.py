@@ -10,7 +10,7 @@ import dataclasses
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_args, get_type_hints
 
 import yaml
 
@@ -161,6 +161,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
             f"known in {where.rstrip('.') or 'the top level'}: {', '.join(known)}"
         )
     kwargs: dict[str, Any] = {}
+    hints = get_type_hints(cls)
     for name, value in values.items():
         default = getattr(cls(), name) if name in known else None
         if dataclasses.is_dataclass(default):
@@ -168,8 +169,14 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
                 raise FerlabError(f"config {where}{name} must be a table of keys")
             kwargs[name] = _build(type(default), value, f"{where}{name}.")
         else:
-            kwargs[name] = _coerce(value, default, f"{where}{name}")
+            kwargs[name] = _coerce(value, default if default is not None else _example_of(hints[name]), f"{where}{name}")
     return cls(**kwargs)
+
+
+def _example_of(hint: Any) -> Any:
+    """A value of the type inside `Optional[...]`, so a key whose default is None is type-checked too."""
+    inner = [arg for arg in get_args(hint) if arg is not type(None)]
+    return inner[0]() if len(inner) == 1 and inner[0] in (str, int, float, bool) else None
 
 
 def _coerce(value: Any, default: Any, key: str) -> Any:
@@ -246,8 +253,6 @@ def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> 
         raise FerlabError("config data.path is required (the dataset to train on)")
     if config.train.batch_size < 2 or config.train.epochs < 1:
         raise FerlabError("config train.batch_size must be at least 2 and train.epochs at least 1")
-    if config.train.teacher is not None and not isinstance(config.train.teacher, str):
-        raise FerlabError(f"config train.teacher must be the path of a ferlab model, got {config.train.teacher!r}")
     if not 0 <= config.train.distill_weight <= 1 or config.train.distill_temperature <= 0:
         raise FerlabError("config train.distill_weight must be between 0 and 1 and train.distill_temperature above 0")
     return config
