@@ -178,14 +178,19 @@ def test_predict_cli_handles_folders_globs_and_bad_files(blob_model: Path, tmp_p
     for i in range(3):
         Image.fromarray(blob_image(i, np.random.default_rng(i))).save(folder / f"face{i}.png")
     (folder / "broken.png").write_bytes(b"\x89PNG nope")
-    result = runner.invoke(app, ["predict", str(folder), str(tmp_path / "*.none"), "--model", str(blob_model), "--no-detect",
-                                 "--backend", "torch", "--out", str(tmp_path / "out.csv"), "--annotate", str(tmp_path / "ann")])
+    (tmp_path / "more").mkdir()
+    Image.fromarray(blob_image(0, np.random.default_rng(9))).save(tmp_path / "more" / "face0.png")
+    result = runner.invoke(app, ["predict", str(folder), str(tmp_path / "more"), str(tmp_path / "*.none"), "--model",
+                                 str(blob_model), "--no-detect", "--backend", "torch", "--out", str(tmp_path / "out.csv"),
+                                 "--annotate", str(tmp_path / "ann")])
     assert result.exit_code == 0, result.output
     assert "skip: " in result.output and "broken.png" in result.output and "nothing matches" in result.output
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
-    assert [Path(r["file"]).name for r in rows] == ["face0.png", "face1.png", "face2.png"]
+    assert [Path(r["file"]).name for r in rows] == ["face0.png", "face1.png", "face2.png", "face0.png"]
     assert {"angry", "happy", "sad", "confidence"} <= set(rows[0])
-    assert len(list((tmp_path / "ann").glob("*.png"))) == 3
+    assert len(list((tmp_path / "ann").glob("*.png"))) == 4  # the two face0.png do not overwrite each other
+    result = runner.invoke(app, ["predict", str(folder), "--model", str(blob_model), "--batch", "0"])
+    assert result.exit_code == 2 and "--batch" in result.output
     result = runner.invoke(app, ["predict", str(GRACE_HOPPER), "--model", str(blob_model), "--backend", "torch",
                                  "--detector", "haar", "--out", str(tmp_path / "out.json")])
     assert result.exit_code == 0, result.output

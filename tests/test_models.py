@@ -348,3 +348,19 @@ def test_a_trained_ferlab_bundle_starts_a_model_with_other_classes(tmp_path):
         assert torch.equal(started.eval().backbone(x), source.eval().backbone(x))
     with pytest.raises(FerlabError, match="shape mismatch"):
         create_model("resnet9_fer", 7, width=16, pretrained=str(path))
+
+
+def test_an_interrupted_save_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferlab.models import bundle
+
+    target = tmp_path / "last.pt"
+    bundle.atomic_save({"epoch": 1}, target)
+
+    def interrupted(obj: object, handle: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bundle.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bundle.atomic_save({"epoch": 2}, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert torch.load(target)["epoch"] == 1

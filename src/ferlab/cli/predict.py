@@ -49,7 +49,7 @@ def predict(
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
     tta: Annotated[str, typer.Option("--tta", help="none, flip or tencrop.")] = "none",
-    batch: Annotated[int, typer.Option("--batch", help="Images per classification batch.")] = 32,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per classification batch.")] = 32,
 ) -> None:
     """Detect faces and classify their expressions; one row per face, classes sorted by probability."""
     import numpy as np
@@ -64,6 +64,7 @@ def predict(
         raise FerlabError("no input images")
     predictor = load(model, detector=detector, backend=backend, tta=tta)  # type: ignore[arg-type]
     records: list[dict[str, object]] = []
+    annotated: set[str] = set()
     failures = 0
     for start in range(0, len(paths), batch):
         decoded: list[tuple[Path, np.ndarray]] = []
@@ -88,7 +89,11 @@ def predict(
                 for number, face in enumerate(faces, start=1):
                     draw_face(canvas, face.box, f"{number} {face.label} {face.confidence:.2f}", face.probabilities, face.uncertain)
                 annotate.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(canvas).save(annotate / f"{path.stem}.annotated.png")
+                name = f"{path.stem}.annotated.png"
+                if name in annotated:  # photos with the same name in different folders
+                    name = f"{path.stem}.{len(annotated)}.annotated.png"
+                annotated.add(name)
+                Image.fromarray(canvas).save(annotate / name)
     if out is not None:
         write_records(records, out, predictor.classes)
         typer.echo(f"wrote {out}")

@@ -64,34 +64,36 @@ def process_video(
     frame_index = processed = with_faces = n_faces = 0
     tracks: list[Track] = []
     timeline: dict[int, list[tuple[float, np.ndarray]]] = {}
-    with csv_path.open("w", newline="") as handle:
-        rows = csv.writer(handle)
-        rows.writerow(["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "confidence", *classes])
-        bar = tqdm(total=total, desc=path.name, unit="frame", disable=None)
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            seconds = frame_index / fps
-            if frame_index % every == 0:
-                faces = predictor.predict(rgb)
-                tracks = tracker.update(list(faces))
-                processed += 1
-                with_faces += bool(faces)
-                n_faces += len(faces)
-                for track in tracks:
-                    label, confidence = tracker.label(track)
-                    rows.writerow([frame_index, f"{seconds:.3f}", track.face_id, *track.box, label, f"{confidence:.4f}",
-                                   *(f"{p:.4f}" for p in track.probabilities)])
-                    timeline.setdefault(track.face_id, []).append((seconds, track.probabilities.copy()))
-            draw_tracks(rgb, tracker, tracks, predictor.uncertain_below)
-            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            frame_index += 1
-            bar.update(1)
-        bar.close()
-    capture.release()
-    writer.release()
+    try:
+        with csv_path.open("w", newline="") as handle:
+            rows = csv.writer(handle)
+            rows.writerow(["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "confidence", *classes])
+            bar = tqdm(total=total, desc=path.name, unit="frame", disable=None)
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                seconds = frame_index / fps
+                if frame_index % every == 0:
+                    faces = predictor.predict(rgb)
+                    tracks = tracker.update(list(faces))
+                    processed += 1
+                    with_faces += bool(faces)
+                    n_faces += len(faces)
+                    for track in tracks:
+                        label, confidence = tracker.label(track)
+                        rows.writerow([frame_index, f"{seconds:.3f}", track.face_id, *track.box, label, f"{confidence:.4f}",
+                                       *(f"{p:.4f}" for p in track.probabilities)])
+                        timeline.setdefault(track.face_id, []).append((seconds, track.probabilities.copy()))
+                draw_tracks(rgb, tracker, tracks, predictor.uncertain_below)
+                writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                frame_index += 1
+                bar.update(1)
+            bar.close()
+    finally:
+        capture.release()
+        writer.release()
     if frame_index == 0:
         raise FerlabError(f"{path}: no frame could be decoded")
     plot_timeline(timeline, classes, plot_path)

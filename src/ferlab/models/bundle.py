@@ -41,7 +41,12 @@ def atomic_save(obj: Any, path: Path) -> None:
     """torch.save through a temporary file and a rename, so a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        torch.save(obj, handle)
+        try:
+            torch.save(obj, handle)
+        except BaseException:  # Ctrl-C included: leave no half-written .tmp behind
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+            raise
     os.replace(handle.name, path)
 
 

@@ -12,10 +12,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
 
 from ferlab.errors import FerlabError  # noqa: E402
-from ferlab.training.config import build_config  # noqa: E402
+from ferlab.training.config import build_config, read_config_file  # noqa: E402
 
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
@@ -41,7 +40,7 @@ def _read_run(run_dir: Path) -> dict[str, Any]:
     config_path, metrics_path = run_dir / "config.yaml", run_dir / "metrics.json"
     if not config_path.is_file():
         raise FerlabError(f"{run_dir}: not a run folder (no config.yaml)")
-    config = build_config(yaml.safe_load(config_path.read_text())).flat()
+    config = build_config(read_config_file(config_path)).flat()
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     if not metrics and (run_dir / "history.json").is_file():
         history = json.loads((run_dir / "history.json").read_text())
