@@ -51,6 +51,15 @@ def test_deduplicated_metrics_leave_out_listed_copies(blob_model: Path, blob_dat
     assert abs(summary["deduplicated"]["accuracy"] * 15 + summary["near_copies"]["accuracy"] * 5 - total) < 1e-6
     report = (tmp_path / "eval" / "classification_report.md").read_text()
     assert "Without near-copies" in report and "Only the test images that have a near-copy" in report
+    assert "Only the test images that have a near-copy" in (tmp_path / "eval" / "report.md").read_text()
+
+    val_sources = sorted(str(p.relative_to(blob_data)) for p in (blob_data / "val").rglob("*.png"))
+    clean.write_text("\n".join(val_sources[3:]) + "\n")
+    _, summary = run_evaluation(blob_model, blob_data, split="val", out=tmp_path / "val", dedup=clean,
+                                gradcam_examples=False)
+    assert summary["near_copies"]["samples"] == 3
+    report = (tmp_path / "val" / "report.md").read_text()
+    assert "## All val images" in report and "Only the val images that have a near-copy" in report
 
 
 def test_cross_dataset_evaluation_keeps_shared_classes_and_says_so(blob_model: Path, tmp_path: Path) -> None:

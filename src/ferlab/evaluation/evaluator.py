@@ -134,31 +134,40 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_metrics(result: EvaluationResult, out_dir: Path, clean: set[str] | None = None) -> dict[str, Any]:
+def write_metrics(
+    result: EvaluationResult, out_dir: Path, clean: set[str] | None = None, split: str = "test",
+) -> dict[str, Any]:
     """metrics.json and classification_report.{txt,md}; with `clean`, the deduplicated figures too."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"classes": list(result.classes), "notes": result.notes, "all": result.metrics()}
-    sections = ["## All test images", "", metrics_table(summary["all"])]
     if clean is not None:
         mask = np.isin(result.sources, list(clean))
         if not mask.any():
             raise FerlabError("none of the evaluated images is in the deduplicated list: is it for this dataset?")
         summary["deduplicated"] = result.metrics(mask)
         summary["deduplicated"]["removed"] = int((~mask).sum())
-        sections += ["", f"## Without near-copies of training images ({int((~mask).sum())} removed)", "",
-                     metrics_table(summary["deduplicated"])]
         if (~mask).any():  # the copies alone: how much overlap with training inflates a score
             summary["near_copies"] = result.metrics(~mask)
-            sections += ["", "## Only the test images that have a near-copy in training", "",
-                         metrics_table(summary["near_copies"])]
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
-    (out_dir / "classification_report.md").write_text("\n".join(sections) + "\n")
+    (out_dir / "classification_report.md").write_text("\n".join(report_sections(summary, split)) + "\n")
     predicted = result.probabilities.argmax(1)
     (out_dir / "classification_report.txt").write_text(
         classification_report(result.labels, predicted, labels=list(range(len(result.classes))),
                               target_names=list(result.classes), digits=3, zero_division=0)
     )
     return summary
+
+
+def report_sections(summary: dict[str, Any], split: str) -> list[str]:
+    """Markdown classification reports: all images, then without and with only the near-copies."""
+    sections = [f"## All {split} images", "", metrics_table(summary["all"])]
+    if "deduplicated" in summary:
+        sections += ["", f"## Without near-copies of training images ({summary['deduplicated']['removed']} removed)",
+                     "", metrics_table(summary["deduplicated"])]
+    if "near_copies" in summary:
+        sections += ["", f"## Only the {split} images that have a near-copy in training", "",
+                     metrics_table(summary["near_copies"])]
+    return sections
 
 
 def confusion(result: EvaluationResult) -> np.ndarray:

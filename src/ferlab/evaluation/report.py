@@ -15,7 +15,7 @@ from ferlab.data.audit import read_clean_list
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import FerlabError
-from ferlab.evaluation.evaluator import EvaluationResult, evaluate, metrics_table, write_metrics
+from ferlab.evaluation.evaluator import EvaluationResult, evaluate, report_sections, write_metrics
 from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
 from ferlab.inference.engine import TTA
 from ferlab.models.bundle import load_bundle
@@ -51,7 +51,7 @@ def run_evaluation(
     clean = read_clean_list(dedup) if dedup else None
 
     result = evaluate(bundle, dataset, split)
-    summary = write_metrics(result, out_dir, clean)
+    summary = write_metrics(result, out_dir, clean, split)
     if methods:
         summary["tta"] = {}
         for method in methods:
@@ -76,10 +76,7 @@ def _write_report(
     lines += [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
     if run_dir is not None and (run_dir / "curves.png").is_file():
         lines += ["## Training curves", "", f"![training curves]({os.path.relpath(run_dir / 'curves.png', out_dir)})", ""]
-    lines += ["## Classification report", "", metrics_table(summary["all"]), ""]
-    if "deduplicated" in summary:
-        lines += [f"## Without near-copies of training images ({summary['deduplicated']['removed']} removed)", "",
-                  metrics_table(summary["deduplicated"]), ""]
+    lines += report_sections(summary, split) + [""]
     if "tta" in summary:
         lines += ["## Test-time augmentation", ""]
         for method, tta in summary["tta"].items():
