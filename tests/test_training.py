@@ -176,8 +176,11 @@ def test_val_clean_keeps_only_the_listed_validation_images(blob_data: Path, tmp_
     with pytest.raises(FerlabError, match="data.val_clean .* is not the file this run started with"):
         resumed.restore_checkpoint()
 
-    clean.write_text("train/angry/0.png\n")  # a list made for another split keeps no validation image
+    clean.write_text("test/angry/0.png\n")  # a list made for another split keeps no validation image
     with pytest.raises(FerlabError, match="none of the validation images"):
+        load_training_data(config, 24, 1)
+    clean.write_text("\n".join(val_sources) + "\ntrain/angry/0.png\n")  # made with another split of the data
+    with pytest.raises(FerlabError, match="lists training images"):
         load_training_data(config, 24, 1)
     missing = build_config({"name": "m"}, tiny_config(blob_data, **{"data.val_clean": str(tmp_path / "no.txt")}))
     with pytest.raises(FerlabError, match="no such deduplicated list"):

@@ -7,7 +7,6 @@ by one command (`ferlab runs card`), so a card can always be regenerated.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,8 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
         f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the same images. "
         "The test split was used for nothing but these figures.",
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
-        f"{train_metrics['train_seconds'] / 60:.0f} minutes on {os.cpu_count()} CPU cores of the machine that trained it"
+        f"{train_metrics['train_seconds'] / 60:.0f} minutes on "
+        + (f"{train_metrics['threads']} CPU threads" if "threads" in train_metrics else "the CPU")
         + (f", starting from the weights in `{spec.pretrained}`" if spec.pretrained else "")
         + (f", distilled from `{train.teacher}` at temperature {train.distill_temperature} with weight "
            f"{train.distill_weight}" if train.teacher else "")

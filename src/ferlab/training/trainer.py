@@ -125,6 +125,9 @@ def _deduplicated_validation(dataset: FaceDataset, clean_list: Path) -> FaceData
     """Drop the validation images that are not in the audit's clean list."""
     is_val = dataset.splits == "val"
     keep = np.isin(dataset.sources, list(read_clean_list(clean_list)))
+    if (keep & (dataset.splits == "train")).any():
+        raise FerlabError(f"data.val_clean: {clean_list} lists training images, so it was made for another split "
+                          "of this data (a different data.split_seed?); audit again with the same splits")
     kept = int((keep & is_val).sum())
     if kept == 0:
         raise FerlabError(f"data.val_clean: none of the validation images is in {clean_list}; "
@@ -496,6 +499,7 @@ class Trainer:
             "best_epoch": self.state.best_epoch,
             "epochs_run": len(self.state.history),
             "train_seconds": round(self.state.seconds, 1),
+            "threads": torch.get_num_threads(),
             "monitor": self.config.train.monitor,
             "label_set": self.label_set.name,
             "classes": list(self.label_set.classes),
