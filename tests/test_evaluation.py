@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import blob_image, write_image
+from conftest import blob_image, make_class_tree, write_image
 from ferlab.cli.main import app
 from ferlab.errors import FerlabError
 from ferlab.evaluation.gradcam import gradcam
@@ -163,3 +163,29 @@ def test_unknown_test_time_augmentation_is_refused_before_any_work(blob_model: P
                                  "--out", str(out)])
     assert result.exit_code != 0 and "unknown test-time augmentation rotate" in result.output
     assert not out.exists()
+
+
+def test_evaluating_a_run_uses_its_split_of_an_unsplit_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferlab.evaluation import report
+    from ferlab.training.config import build_config
+    from ferlab.training.trainer import load_training_data, train
+
+    data = make_class_tree(tmp_path / "faces", {"angry": 10, "happy": 10, "sad": 10}, splits=())
+    config = build_config({"name": "seeded"}, [f"data.path={data}", "data.split_seed=3", "model.name=baseline_cnn",
+                                               "model.params={input_size: 24}", "train.epochs=1", "train.batch_size=8"])
+    run_dir, _ = train(config, tmp_path / "runs")
+    trained_test = sorted(load_training_data(config, 24, 1).split("test").sources)
+
+    loaded = []
+    real_load = report.load_dataset
+
+    def recording_load(*args: object, **kwargs: object) -> object:
+        loaded.append(real_load(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(report, "load_dataset", recording_load)
+    run_evaluation(run_dir, data, out=tmp_path / "eval", gradcam_examples=False)
+    assert sorted(loaded[0].split("test").sources) == trained_test  # not the seed-0 split's test images
+    assert sorted(load_training_data(build_config({"name": "s0"}, [f"data.path={data}", "model.params={input_size: 24}",
+                                                                   "model.name=baseline_cnn"]), 24, 1)
+                  .split("test").sources) != trained_test

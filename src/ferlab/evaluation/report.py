@@ -19,6 +19,7 @@ from ferlab.evaluation.evaluator import EvaluationResult, evaluate, report_secti
 from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
 from ferlab.inference.engine import TTA
 from ferlab.models.bundle import load_bundle
+from ferlab.training.config import build_config, read_config_file
 
 
 def run_evaluation(
@@ -44,9 +45,12 @@ def run_evaluation(
         raise FerlabError(f"unknown test-time augmentation {', '.join(unknown)}; use flip or tencrop")
     bundle = load_bundle(model)
     spec = bundle.spec
-    options = LoadOptions(size=spec.input_size, channels=spec.in_channels, ferplus_majority=ferplus_majority)  # type: ignore[arg-type]
-    dataset = load_dataset(data, format=data_format, ferplus_labels=ferplus_labels, options=options)  # type: ignore[arg-type]
     run_dir = model if model.is_dir() else None
+    options = LoadOptions(
+        size=spec.input_size, channels=spec.in_channels, seed=_split_seed(run_dir),
+        ferplus_majority=ferplus_majority,  # type: ignore[arg-type]
+    )
+    dataset = load_dataset(data, format=data_format, ferplus_labels=ferplus_labels, options=options)  # type: ignore[arg-type]
     out_dir = out or (model if model.is_dir() else model.parent) / "eval" / f"{Path(data).name}-{split}"
     clean = read_clean_list(dedup) if dedup else None
 
@@ -66,6 +70,14 @@ def run_evaluation(
         plot_gradcam_examples(bundle, result, output_index, out_dir / "gradcam_examples.png")
     _write_report(out_dir, result, summary, model, data, split, run_dir, gradcam_examples)
     return out_dir, summary
+
+
+def _split_seed(run_dir: Path | None) -> int:
+    """The seed the run split a dataset without splits with, so that its test images are
+    the ones it never trained on (0, the default, for a bare model.pt)."""
+    if run_dir is None or not (run_dir / "config.yaml").is_file():
+        return 0
+    return build_config(read_config_file(run_dir / "config.yaml")).data.split_seed
 
 
 def _write_report(
