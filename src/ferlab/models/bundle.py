@@ -65,11 +65,15 @@ def save_bundle(bundle: ModelBundle, path: Path) -> None:
     )
 
 
+def bundle_file(path: str | Path) -> Path:
+    """The model file a user means: a run folder's model.pt, or the file itself."""
+    path = Path(path)
+    return path / "model.pt" if path.is_dir() else path
+
+
 def load_bundle(path: str | Path) -> ModelBundle:
     """Rebuild a model from its bundle file; a clear error for anything that is not one."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
+    path = bundle_file(path)
     if not path.is_file():
         raise FerlabError(f"{path}: no such model file (train one with `ferlab train`)")
     try:

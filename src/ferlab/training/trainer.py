@@ -36,7 +36,7 @@ from ferlab.errors import FerlabError
 from ferlab.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
 from ferlab.labels import get_label_set, map_labels
 from ferlab.models.base import FerModel, summary
-from ferlab.models.bundle import ModelBundle, atomic_save, load_bundle, save_bundle
+from ferlab.models.bundle import ModelBundle, atomic_save, bundle_file, load_bundle, save_bundle
 from ferlab.models.registry import create_model
 from ferlab.training.augment import augment
 from ferlab.training.config import ExperimentConfig, build_config, read_config_file
@@ -201,8 +201,7 @@ class Trainer:
         """
         train = self.config.train
         teacher = load_bundle(teacher_path)
-        bundle_file = Path(teacher_path) / "model.pt" if Path(teacher_path).is_dir() else Path(teacher_path)
-        self.input_digests["train.teacher"] = _sha256(bundle_file)
+        self.input_digests["train.teacher"] = _sha256(bundle_file(teacher_path))
         if teacher.info.get("data") not in (None, self.config.data.path):
             logger.warning("the teacher %s was trained on %s, this run on %s: make sure it never saw this run's "
                            "validation or test images", teacher_path, teacher.info.get("data"), self.config.data.path)
