@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import scipy.fft
 from PIL import Image
-import typer
 from typer.testing import CliRunner
 
 from ferlab.cli.main import app
@@ -215,24 +214,11 @@ def test_bad_splits_and_shift_are_user_errors(planted: Path) -> None:
         find_duplicates(dataset, thresholds=AuditThresholds(max_shift=13), progress=False)
 
 
-def ferlab_app() -> typer.Typer:
-    """`ferlab`, or, while cli/data.py does not register `data audit` yet, a stand-in that does."""
-    from ferlab.cli.data import data_app
-    from ferlab.cli.data_audit import audit
-
-    if any(command.name == "audit" for command in data_app.registered_commands):
-        return app
-    stand_in, data = typer.Typer(), typer.Typer()
-    data.command("audit")(audit)
-    stand_in.add_typer(data, name="data")
-    return stand_in
-
-
 def test_cli_writes_pairs_summary_and_clean_split(planted: Path, tmp_path: Path) -> None:
     out, clean = tmp_path / "report", tmp_path / "clean.txt"
     runner = CliRunner()
     result = runner.invoke(
-        ferlab_app(), ["data", "audit", str(planted), "--out", str(out), "--write-clean-split", str(clean)]
+        app, ["data", "audit", str(planted), "--out", str(out), "--write-clean-split", str(clean)]
     )
     assert result.exit_code == 0, result.output
     assert "5 duplicate pairs (2 exact, 3 near)" in result.output
@@ -248,6 +234,28 @@ def test_cli_writes_pairs_summary_and_clean_split(planted: Path, tmp_path: Path)
     assert lines[0].startswith("# ferlab data audit: the test images of")
     assert [line for line in lines if not line.startswith("#")] == EXPECTED_CLEAN
 
-    bad = runner.invoke(ferlab_app(), ["data", "audit", str(planted), "--min-correlation", "1.5"])
+    bad = runner.invoke(app, ["data", "audit", str(planted), "--min-correlation", "1.5"])
     assert bad.exit_code == 2
     assert bad.output.strip() == "error: min correlation must be in (0, 1], got 1.5"
+
+
+def test_a_clean_validation_list_follows_the_split_seed_of_the_run(tmp_path: Path) -> None:
+    from conftest import make_class_tree
+    from ferlab.training.config import build_config
+    from ferlab.training.trainer import load_training_data
+
+    data = make_class_tree(tmp_path / "faces", {"angry": 10, "happy": 10, "sad": 10}, splits=())
+    lists = {}
+    for seed in (0, 3):
+        lists[seed] = tmp_path / f"val-clean-{seed}.txt"
+        result = CliRunner().invoke(app, [
+            "data", "audit", str(data), "--out", str(tmp_path / f"audit{seed}"), "--split-seed", str(seed),
+            "--query-split", "val", "--write-clean-split", str(lists[seed])])
+        assert result.exit_code == 0, result.output
+
+    def config(clean: Path) -> object:
+        return build_config({"name": "r"}, [f"data.path={data}", "data.split_seed=3", f"data.val_clean={clean}"])
+
+    assert len(load_training_data(config(lists[3]), 48, 1).split("val")) == 3  # nothing duplicated
+    with pytest.raises(FerlabError, match="lists training images"):
+        load_training_data(config(lists[0]), 48, 1)

@@ -45,6 +45,9 @@ def audit(
     write_clean_split: Annotated[Optional[Path], typer.Option(
         "--write-clean-split", help="Write the source ids of the query images with no duplicate to this file.",
     )] = None,
+    split_seed: Annotated[int, typer.Option(
+        "--split-seed", help="Seed of the train/val/test split made for data without splits (a run's data.split_seed).",
+    )] = 0,
     format: Annotated[str, typer.Option("--format", help=_FORMAT_HELP)] = "auto",
     ferplus_labels: Annotated[Optional[Path], typer.Option("--ferplus-labels", help=_FERPLUS_HELP)] = None,
     against_format: Annotated[str, typer.Option("--against-format", help=_FORMAT_HELP)] = "auto",
@@ -58,13 +61,15 @@ def audit(
         AuditThresholds, find_duplicates, leakage_splits, summary_markdown, write_pairs_csv,
     )
     from ferlab.data.loader import load_dataset
+    from ferlab.data.options import LoadOptions
 
     thresholds = AuditThresholds(max_hamming, min_correlation, max_shift)  # bad values fail before loading
-    dataset = load_dataset(path, format=format, ferplus_labels=ferplus_labels)  # type: ignore[arg-type]
+    options = LoadOptions(seed=split_seed)
+    dataset = load_dataset(path, format=format, ferplus_labels=ferplus_labels, options=options)  # type: ignore[arg-type]
     other = None
     if against is not None:
         other = load_dataset(
-            against, format=against_format, ferplus_labels=against_ferplus_labels,  # type: ignore[arg-type]
+            against, format=against_format, ferplus_labels=against_ferplus_labels, options=options,  # type: ignore[arg-type]
         )
     reference, queried = leakage_splits(dataset, other, reference_split or ("train",), query_split)
     if other is not None:  # only the query splits of the second dataset are searched for
