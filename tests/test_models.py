@@ -32,7 +32,7 @@ def _one_thread():
 
 ALL = [
     "baseline_cnn", "efficientnet_b0", "efficientnet_lite0", "mini_xception", "mobilenet_v2",
-    "resnet18_fer", "resnet50v2", "resnet9_fer", "seed_cnn", "vgg13_fer",
+    "resnet18_fer", "resnet50v2", "resnet9_fer", "seed_cnn", "seed_cnn_4block", "vgg13_fer",
 ]
 TRANSFER = ["efficientnet_b0", "efficientnet_lite0", "mobilenet_v2", "resnet50v2"]
 SMALL = {  # a cheap non-default config per model
@@ -45,6 +45,7 @@ SMALL = {  # a cheap non-default config per model
     "resnet50v2": {"input_size": 32, "in_channels": 1},
     "resnet9_fer": {"width": 16, "in_channels": 3},
     "seed_cnn": {"dense": (256,)},
+    "seed_cnn_4block": {"input_size": 32, "dense": (128,)},
     "vgg13_fer": {"input_size": 64, "batch_norm": False},
 }
 
@@ -104,11 +105,37 @@ def test_spec_config_rebuilds_the_same_architecture():
     assert param_counts(again) == param_counts(model)
 
 
+def _keras_count(model: nn.Module) -> tuple[int, int]:
+    """(total, non-trainable) as Keras counts them: BN moving mean and variance are non-trainable weights."""
+    moving = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+    total, trainable = param_counts(model)
+    return total + moving, total - trainable + moving
+
+
+def test_seed_cnn_is_the_second_reports_5_8m_reading():
+    # Three blocks of 2x(conv-ReLU-BN) 64/128/256 at 48x48x1, Dense 512 + BN, 8 FER+ logits:
+    # convs 1,144,256 + conv BN 1,792 + dense 4,719,104 + dense BN 1,024 + logits 4,104.
+    model = create_model("seed_cnn", 8)
+    assert param_counts(model) == (5_870_280, 5_870_280)
+    assert _keras_count(model) == (5_873_096, 2_816)  # the report's "about 5.8M", exactly
+    assert param_counts(model.head.fc1)[0] == 4_719_104  # 6*6*256 -> 512
+    assert [name for name, _ in model.backbone.named_children() if name.startswith("block")] == [
+        "block1", "block2", "block3"]
+    assert model.spec.gradcam_layer == "backbone.block3"
+    assert "Keras would report 5,873,096 params, 2,816 non-trainable" in summary(model)
+
+
+def test_seed_cnn_4block_is_the_prose_reading():
+    # Four blocks 64..512, Dense 512 + BN and Dense 256 + BN, 8 logits: convs 4,684,224 +
+    # conv BN 3,840 + dense 2,359,808 + 131,328 + dense BN 1,536 + logits 2,056.
+    model = create_model("seed_cnn_4block", 8)
+    assert param_counts(model) == (7_182_792, 7_182_792)
+    assert _keras_count(model) == (7_188_168, 5_376)
+    assert param_counts(create_model("seed_cnn_4block", 7)) == (7_182_535, 7_182_535)
+    assert model.spec.gradcam_layer == "backbone.block4"
+
+
 def test_parameter_counts():
-    # seed_cnn, faithful: convs 4,684,224 + conv BN 3,840 + dense 2,359,808 + 131,328
-    # + dense BN 1,536 + logits 1,799 (Keras adds 5,376 BN moving statistics: 7,187,911).
-    assert param_counts(create_model("seed_cnn", 7)) == (7_182_535, 7_182_535)
-    assert param_counts(create_model("seed_cnn", 7, dense=(256,)))[0] == 5_870_279
     assert param_counts(create_model("mini_xception", 7))[0] == 56_951  # Keras: 58,423
     assert param_counts(create_model("resnet18_fer", 7))[0] == 11_171_271
     # backbones match Keras' trainable counts (include_top=False) / torchvision's features

@@ -131,7 +131,8 @@ def summary(model: nn.Module, input_size: int | None = None, in_channels: int | 
 
     Output shapes come from one forward pass on a zero batch of 2 in eval mode (the
     model's mode is restored afterwards). Parameter counts exclude BN running statistics,
-    which Keras counts as non-trainable parameters.
+    which Keras counts as non-trainable parameters; a last line gives the Keras count, so a
+    figure quoted from a Keras model summary can be compared.
     """
     spec: ModelSpec | None = getattr(model, "spec", None)
     size = input_size or (spec.input_size if spec else None)
@@ -185,4 +186,11 @@ def summary(model: nn.Module, input_size: int | None = None, in_channels: int | 
         f"Trainable params: {trainable:,}",
         f"Non-trainable params: {total - trainable:,}",
     ]
+    moving = sum(b.numel() for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                 for b in (m.running_mean, m.running_var) if b is not None)
+    if moving:
+        lines.append(
+            f"Keras would report {total + moving:,} params, {total - trainable + moving:,} non-trainable "
+            f"(it adds the {moving:,} batch-norm moving means and variances)"
+        )
     return "\n".join(lines)
