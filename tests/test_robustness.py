@@ -1,0 +1,77 @@
+"""Corruptions for the robustness benchmark, and rebalancing by the training class prior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ferlab.errors import FerlabError
+from ferlab.evaluation.robustness import (
+    CORRUPTIONS, SEVERITIES, balanced_subsample, corrupt, model_input,
+)
+from ferlab.models.prior import class_prior, prior_of_targets, rebalance
+
+
+def _faces(n: int = 6, size: int = 48) -> np.ndarray:
+    """Smooth synthetic RGB 'faces': a bright disc with dark eyes and mouth on a gradient."""
+    yy, xx = np.mgrid[:size, :size] / size
+    face = 60 + 120 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2 < 0.16) + 40 * xx
+    face[int(0.33 * size):int(0.4 * size), int(0.25 * size):int(0.75 * size)] = 30
+    face[int(0.7 * size):int(0.78 * size), int(0.35 * size):int(0.65 * size)] = 40
+    grey = np.stack([np.roll(face, k, axis=1) for k in range(n)]).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=3)
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_every_corruption_changes_pixels_keeps_shape_and_repeats_with_the_seed(name: str) -> None:
+    faces = _faces()
+    for severity in SEVERITIES:
+        out = corrupt(faces, name, severity, seed=3)
+        assert out.shape == faces.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - faces).mean() > 0.5, (name, severity)
+        np.testing.assert_array_equal(out, corrupt(faces, name, severity, seed=3))
+
+
+@pytest.mark.parametrize("name", ["gaussian_blur", "gaussian_noise", "jpeg", "low_resolution", "occlusion"])
+def test_higher_severity_moves_further_from_the_original(name: str) -> None:
+    faces = _faces()
+    distance = [np.abs(corrupt(faces, name, s).astype(int) - faces).mean() for s in SEVERITIES]
+    assert distance[0] < distance[2], distance
+
+
+def test_colour_cast_is_coloured_and_model_input_makes_it_grey_at_the_model_size() -> None:
+    tinted = corrupt(_faces(), "colour", 3)
+    assert np.abs(tinted[..., 0].astype(int) - tinted[..., 2]).mean() > 5
+    grey = model_input(tinted, 96, 1)
+    assert grey.shape == (len(tinted), 96, 96, 1)
+    assert model_input(tinted, 64, 3).shape == (len(tinted), 64, 64, 3)
+
+
+def test_balanced_subsample_takes_the_rarest_class_count_from_each_class() -> None:
+    labels = np.array([0] * 50 + [1] * 7 + [2] * 20)
+    chosen = balanced_subsample(labels, seed=1)
+    assert np.bincount(labels[chosen]).tolist() == [7, 7, 7]
+    np.testing.assert_array_equal(chosen, balanced_subsample(labels, seed=1))
+
+
+def test_rebalancing_by_the_prior_undoes_it() -> None:
+    prior = np.array([0.7, 0.2, 0.1])
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2]])
+    balanced = rebalance(probabilities, prior)
+    np.testing.assert_allclose(balanced[0], [1 / 3] * 3)  # the prior itself carries no evidence
+    assert balanced[1].argmax() == 2 and np.allclose(balanced.sum(axis=1), 1)
+    np.testing.assert_allclose(rebalance(probabilities, np.full(3, 1 / 3)), probabilities)
+
+
+def test_prior_of_vote_targets_is_their_mean_and_never_zero() -> None:
+    targets = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [1.0, 0, 0], [0.5, 0.5, 0]])
+    prior = prior_of_targets(targets)
+    assert prior[0] == pytest.approx(0.75, abs=1e-3) and prior[2] > 0 and sum(prior) == pytest.approx(1)
+
+
+def test_a_model_without_a_recorded_prior_is_a_clear_error() -> None:
+    with pytest.raises(FerlabError, match="class prior"):
+        class_prior({}, 3)
+    with pytest.raises(FerlabError, match="does not fit"):
+        class_prior({"class_prior": [0.5, 0.5]}, 3)
+    np.testing.assert_allclose(class_prior({"class_prior": [2, 1, 1]}, 3), [0.5, 0.25, 0.25])
