@@ -25,43 +25,10 @@ import numpy as np
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import FerlabError
-from ferlab.evaluation.calibration import expected_calibration_error, softmax
+from ferlab.evaluation.calibration import expected_calibration_error
 from ferlab.evaluation.robustness import (
-    CORRUPTIONS, SEVERITIES, Score, balanced_subsample, corrupt, model_input, per_class_recall,
+    CORRUPTIONS, SEVERITIES, Score, ScoredModel, balanced_subsample, corrupt, per_class_recall,
 )
-from ferlab.inference.engine import Classifier
-from ferlab.inference.predictor import resolve_model
-from ferlab.models.bundle import ModelBundle, load_bundle
-from ferlab.models.prior import class_prior, rebalance
-
-
-class Member:
-    """One model, its outputs reordered to the data's classes."""
-
-    def __init__(self, reference: str, data_classes: tuple[str, ...], backend: str) -> None:
-        self.bundle: ModelBundle = load_bundle(resolve_model(reference))
-        model_classes = self.bundle.label_set.classes
-        missing = [c for c in data_classes if c not in model_classes]
-        if missing:
-            raise FerlabError(f"{reference} does not predict {', '.join(missing)}, which the data has")
-        self.outputs = [model_classes.index(c) for c in data_classes]
-        self.classifier = Classifier(self.bundle, backend)  # type: ignore[arg-type]
-
-    def probabilities(self, rgb_faces: np.ndarray, uniform_prior: bool) -> np.ndarray:
-        spec = self.bundle.spec
-        logits = self.classifier.logits(model_input(rgb_faces, spec.input_size, spec.in_channels))
-        probabilities = softmax(logits, self.bundle.temperature)
-        if uniform_prior:
-            probabilities = rebalance(probabilities, class_prior(self.bundle.info, spec.num_classes))
-        chosen = probabilities[:, self.outputs]
-        return chosen / chosen.sum(axis=1, keepdims=True)
-
-
-def score_all(members: list[Member], faces: np.ndarray, labels: np.ndarray, classes: int,
-              uniform_prior: bool) -> tuple[Score, float, np.ndarray]:
-    probabilities = np.mean([m.probabilities(faces, uniform_prior) for m in members], axis=0)
-    predicted = probabilities.argmax(1)
-    return Score.of(labels, predicted, classes), expected_calibration_error(probabilities, labels), predicted
 
 
 def main() -> int:
@@ -69,7 +36,7 @@ def main() -> int:
     parser.add_argument("models", nargs="+", help="shipped name, run folder or model.pt; A+B for an ensemble")
     parser.add_argument("--data", default=".data/ferplus", help="FER+ folder (FER2013Test is scored)")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--limit", type=int, default=0, help="score a stratified subsample of this many faces")
+    parser.add_argument("--limit", type=int, default=0, help="score a random subsample of this many faces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"))
     parser.add_argument("--prior", choices=("train", "uniform", "both"), default="train")
@@ -78,47 +45,44 @@ def main() -> int:
     args = parser.parse_args()
 
     dataset = load_dataset(args.data, options=LoadOptions(size=48, channels=3)).split(args.split)
-    faces, labels, classes = dataset.images, dataset.labels, dataset.label_set.classes
-    if args.limit and args.limit < len(labels):
-        rng = np.random.default_rng(args.seed)
-        keep = np.sort(rng.choice(len(labels), args.limit, replace=False))
-        faces, labels = faces[keep], labels[keep]
+    classes = dataset.label_set.classes
+    scored = np.arange(len(dataset.labels))
+    if args.limit and args.limit < len(scored):
+        scored = np.sort(np.random.default_rng(args.seed).choice(len(scored), args.limit, replace=False))
+    faces, labels = dataset.images[scored], dataset.labels[scored]
     balanced = balanced_subsample(dataset.labels, args.seed)
-    conditions = [(name, s) for name in CORRUPTIONS for s in SEVERITIES]
-    print(f"{len(labels)} {args.split} faces of {args.data}; {len(conditions)} corrupted conditions; "
+    conditions = [("none", 0)] + [(name, s) for name in CORRUPTIONS for s in SEVERITIES]
+    print(f"{len(labels)} {args.split} faces of {args.data}; {len(conditions) - 1} corrupted conditions; "
           f"balanced subsample {len(balanced)} faces ({len(balanced) // len(classes)} per class)", file=sys.stderr)
 
-    priors = {"train": [False], "uniform": [True], "both": [False, True]}[args.prior]
-    scorers = []
-    for spec in args.models:
-        members = [Member(reference, classes, args.backend) for reference in spec.split("+")]
-        for uniform in priors:
-            scorers.append((spec + (" (uniform prior)" if uniform else ""), members, uniform))
-
-    results: dict[str, dict] = {}
-    for name, members, uniform in scorers:
-        started = time.perf_counter()
-        clean, ece, _ = score_all(members, faces, labels, len(classes), uniform)
-        _, _, balanced_predicted = score_all(members, dataset.images[balanced], dataset.labels[balanced],
-                                             len(classes), uniform)
-        recall = per_class_recall(dataset.labels[balanced], balanced_predicted, len(classes))
-        corrupted: dict[str, dict] = {}
-        for corruption, severity in conditions:
-            score, c_ece, _ = score_all(members, corrupt(faces, corruption, severity, args.seed), labels,
-                                        len(classes), uniform)
-            corrupted[f"{corruption}/{severity}"] = {**asdict(score), "ece": c_ece}
-        mean_accuracy = float(np.mean([v["accuracy"] for v in corrupted.values()]))
-        mean_f1 = float(np.mean([v["macro_f1"] for v in corrupted.values()]))
-        results[name] = {
-            "clean": {**asdict(clean), "ece": ece}, "corrupted": corrupted,
-            "corruption_mean": {"accuracy": mean_accuracy, "macro_f1": mean_f1,
-                                "ece": float(np.mean([v["ece"] for v in corrupted.values()]))},
-            "balanced_recall": dict(zip(classes, map(float, recall))),
-            "balanced_accuracy": float(recall.mean()),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        print(f"{name}: clean {100 * clean.accuracy:.2f}% (macro-F1 {clean.macro_f1:.3f}), corruption mean "
-              f"{100 * mean_accuracy:.2f}% (macro-F1 {mean_f1:.3f}), {results[name]['seconds']} s", file=sys.stderr)
+    models = {reference: ScoredModel(reference, classes, args.backend)
+              for spec in args.models for reference in spec.split("+")}
+    variants = [(spec + (" (uniform prior)" if uniform else ""), spec.split("+"), uniform)
+                for spec in args.models for uniform in {"train": [False], "uniform": [True], "both": [False, True]}[args.prior]]
+    results: dict[str, dict] = {name: {"corrupted": {}} for name, _, _ in variants}
+    started = time.perf_counter()
+    for corruption, severity in conditions:
+        images = faces if corruption == "none" else corrupt(faces, corruption, severity, args.seed)
+        logits = {reference: model.logits(images) for reference, model in models.items()}
+        if corruption == "none":
+            balanced_logits = {reference: model.logits(dataset.images[balanced]) for reference, model in models.items()}
+        for name, members, uniform in variants:
+            probabilities = np.mean([models[m].probabilities(logits[m], uniform_prior=uniform) for m in members], axis=0)
+            entry = {**asdict(Score.of(labels, probabilities.argmax(1), len(classes))),
+                     "ece": expected_calibration_error(probabilities, labels)}
+            if corruption == "none":
+                results[name]["clean"] = entry
+                balanced_probabilities = np.mean([models[m].probabilities(balanced_logits[m], uniform_prior=uniform)
+                                                  for m in members], axis=0)
+                recall = per_class_recall(dataset.labels[balanced], balanced_probabilities.argmax(1), len(classes))
+                results[name]["balanced_recall"] = dict(zip(classes, map(float, recall)))
+                results[name]["balanced_accuracy"] = float(recall.mean())
+            else:
+                results[name]["corrupted"][f"{corruption}/{severity}"] = entry
+        print(f"{corruption}/{severity} done, {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    for result in results.values():
+        values = result["corrupted"].values()
+        result["corruption_mean"] = {key: float(np.mean([v[key] for v in values])) for key in ("accuracy", "macro_f1", "ece")}
 
     print_tables(results, classes, markdown=args.markdown)
     if args.json:

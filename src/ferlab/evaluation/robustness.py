@@ -17,7 +17,13 @@ import numpy as np
 from sklearn.metrics import f1_score, recall_score
 
 from ferlab.data.imageio import resize
+from ferlab.errors import FerlabError
+from ferlab.evaluation.calibration import softmax
+from ferlab.inference.engine import BackendName, Classifier
+from ferlab.inference.predictor import resolve_model
 from ferlab.inference.preprocess import to_channels
+from ferlab.models.bundle import load_bundle
+from ferlab.models.prior import class_prior, rebalance
 
 Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 """(uint8 RGB face (H, W, 3), severity 1..3, rng) -> corrupted uint8 RGB face."""
@@ -150,3 +156,30 @@ class Score:
 
 def per_class_recall(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     return recall_score(labels, predicted, labels=range(classes), average=None, zero_division=0)
+
+
+class ScoredModel:
+    """A model whose outputs are restricted to, and ordered as, a dataset's classes, fed with
+    RGB faces of any size through the same conversion as inference."""
+
+    def __init__(self, reference: str, data_classes: tuple[str, ...], backend: BackendName = "onnx") -> None:
+        self.bundle = load_bundle(resolve_model(reference))
+        model_classes = self.bundle.label_set.classes
+        missing = [c for c in data_classes if c not in model_classes]
+        if missing:
+            raise FerlabError(f"{reference} does not predict {', '.join(missing)}, which the data has")
+        self.outputs = [model_classes.index(c) for c in data_classes]
+        self.classifier = Classifier(self.bundle, backend)
+
+    def logits(self, rgb_faces: np.ndarray) -> np.ndarray:
+        spec = self.bundle.spec
+        return self.classifier.logits(model_input(rgb_faces, spec.input_size, spec.in_channels))[:, self.outputs]
+
+    def probabilities(self, logits: np.ndarray, temperature: float | None = None,
+                      uniform_prior: bool = False) -> np.ndarray:
+        """Softmax at the model's temperature (or another), optionally rebalanced to uniform classes."""
+        probabilities = softmax(logits, self.bundle.temperature if temperature is None else temperature)
+        if uniform_prior:
+            prior = class_prior(self.bundle.info, self.bundle.spec.num_classes)[self.outputs]
+            probabilities = rebalance(probabilities, prior)
+        return probabilities
