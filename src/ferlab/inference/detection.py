@@ -1,15 +1,24 @@
 """Face detectors that work offline, behind one small interface.
 
-`haar` (OpenCV's bundled frontal-face cascade) always works; `mediapipe` (BlazeFace,
-bundled in mediapipe==0.10.21) is used when importable: it is faster and finds more single
-faces (benchmarks/detection_rate.py), but needs numpy<2, so ferlab does not install it. Detection runs
-on a copy downscaled to at most `DETECT_SIDE` pixels, so a 12-megapixel photo costs what a
-640-pixel one does; boxes are mapped back to the original image.
+`yunet` (the default) is OpenCV Zoo's YuNet, shipped in `ferlab/weights/detectors/` with
+its MIT license: a 230 kB network run with ONNX Runtime and decoded here in NumPy (OpenCV
+4's `FaceDetectorYN` cannot read the dynamic-shape file). It gives a box, a score and five
+landmarks per face, which the cropper uses to warp each face onto the training crops'
+geometry (`ferlab.inference.preprocess`). `haar` (OpenCV's bundled frontal-face cascade)
+stays available; `mediapipe` (BlazeFace, mediapipe==0.10.21, numpy<2) is optional.
+
+Detection runs on a copy scaled so that its longest side is at most `DETECT_SIDE` pixels
+(a 12-megapixel photo costs what a 640-pixel one does) and, for YuNet, at least
+`MIN_SIDE` pixels (a 48x48 crop is upscaled); boxes and landmarks are mapped back to the
+original image. docs/detection.md has the measured detection rates and times.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -18,16 +27,31 @@ import numpy as np
 from ferlab.errors import FerlabError
 
 DETECT_SIDE = 640
+MIN_SIDE = 192
+"""YuNet upscales smaller images to this longest side: a face needs about 20 px to be found."""
+
+YUNET_FILE = Path(__file__).resolve().parents[1] / "weights" / "detectors" / "face_detection_yunet_2026may.onnx"
+YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
+
+Point = tuple[float, float]
 
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face: box (x, y, width, height) in image pixels, score in [0, 1], eyes if known."""
+    """A detected face: box (x, y, width, height) in image pixels, score in [0, 1], landmarks if known.
+
+    `landmarks` are five points in image pixels, in YuNet's order: the subject's right eye
+    (image left on an unmirrored photo), left eye, nose tip, right and left mouth corner.
+    `detector` names the detector, so that the cropper can use the box geometry measured
+    for it.
+    """
 
     box: tuple[int, int, int, int]
     score: float
-    left_eye: tuple[float, float] | None = None
-    right_eye: tuple[float, float] | None = None
+    left_eye: Point | None = None
+    right_eye: Point | None = None
+    landmarks: tuple[Point, ...] | None = None
+    detector: str = ""
 
 
 class FaceDetector(Protocol):
@@ -38,8 +62,8 @@ class FaceDetector(Protocol):
         ...
 
 
-def _downscaled(rgb: np.ndarray) -> tuple[np.ndarray, float]:
-    scale = min(1.0, DETECT_SIDE / max(rgb.shape[:2]))
+def _downscaled(rgb: np.ndarray, max_side: int = DETECT_SIDE) -> tuple[np.ndarray, float]:
+    scale = min(1.0, max_side / max(rgb.shape[:2]))
     if scale == 1.0:
         return rgb, 1.0
     size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
@@ -48,6 +72,141 @@ def _downscaled(rgb: np.ndarray) -> tuple[np.ndarray, float]:
 
 def _largest_first(faces: list[Face]) -> list[Face]:
     return sorted(faces, key=lambda f: f.box[2] * f.box[3], reverse=True)
+
+
+def _int_box(x: float, y: float, w: float, h: float) -> tuple[int, int, int, int]:
+    return int(round(x)), int(round(y)), int(round(w)), int(round(h))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Indices kept by greedy non-maximum suppression of (x, y, w, h) boxes, best score first."""
+    order = np.argsort(-scores)
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    areas = boxes[:, 2] * boxes[:, 3]
+    keep: list[int] = []
+    while order.size:
+        best = int(order[0])
+        keep.append(best)
+        rest = order[1:]
+        width = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
+        height = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        inter = width * height
+        order = rest[inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9) <= iou_threshold]
+    return keep
+
+
+def decode_yunet(outputs: dict[str, np.ndarray], height: int, width: int, score_threshold: float,
+                 iou_threshold: float = 0.3) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """(box x, y, w, h; score; landmarks (5, 2)) per face from YuNet's raw outputs for an H x W input.
+
+    As OpenCV's `FaceDetectorYN`: for stride S and the cell at row r, column c, score =
+    sqrt(clamp(cls) * clamp(obj)), box centre ((c + dx) S, (r + dy) S), size (exp(dw) S,
+    exp(dh) S), landmark k ((c + kx) S, (r + ky) S); then a score threshold and NMS.
+    """
+    boxes, scores, points = [], [], []
+    for stride in (8, 16, 32):
+        cls = outputs[f"cls_{stride}"].reshape(-1)
+        obj = outputs[f"obj_{stride}"].reshape(-1)
+        score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+        keep = np.flatnonzero(score >= score_threshold)
+        if not keep.size:
+            continue
+        cols = width // stride
+        rows, columns = np.divmod(keep, cols)
+        bbox = outputs[f"bbox_{stride}"].reshape(-1, 4)[keep]
+        kps = outputs[f"kps_{stride}"].reshape(-1, 10)[keep].reshape(-1, 5, 2)
+        centre_x, centre_y = (columns + bbox[:, 0]) * stride, (rows + bbox[:, 1]) * stride
+        w, h = np.exp(bbox[:, 2]) * stride, np.exp(bbox[:, 3]) * stride
+        boxes.append(np.stack([centre_x - w / 2, centre_y - h / 2, w, h], axis=1))
+        grid = np.stack([columns, rows], axis=1)[:, None, :]
+        points.append((grid + kps) * stride)
+        scores.append(score[keep])
+    if not boxes:
+        return []
+    all_boxes, all_scores, all_points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
+    return [(all_boxes[i], float(all_scores[i]), all_points[i]) for i in nms(all_boxes, all_scores, iou_threshold)]
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class YuNetDetector:
+    """OpenCV Zoo's YuNet (2026may, MIT), run with ONNX Runtime: box, score and 5 landmarks per face.
+
+    The input is scaled to a longest side between `min_side` and `max_side` and padded to
+    multiples of 32 (the network needs them). When nothing is found the image is tried once
+    more shrunk to `retry_scale` of its size on a gray border: a face that fills the whole
+    picture (a face crop, a close-up) is found then.
+    """
+
+    name = "yunet"
+
+    def __init__(self, score_threshold: float = 0.6, iou_threshold: float = 0.3, max_side: int = DETECT_SIDE,
+                 min_side: int = MIN_SIDE, retry_scale: float = 0.6, threads: int | None = None,
+                 model_path: Path | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise FerlabError("the yunet detector needs onnxruntime (pip install onnxruntime); use --detector haar") from None
+        path = Path(model_path or YUNET_FILE)
+        if not path.is_file():
+            raise FerlabError(f"YuNet model file missing ({path}); reinstall ferlab")
+        if model_path is None and _file_sha256(path) != YUNET_SHA256:
+            raise FerlabError(f"{path} is not the shipped YuNet file (sha256 differs); reinstall ferlab")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        options.log_severity_level = 3  # dynamic-shape warnings are expected
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.max_side = max_side
+        self.min_side = min_side
+        self.retry_scale = retry_scale
+
+    def _run(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """Raw detections on an RGB image at its own resolution (padded to multiples of 32)."""
+        height, width = rgb.shape[:2]
+        padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
+        blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
+        blob[0, :, :height, :width] = rgb[:, :, ::-1].transpose(2, 0, 1)  # RGB -> BGR, HWC -> CHW
+        outputs = dict(zip(self.output_names, self.session.run(self.output_names, {"input": blob})))
+        return decode_yunet(outputs, padded_h, padded_w, self.score_threshold, self.iou_threshold)
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        height, width = rgb.shape[:2]
+        if min(height, width) < 1:
+            return []
+        longest = max(height, width)
+        scale = min(self.max_side, max(self.min_side, longest)) / longest
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        work = rgb if scale == 1.0 else cv2.resize(
+            rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        found = self._run(work)
+        offset = np.zeros(2)
+        if not found and self.retry_scale < 1:
+            # Same canvas size, the picture shrunk into its centre: a face filling the frame gets context.
+            inner = (max(1, round(size[0] * self.retry_scale)), max(1, round(size[1] * self.retry_scale)))
+            canvas = np.full((size[1], size[0], 3), 127, np.uint8)
+            x0, y0 = (size[0] - inner[0]) // 2, (size[1] - inner[1]) // 2
+            canvas[y0:y0 + inner[1], x0:x0 + inner[0]] = cv2.resize(work, inner, interpolation=cv2.INTER_AREA)
+            found = self._run(canvas)
+            offset = np.array([x0, y0], float)
+            scale *= inner[0] / size[0]
+        faces = []
+        for box, score, points in found:
+            x, y = (box[:2] - offset) / scale
+            w, h = box[2:] / scale
+            x0, y0 = max(0.0, x), max(0.0, y)
+            w, h = min(width, x + w) - x0, min(height, y + h) - y0
+            if w < 2 or h < 2:
+                continue
+            landmarks = tuple((float(px), float(py)) for px, py in (points - offset) / scale)
+            faces.append(Face(_int_box(x0, y0, w, h), score, left_eye=landmarks[1], right_eye=landmarks[0],
+                              landmarks=landmarks, detector=self.name))
+        return _largest_first(faces)
 
 
 class HaarDetector:
@@ -74,7 +233,7 @@ class HaarDetector:
         faces = []
         for (x, y, w, h), weight in zip(boxes, np.ravel(weights) if len(boxes) else []):
             score = float(1 / (1 + np.exp(-(float(weight) - 2.0))))  # cascade margin -> (0, 1)
-            faces.append(Face(tuple(int(round(v / scale)) for v in (x, y, w, h)), score))  # type: ignore[arg-type]
+            faces.append(Face(_int_box(x / scale, y / scale, w / scale, h / scale), score, detector=self.name))
         return _largest_first(faces)
 
 
@@ -89,7 +248,7 @@ class MediaPipeDetector:
         except ImportError:
             raise FerlabError(
                 "the mediapipe detector needs mediapipe==0.10.21 (it requires numpy<2, so it lives in "
-                "its own environment; see the README); use --detector haar"
+                "its own environment; see the README); use --detector yunet or haar"
             ) from None
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1 if full_range else 0, min_detection_confidence=min_score
@@ -110,19 +269,19 @@ class MediaPipeDetector:
             # BlazeFace keypoint 0 is the subject's right eye (image left), 1 the left eye.
             right = (keypoints[0].x * width / scale, keypoints[0].y * height / scale)
             left = (keypoints[1].x * width / scale, keypoints[1].y * height / scale)
-            box = tuple(int(round(v / scale)) for v in (x, y, w, h))
-            faces.append(Face(box, float(detection.score[0]), left_eye=left, right_eye=right))  # type: ignore[arg-type]
+            faces.append(Face(_int_box(x / scale, y / scale, w / scale, h / scale), float(detection.score[0]),
+                              left_eye=left, right_eye=right, detector=self.name))
         return _largest_first(faces)
 
 
-DETECTORS = {"haar": HaarDetector, "mediapipe": MediaPipeDetector}
+DETECTORS = {"yunet": YuNetDetector, "haar": HaarDetector, "mediapipe": MediaPipeDetector}
 
 
 def create_detector(name: str = "auto") -> FaceDetector:
-    """A detector by name; `auto` is the best one installed (mediapipe, else haar)."""
+    """A detector by name; `auto` is YuNet (haar if onnxruntime is missing)."""
     if name == "auto":
         try:
-            return MediaPipeDetector()
+            return YuNetDetector()
         except FerlabError:
             return HaarDetector()
     try:
