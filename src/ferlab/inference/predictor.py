@@ -7,7 +7,7 @@ one result per face, classes sorted by score (the report's `predict_single_image
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -38,6 +38,11 @@ class FacePrediction:
     probabilities: dict[str, float]
     """Every class with its calibrated probability, highest first."""
     uncertain: bool
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    """The detector's five landmarks in image pixels (right eye, left eye, nose tip, right and left
+    mouth corner, subject's sides), or None."""
+    detected: Face | None = field(default=None, repr=False, compare=False)
+    """The detection this prediction was cropped from (`crop_face(rgb, p.detected, ...)` redoes the crop)."""
 
     @property
     def label(self) -> str:
@@ -52,6 +57,7 @@ class FacePrediction:
             "box": list(self.box), "detector_score": self.detector_score, "label": self.label,
             "confidence": self.confidence, "uncertain": self.uncertain,
             "probabilities": self.probabilities,
+            "landmarks": None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
         }
 
 
@@ -83,6 +89,15 @@ def resolve_model(name_or_path: str | Path | None = None) -> Path:
     )
 
 
+def model_label(reference: str | Path | None, path: Path) -> str:
+    """A short name for a resolved model: the shipped name, the run folder's name or the file's stem."""
+    if reference is None or (str(reference) in shipped_models() and not Path(reference).exists()):
+        return DEFAULT_MODEL if reference is None else str(reference)
+    if path.is_dir():
+        return path.resolve().name
+    return path.resolve().parent.name if path.name == "model.pt" else path.stem
+
+
 class Predictor:
     """Detects faces and classifies their expressions with one model."""
 
@@ -96,6 +111,8 @@ class Predictor:
         align: bool = True,
         tta: TTA = "none",
     ) -> None:
+        """`align=True` warps each face's landmarks onto the training crops' template; `False`
+        crops by the detector's box (ferlab.inference.preprocess)."""
         self.bundle = bundle
         self.classifier = Classifier(bundle, backend)
         self._detector = detector
@@ -131,12 +148,16 @@ class Predictor:
         """Calibrated probabilities (N, K) for uint8 crops at the model's input size."""
         return softmax(self.classifier.logits(faces, self.tta), self.bundle.temperature)
 
-    def _results(self, boxes: Sequence[tuple[tuple[int, int, int, int], float | None]], probabilities: np.ndarray) -> Faces:
+    def _results(self, faces: Sequence[Face | tuple[int, int, int, int]], probabilities: np.ndarray) -> Faces:
         results = Faces()
-        for (box, score), row in zip(boxes, probabilities):
+        for face, row in zip(faces, probabilities):
             order = np.argsort(-row)
             ranked = {self.classes[i]: float(row[i]) for i in order}
-            results.append(FacePrediction(box, score, ranked, uncertain=float(row[order[0]]) < self.uncertain_below))
+            uncertain = float(row[order[0]]) < self.uncertain_below
+            if isinstance(face, Face):
+                results.append(FacePrediction(face.box, face.score, ranked, uncertain, face.landmarks, face))
+            else:
+                results.append(FacePrediction(face, None, ranked, uncertain))
         return results
 
     def predict(self, image: ImageInput, *, detect: bool = True, bgr: bool = False) -> Faces:
@@ -146,17 +167,17 @@ class Predictor:
     def predict_many(self, images: Sequence[ImageInput], *, detect: bool = True, bgr: bool = False) -> list[Faces]:
         """Like `predict` for several images, classifying all their faces in one batch."""
         spec = self.bundle.spec
-        per_image: list[list[tuple[tuple[int, int, int, int], float | None]]] = []
+        per_image: list[list[Face | tuple[int, int, int, int]]] = []
         crops: list[np.ndarray] = []
         for image in images:
             rgb = as_rgb(image, bgr=bgr)
             height, width = rgb.shape[:2]
             if detect:
                 faces = self.detect(rgb)
-                per_image.append([(f.box, f.score) for f in faces])
+                per_image.append(list(faces))
                 crops.append(self.crops(rgb, faces))
             else:
-                per_image.append([((0, 0, width, height), None)])
+                per_image.append([(0, 0, width, height)])
                 crops.append(whole_image_face(rgb, spec.input_size, spec.in_channels)[None])
         probabilities = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.classes)))
         results, start = [], 0

@@ -1,8 +1,20 @@
-"""From a photo and a face box to exactly the crop the model was trained on.
+"""From a photo and a detected face to exactly the crop the model was trained on.
 
-FER2013 and FER+ faces are tight, upright, 48x48 gray crops; a webcam frame is none of
-that. Cropping with a margin, levelling the eyes when landmarks exist and converting to
-the model's size and channels closes most of that gap.
+FER2013 and FER+ faces are tight, upright 48x48 gray crops with a particular framing:
+eyes at about a third of the height, the mouth near the bottom edge. A detector's box
+frames a face differently (YuNet's box is taller and narrower, Haar's square one larger),
+so cropping "the box plus a margin" shows the model faces at another scale and centring
+than it learned.
+
+Instead, each face is warped with a similarity transform (rotation, uniform scale,
+translation; least squares, Umeyama 1991) that takes its five YuNet landmarks to where
+YuNet puts them on FER+ training faces (`TEMPLATE_48`, scaled to the model's input size).
+The crop then has the scale, centring and roll the model learned. Without landmarks
+(Haar), the detector's box is mapped onto its mean box in the training crops
+(`BOX_TEMPLATES_48`); for a detector with no measured box, the box plus `margin` is used.
+
+Both templates were measured by `python benchmarks/face_template.py --data .data/ferplus
+--limit 5000` (docs/detection.md): 5,000 FER+ training faces, upscaled 4x onto a gray border.
 """
 
 from __future__ import annotations
@@ -16,26 +28,111 @@ from ferlab.data.imageio import resize
 from ferlab.inference.detection import Face
 
 DEFAULT_MARGIN = 0.1
-"""Box growth on each side, as a fraction of the box: FER2013 crops include forehead and chin."""
+"""Box growth on each side, as a fraction of the box, for detectors without a measured box template."""
+
+TEMPLATE_48 = ((14.51, 18.34), (31.90, 18.05), (22.73, 28.21), (16.50, 36.47), (30.84, 36.14))
+"""Mean YuNet landmarks on FER+ training faces, in the 48x48 crop: right eye, left eye, nose tip,
+right and left mouth corner (subject's sides). Measured by `python benchmarks/face_template.py`."""
+
+BOX_TEMPLATES_48 = {"yunet": (23.90, 24.22, 39.09, 50.31), "haar": (23.73, 23.42, 46.08, 46.08)}
+"""Mean detector box on FER+ training faces in the 48x48 crop: centre x, centre y, width, height.
+Measured by `python benchmarks/face_template.py`."""
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The 2x3 similarity (rotation, uniform scale, translation) that best maps source points
+    onto target points in the least-squares sense (Umeyama's closed form, no reflection)."""
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    source_mean, target_mean = source.mean(0), target.mean(0)
+    src, dst = source - source_mean, target - target_mean
+    variance = (src ** 2).sum() / len(src)
+    if variance < 1e-12:
+        raise ValueError("source points coincide")
+    covariance = dst.T @ src / len(src)
+    u, d, vt = np.linalg.svd(covariance)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    rotation = u @ np.diag(sign) @ vt
+    scale = float((d * sign).sum() / variance)
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = target_mean - scale * rotation @ source_mean
+    return matrix
+
+
+def _box_transform(face: Face, size: int, margin: float) -> np.ndarray:
+    """Image -> crop for the box alone: the detector's mean box in the training crops, or box + margin."""
+    x, y, w, h = face.box
+    cx, cy = x + w / 2, y + h / 2
+    template = BOX_TEMPLATES_48.get(face.detector)
+    if template is not None:
+        tcx, tcy, tw, th = (v * size / 48 for v in template)
+        scale = math.sqrt(tw * th / max(w * h, 1e-9))
+    else:
+        tcx = tcy = size / 2
+        scale = size / (max(w, h) * (1 + 2 * margin))
+    return np.array([[scale, 0, tcx - scale * cx], [0, scale, tcy - scale * cy]])
+
+
+def face_transform(face: Face, size: int, margin: float = DEFAULT_MARGIN, align: bool = True) -> np.ndarray:
+    """The 2x3 affine matrix from image pixels to the size x size crop of this face.
+
+    With `align` and five landmarks, the landmark similarity; with only two eyes
+    (MediaPipe), the similarity of the eyes onto the template's eyes; otherwise the box.
+    A landmark fit whose scale is more than twice off the box's is discarded as broken.
+    """
+    box = _box_transform(face, size, margin)
+    if not align:
+        return box
+    template = np.array(TEMPLATE_48) * size / 48
+    if face.landmarks is not None and len(face.landmarks) == 5:
+        source, target = np.array(face.landmarks), template
+    elif face.left_eye is not None and face.right_eye is not None:
+        source, target = np.array([face.right_eye, face.left_eye]), template[:2]
+    else:
+        return box
+    try:
+        matrix = similarity_transform(source, target)
+    except ValueError:
+        return box
+    ratio = math.sqrt(abs(np.linalg.det(matrix[:, :2]))) / box[0, 0]
+    return matrix if 0.5 <= ratio <= 2 else box
+
+
+def warp(rgb: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The size x size crop `matrix` maps out of the image; borders replicate the edge pixels.
+
+    A crop much smaller than the face is area-averaged first (only the region it reads), so
+    a 400-pixel face is not aliased down to 48 pixels by bilinear sampling.
+    """
+    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    if scale < 0.8:
+        inverse = cv2.invertAffineTransform(matrix)
+        corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64) @ inverse.T
+        height, width = rgb.shape[:2]
+        x0, y0 = (max(0, int(math.floor(v)) - 2) for v in corners.min(0))
+        x1, y1 = min(width, int(math.ceil(corners[:, 0].max())) + 2), min(height, int(math.ceil(corners[:, 1].max())) + 2)
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            roi = rgb[y0:y1, x0:x1]
+            new_size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+            small = cv2.resize(roi, new_size, interpolation=cv2.INTER_AREA)
+            fx, fy = new_size[0] / (x1 - x0), new_size[1] / (y1 - y0)
+            adjusted = np.empty((2, 3))
+            adjusted[:, :2] = matrix[:, :2] @ np.diag([1 / fx, 1 / fy])
+            adjusted[:, 2] = matrix[:, :2] @ np.array([x0, y0]) + matrix[:, 2]
+            rgb, matrix = small, adjusted
+    return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def crop_face(rgb: np.ndarray, face: Face, size: int, channels: int, margin: float = DEFAULT_MARGIN,
               align: bool = True) -> np.ndarray:
-    """The face as a uint8 (size, size, channels) array, eye-levelled when eyes are known."""
-    x, y, w, h = face.box
-    side = max(w, h) * (1 + 2 * margin)
-    cx, cy = x + w / 2, y + h / 2
-    angle = 0.0
-    if align and face.left_eye is not None and face.right_eye is not None:
-        (lx, ly), (rx, ry) = face.left_eye, face.right_eye
-        angle = math.degrees(math.atan2(ly - ry, lx - rx))
-    # One affine warp does rotation, crop and scaling; borders replicate the edge pixels.
-    matrix = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
-    matrix[0, 2] += size / 2 - cx
-    matrix[1, 2] += size / 2 - cy
-    crop = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-    return to_channels(crop, channels)
+    """The face as a uint8 (size, size, channels) array framed like the training crops.
+
+    `align=True` warps the landmarks (or eyes) onto the training template; `align=False`
+    uses the box alone (see the module docstring).
+    """
+    return to_channels(warp(rgb, face_transform(face, size, margin, align), size), channels)
 
 
 def to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
