@@ -64,51 +64,91 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
     except Exception as exc:  # exporter failures come in many types
         temporary.unlink(missing_ok=True)
         raise FerlabError(f"ONNX export failed ({type(exc).__name__}: {exc}); is the onnx package installed?") from None
+    os.chmod(temporary, 0o644)  # temporary files are private (0600); the export is an ordinary, readable file
     os.replace(temporary, path)
     return path
 
 
-def _onnx_cache_path(bundle: ModelBundle) -> Path:
-    """A cached export keyed by the weights, so a retrained model never reuses a stale file."""
+Precision = Literal["auto", "fp32", "int8"]
+SHIPPED_ONNX_DIR = Path(__file__).resolve().parent.parent / "weights" / "onnx"
+"""Exports that ship with the package, named like the cache by the weights' digest: a
+shipped model never needs the exporter, and its int8 copy was calibrated on training faces."""
+
+
+def weights_digest(bundle: ModelBundle) -> str:
     digest = hashlib.sha256()
     for key, value in bundle.model.state_dict().items():
         digest.update(key.encode())
         digest.update(value.detach().cpu().numpy().tobytes())
-    cache = Path(os.environ.get("FERLAB_CACHE_DIR") or Path.home() / ".cache" / "ferlab") / "onnx"
-    return cache / f"{bundle.spec.name}-{digest.hexdigest()[:20]}.onnx"
+    return digest.hexdigest()[:20]
+
+
+def onnx_cache_dir() -> Path:
+    return Path(os.environ.get("FERLAB_CACHE_DIR") or Path.home() / ".cache" / "ferlab") / "onnx"
+
+
+def onnx_file_name(bundle: ModelBundle, precision: Literal["fp32", "int8"], digest: str | None = None) -> str:
+    """`<arch>-<weights digest>.onnx` (fp32) or `.int8.onnx`: a retrained model never reuses a stale file."""
+    stem = f"{bundle.spec.name}-{digest or weights_digest(bundle)}"
+    return stem + (".int8.onnx" if precision == "int8" else ".onnx")
+
+
+def find_onnx(name: str) -> Path | None:
+    """The shipped or cached export with this file name, if there is one."""
+    for folder in (SHIPPED_ONNX_DIR, onnx_cache_dir()):
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
 class OnnxBackend:
+    """ONNX Runtime with `threads` intra-op threads per call (default 1: two threads per call
+    collapse under load on a busy 2-core machine, so servers spread calls over workers instead)."""
+
     name = "onnx"
 
-    def __init__(self, bundle: ModelBundle, onnx_path: Path | None = None) -> None:
+    def __init__(self, bundle: ModelBundle, precision: Precision = "auto", threads: int | None = 1) -> None:
         import onnxruntime as ort
 
-        path = onnx_path or _onnx_cache_path(bundle)
-        if not path.is_file():
-            export_onnx(bundle, path)
+        digest = weights_digest(bundle)
+        path = find_onnx(onnx_file_name(bundle, "int8", digest)) if precision in ("auto", "int8") else None
+        if path is None and precision == "int8":
+            raise FerlabError(
+                f"no int8 export of this {bundle.spec.name} model; make one with "
+                "`ferlab export MODEL --int8 --calibration TRAINING_DATA` (or use precision fp32)"
+            )
+        if path is None:
+            fp32_name = onnx_file_name(bundle, "fp32", digest)
+            path = find_onnx(fp32_name) or export_onnx(bundle, onnx_cache_dir() / fp32_name)
+        self.precision = "int8" if path.name.endswith(".int8.onnx") else "fp32"
+        self.path = path
         options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         return self.session.run(None, {"input": batch.numpy()})[0]
 
 
-def create_backend(bundle: ModelBundle, name: BackendName = "auto") -> Backend:
-    """ONNX Runtime when installed (and `auto` or `onnx`), else torch."""
-    if name == "torch":
-        return TorchBackend(bundle)
-    if name not in ("auto", "onnx"):
+def create_backend(bundle: ModelBundle, name: BackendName = "auto", precision: Precision = "auto",
+                   threads: int | None = 1) -> Backend:
+    """ONNX Runtime when installed (and `auto` or `onnx`), else torch; int8 where an int8 export exists."""
+    if name not in ("auto", "onnx", "torch"):
         raise FerlabError(f"unknown backend {name!r}; use auto, onnx or torch")
+    if precision not in ("auto", "fp32", "int8"):
+        raise FerlabError(f"unknown precision {precision!r}; use auto, fp32 or int8")
+    if name == "torch":
+        if precision == "int8":
+            raise FerlabError("int8 runs on the onnx backend only")
+        return TorchBackend(bundle)
     try:
-        import onnx  # noqa: F401  (the exporter needs it)
         import onnxruntime  # noqa: F401
     except ImportError:
-        if name == "onnx":
+        if name == "onnx" or precision == "int8":
             raise FerlabError("the onnx backend needs: pip install onnx onnxruntime") from None
         return TorchBackend(bundle)
-    return OnnxBackend(bundle)
+    return OnnxBackend(bundle, precision, threads)
 
 
 def _views(batch: torch.Tensor, tta: TTA) -> list[torch.Tensor]:
@@ -134,9 +174,10 @@ def _views(batch: torch.Tensor, tta: TTA) -> list[torch.Tensor]:
 class Classifier:
     """A model bundle plus the backend that runs it."""
 
-    def __init__(self, bundle: ModelBundle, backend: BackendName = "torch") -> None:
+    def __init__(self, bundle: ModelBundle, backend: BackendName = "torch", precision: Precision = "fp32",
+                 threads: int | None = 1) -> None:
         self.bundle = bundle
-        self.backend = create_backend(bundle, backend)
+        self.backend = create_backend(bundle, backend, precision, threads)
 
     def logits(self, faces: np.ndarray, tta: TTA = "none") -> np.ndarray:
         """Uncalibrated logits (N, K) for uint8 faces (N, S, S, C) at the model's input size.

@@ -18,9 +18,10 @@ from ferlab.data.imageio import as_rgb
 from ferlab.errors import FerlabError
 from ferlab.evaluation.calibration import softmax
 from ferlab.inference.detection import Face, FaceDetector, create_detector
-from ferlab.inference.engine import TTA, BackendName, Classifier
+from ferlab.inference.engine import TTA, BackendName, Classifier, Precision
 from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_face
 from ferlab.models.bundle import ModelBundle, load_bundle
+from ferlab.models.prior import PRIORS, Prior, class_prior, rebalance
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -106,15 +107,22 @@ class Predictor:
         bundle: ModelBundle,
         detector: str | FaceDetector = "auto",
         backend: BackendName = "auto",
+        precision: Precision = "auto",
+        threads: int | None = 1,
         uncertain_below: float = UNCERTAIN_BELOW,
         margin: float = DEFAULT_MARGIN,
         align: bool = True,
         tta: TTA = "none",
+        prior: Prior = "train",
     ) -> None:
         """`align=True` warps each face's landmarks onto the training crops' template; `False`
-        crops by the detector's box (ferlab.inference.preprocess)."""
+        crops by the detector's box (ferlab.inference.preprocess). `prior="uniform"` rebalances
+        the probabilities as if every class were equally common (ferlab.models.prior)."""
+        if prior not in PRIORS:
+            raise FerlabError(f"unknown prior {prior!r}; use {' or '.join(PRIORS)}")
         self.bundle = bundle
-        self.classifier = Classifier(bundle, backend)
+        self.class_prior = class_prior(bundle.info, bundle.spec.num_classes) if prior == "uniform" else None
+        self.classifier = Classifier(bundle, backend, precision, threads)
         self._detector = detector
         self._detector_lock = threading.Lock()  # OpenCV and MediaPipe detectors are not thread-safe
         self.uncertain_below = uncertain_below
@@ -146,7 +154,8 @@ class Predictor:
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, K) for uint8 crops at the model's input size."""
-        return softmax(self.classifier.logits(faces, self.tta), self.bundle.temperature)
+        probabilities = softmax(self.classifier.logits(faces, self.tta), self.bundle.temperature)
+        return probabilities if self.class_prior is None else rebalance(probabilities, self.class_prior)
 
     def _results(self, faces: Sequence[Face | tuple[int, int, int, int]], probabilities: np.ndarray) -> Faces:
         results = Faces()
