@@ -169,7 +169,7 @@ class ScoredModel:
         if missing:
             raise FerlabError(f"{reference} does not predict {', '.join(missing)}, which the data has")
         self.outputs = [model_classes.index(c) for c in data_classes]
-        self.classifier = Classifier(self.bundle, backend)
+        self.classifier = Classifier(self.bundle, backend, threads=None)  # a benchmark may use every core
 
     def logits(self, rgb_faces: np.ndarray) -> np.ndarray:
         spec = self.bundle.spec
