@@ -21,14 +21,16 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def user_errors(command: F) -> F:
-    """Print a FerlabError as one line and exit 2, instead of a traceback."""
+    """Print a FerlabError, or an OSError (a full disk, a folder that cannot be written), as
+    one line and exit 2, instead of a traceback."""
 
     @wraps(command)
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
             return command(*args, **kwargs)
-        except FerlabError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        except (FerlabError, OSError) as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.secho("interrupted", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -48,24 +49,41 @@ def train(
         raise FerlabError("give a CONFIG file to train, or --resume RUN to continue one")
     if name and len(configs) > 1:
         raise FerlabError("--name names one run; leave it out when training several configs")
-    experiments = [load_config(path, (set_ or []) + ([f"name={name}"] if name else [])) for path in configs]
+    overrides = (set_ or []) + ([f"name={json.dumps(name)}"] if name else [])  # quoted: --name 1e5 stays a string
+    if len(configs) == 1:
+        _report(*train_run(load_config(configs[0], overrides), runs_dir))
+        return
+    # A sweep: one broken config must not cost a night's sweep. Each is checked before
+    # anything trains, the bad ones are reported, and every other one trains.
+    failed: list[str] = []
+    experiments = []
+    for path in configs:
+        try:
+            experiments.append(load_config(path, overrides))
+        except FerlabError as exc:
+            _sweep_error(str(path), exc)
+            failed.append(str(path))
     names = [experiment.name for experiment in experiments]
     if len(set(names)) < len(names):
         raise FerlabError(f"two configs share a run name ({', '.join(sorted(set(n for n in names if names.count(n) > 1)))})")
-    failed = []
     for experiment in experiments:
         try:
             _report(*train_run(experiment, runs_dir))
         except TrainingInterrupted:
             raise  # Ctrl-C stops the whole sweep
-        except FerlabError as exc:
-            if len(experiments) == 1:
-                raise
-            # One broken config must not cost a night's sweep: report it, train the others.
-            typer.secho(f"error: {experiment.name}: {exc}; going on with the next config", fg=typer.colors.RED, err=True)
+        except Exception as exc:  # noqa: BLE001 - whatever broke one run, the others still train
+            _sweep_error(experiment.name, exc)
             failed.append(experiment.name)
     if failed:
-        raise FerlabError(f"{len(failed)} of {len(experiments)} runs failed: {', '.join(failed)}")
+        raise FerlabError(f"{len(failed)} of {len(configs)} runs failed: {', '.join(failed)}")
+
+
+def _sweep_error(what: str, exc: Exception) -> None:
+    """One line per failed config of a sweep; an unexpected exception also names its type."""
+    message = " ".join(str(exc).split()) or "no message"
+    if not isinstance(exc, (FerlabError, OSError)):  # an OSError says what it is: "[Errno 28] No space left..."
+        message = f"{type(exc).__name__}: {message}"
+    typer.secho(f"error: {what}: {message}; going on with the next config", fg=typer.colors.RED, err=True)
 
 
 def _report(run_dir: Path, metrics: dict[str, Any]) -> None:

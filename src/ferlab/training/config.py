@@ -7,6 +7,8 @@ run folder, so a run can always be repeated and compared with others.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -55,6 +57,14 @@ class AugmentConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     noise: float = 0.03
+    blur: float = 0.0
+    """Probability that a face is Gaussian-blurred (sigma up to `blur_sigma` pixels at 48 px)."""
+    blur_sigma: float = 1.5
+    low_res: float = 0.0
+    """Probability that a face is shrunk to `low_res_min`..input size and scaled back up."""
+    low_res_min: int = 16
+    erase: float = 0.0
+    """Probability of random erasing: a rectangle of 2-20 % of the face filled with one grey level."""
 
 
 @dataclass
@@ -132,6 +142,7 @@ class ExperimentConfig:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "data.format": ("auto", "folder", "fer2013-csv", "ferplus-folder"),
     "augment.policy": ("none", "geometric", "photometric", "both"),
     "train.optimizer": ("adam", "sgd"),
     "train.scheduler": ("plateau", "cosine", "none"),
@@ -139,6 +150,89 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.targets": ("hard", "votes"),
     "data.ferplus_majority": ("strict", "plurality"),
 }
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key accepts: low..high, either end open (excluded)."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+    """What a special value means, for the error message."""
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self, key: str) -> str:
+        """`0 < train.lr <= 10`."""
+        number = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+        return (f"{number(self.low)} {'<' if self.low_open else '<='} {key} "
+                f"{'<' if self.high_open else '<='} {number(self.high)}" + (f" ({self.note})" if self.note else ""))
+
+
+_ANY_SEED = Range(0, 2**32 - 1)  # numpy's seeds
+_COUNT = Range(0, 100_000)
+_PROBABILITY = Range(0.0, 1.0)
+_LR = Range(0.0, 10.0, low_open=True)
+RANGES: dict[str, Range] = {
+    "seed": _ANY_SEED,
+    "data.split_seed": _ANY_SEED,
+    "data.max_train_samples": Range(1, 1_000_000_000, note="leave it out for every training image"),
+    "augment.rotation": Range(0.0, 180.0),  # degrees either way
+    "augment.zoom": Range(0.0, 0.9),  # scale drawn from 1 - zoom .. 1 + zoom
+    "augment.shift": Range(0.0, 1.0),  # share of the image size either way
+    "augment.brightness": _PROBABILITY,  # share of the 0..255 range either way
+    "augment.contrast": _PROBABILITY,
+    "augment.noise": _PROBABILITY,  # standard deviation as a share of 255
+    "augment.blur": _PROBABILITY,
+    "augment.blur_sigma": Range(0.0, 24.0, low_open=True),  # pixels at 48 px
+    "augment.low_res": _PROBABILITY,
+    "augment.low_res_min": Range(4, 4096),
+    "augment.erase": _PROBABILITY,
+    "train.epochs": Range(1, 100_000),
+    "train.batch_size": Range(2, 65_536),
+    "train.lr": _LR,
+    "train.momentum": Range(0.0, 1.0, high_open=True),
+    "train.weight_decay": _PROBABILITY,
+    "train.plateau_factor": Range(0.0, 1.0, low_open=True, high_open=True),
+    "train.plateau_patience": _COUNT,
+    "train.min_lr": Range(0.0, 10.0),
+    "train.warmup_epochs": _COUNT,
+    "train.early_stopping_patience": Range(1, 100_000),
+    "train.label_smoothing": _PROBABILITY,
+    "train.mixup_alpha": Range(0.0, 100.0, note="0 turns mixup off"),
+    "train.distill_weight": _PROBABILITY,
+    "train.distill_temperature": Range(0.0, 100.0, low_open=True),
+    "train.threads": Range(0, 4096, note="0 uses every core"),
+    "finetune.unfreeze_top": _COUNT,
+    "finetune.lr": _LR,
+    "finetune.epochs": Range(1, 100_000),
+    "finetune.early_stopping_patience": Range(1, 100_000),
+}
+"""The allowed range of every numeric config key (docs/reliability.md has the same table)."""
+
+_RUN_NAME_BYTES = 200
+
+
+def check_run_name(name: str) -> None:
+    """A run name is a plain folder name: it can never point outside the runs folder."""
+    if not name.strip():
+        raise FerlabError("config name (the run folder's name) must not be empty")
+    bad = next((c for c in name if c in "/\\" or not c.isprintable()), None)
+    if bad is not None or ".." in name or name.startswith("."):
+        raise FerlabError(
+            f"config name {name!r} is not a plain folder name: use no path separators, "
+            "control characters or '..', and do not start it with '.'"
+        )
+    if len(name.encode()) > _RUN_NAME_BYTES:
+        raise FerlabError(f"config name is {len(name.encode())} bytes long; the limit is {_RUN_NAME_BYTES}")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -154,7 +248,7 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     """Instantiate a config dataclass from a dict, rejecting unknown keys by name."""
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
+    unknown = sorted(str(k) for k in set(values) - set(known))
     if unknown:
         raise FerlabError(
             f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
@@ -168,6 +262,8 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
             if not isinstance(value, dict):
                 raise FerlabError(f"config {where}{name} must be a table of keys")
             kwargs[name] = _build(type(default), value, f"{where}{name}.")
+        elif value is None and default is not None:
+            raise FerlabError(f"config {where}{name} needs a value (it has no 'none' setting)")
         else:
             kwargs[name] = _coerce(value, default if default is not None else _example_of(hints[name]), f"{where}{name}")
     return cls(**kwargs)
@@ -181,19 +277,44 @@ def _example_of(hint: Any) -> Any:
 
 def _coerce(value: Any, default: Any, key: str) -> Any:
     """Check a value against its default's type (ints are accepted where floats are)."""
-    if default is None or value is None or isinstance(default, dict):
+    if default is None or value is None:
+        return value
+    if isinstance(default, dict):
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise FerlabError(f"config {key} must be a table of options, got {_shown(value)}")
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise FerlabError(f"config {key} must be true or false, got {value!r}")
         return value
     if isinstance(default, (int, float)) and not isinstance(value, bool) and isinstance(value, (int, float)):
-        if isinstance(default, int) and not isinstance(default, bool) and float(value) != int(value):
-            raise FerlabError(f"config {key} must be a whole number, got {value!r}")
+        if isinstance(default, int) and not isinstance(value, int):
+            if not math.isfinite(value) or not value.is_integer():
+                raise FerlabError(f"config {key} must be a whole number, got {value!r}")
+            return int(value)
         return type(default)(value)
     if isinstance(default, str) and isinstance(value, str):
         return value
-    raise FerlabError(f"config {key} must be a {type(default).__name__}, got {value!r}")
+    raise FerlabError(f"config {key} must be a {type(default).__name__}, got {_shown(value)}")
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value for an error message: its repr, cut short so the message stays one line."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"a deeply nested {type(value).__name__}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_ranges(config: "ExperimentConfig") -> None:
+    """Every numeric key within its documented range, or one line naming key, value and range."""
+    flat = config.flat()
+    for key, allowed in RANGES.items():
+        value = flat[key]
+        if value is not None and value not in allowed:
+            raise FerlabError(f"config {key} = {value!r} is out of range: allowed {allowed.describe(key)}")
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -206,14 +327,35 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML, with YAML 1.2's floats: `3e-4` is a number (YAML 1.1 wants `3.0e-4`)."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """A config value or file: safe YAML in which `3e-4` is a float."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """`["train.lr=0.01", "augment.policy=both"]` -> nested dict (values parsed as YAML)."""
     tree: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise FerlabError(f"--set expects key=value, got {item!r}")
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+            raise FerlabError(f"--set expects key=value, got {_shown(item)}")
+        try:
+            value = parse_yaml(raw) if raw.strip() else None
+        except (yaml.YAMLError, RecursionError) as exc:
+            reason = " ".join(str(exc).split()) if isinstance(exc, yaml.YAMLError) else "nested too deeply"
+            raise FerlabError(f"--set {key.strip()}: the value is not valid YAML ({reason})") from None
+        _set_dotted(tree, key.strip(), value)
     return tree
 
 
@@ -231,11 +373,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FerlabError(f"{path}: no such config file")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".toml":
-            return tomllib.loads(path.read_text())
-        loaded = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise FerlabError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({exc})") from None
+            return tomllib.loads(text)
+        loaded = parse_yaml(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        reason = " ".join(str(exc).split()) if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise FerlabError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'} ({reason})") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -244,17 +388,19 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
+    """A checked config: known keys, right types, every number in its range (`RANGES`), a plain
+    run name. Raises a one-line FerlabError before any data is loaded."""
+    if not isinstance(values, dict):
+        raise FerlabError("a config must be a mapping of keys")
     config: ExperimentConfig = _build(ExperimentConfig, _merge(values, parse_overrides(overrides or [])), "")
     for key, allowed in _CHOICES.items():
         value = config.flat().get(key)
         if value not in allowed:
-            raise FerlabError(f"config {key} must be one of {', '.join(allowed)}, got {value!r}")
+            raise FerlabError(f"config {key} must be one of {', '.join(allowed)}, got {_shown(value)}")
+    check_run_name(config.name)
     if not config.data.path:
         raise FerlabError("config data.path is required (the dataset to train on)")
-    if config.train.batch_size < 2 or config.train.epochs < 1:
-        raise FerlabError("config train.batch_size must be at least 2 and train.epochs at least 1")
-    if not 0 <= config.train.distill_weight <= 1 or config.train.distill_temperature <= 0:
-        raise FerlabError("config train.distill_weight must be between 0 and 1 and train.distill_temperature above 0")
+    check_ranges(config)
     return config
 
 
