@@ -102,15 +102,14 @@ def test_models_are_chosen_in_the_sidebar_and_bad_ones_explained(blob_model: Pat
 def test_ferlab_app_runs_streamlit_on_localhost_with_the_models_in_its_environment(
     blob_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subprocess
-
     import typer
     from typer.testing import CliRunner
 
+    import ferlab.cli.serve as serve_module
     from ferlab.cli.serve import app_command
 
     calls: list[tuple[list[str], dict[str, str]]] = []
-    monkeypatch.setattr(subprocess, "call", lambda command, env: calls.append((command, env)) or 0)
+    monkeypatch.setattr(serve_module, "run_child", lambda command, env: calls.append((command, env)) or 0)
     command = typer.Typer()
     command.command()(app_command)
     result = CliRunner().invoke(command, ["--model", str(blob_model), "--add-model", str(blob_model / "model.pt")])

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
-from typing import Annotated, Optional
+from types import FrameType
+from typing import Annotated, Callable, Optional
 
 import typer
 
 from ferlab.cli.main import user_errors
+from ferlab.errors import FerlabError
 
 ModelOpt = Annotated[
     Optional[str],
@@ -18,6 +21,12 @@ ModelOpt = Annotated[
 ]
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind; the default keeps the server on this machine.")]
 UploadOpt = Annotated[int, typer.Option("--max-upload-mb", min=1, help="Largest upload accepted, in MB.")]
+PortOpt = Annotated[int, typer.Option("--port", help="Port to listen on (1-65535).")]
+
+
+def _check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise FerlabError(f"--port must be between 1 and 65535, got {port}")
 
 
 def _warn_if_public(host: str) -> None:
@@ -33,13 +42,17 @@ def _warn_if_public(host: str) -> None:
 @user_errors
 def serve(
     host: HostOpt = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    port: PortOpt = 8000,
     model: ModelOpt = None,
     max_upload_mb: UploadOpt = 10,
+    max_megapixels: Annotated[
+        float, typer.Option("--max-megapixels", min=0.01, help="Largest image accepted, in megapixels (decoding costs memory).")
+    ] = 25.0,
     detector: Annotated[str, typer.Option("--detector", help="Face detector: auto, haar or mediapipe.")] = "auto",
     backend: Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
 ) -> None:
     """Serve the REST API: POST /v1/predict, GET /v1/models, GET /healthz; interactive docs at /docs."""
+    _check_port(port)
     import uvicorn
 
     from ferlab.apps import default_model
@@ -50,14 +63,15 @@ def serve(
     predictor = load(reference, detector=detector, backend=backend)  # type: ignore[arg-type]
     _ = predictor.detector  # load the detector now: a bad --detector fails here, not on the first request
     _warn_if_public(host)
-    uvicorn.run(create_app(predictor, reference=reference, max_upload_bytes=max_upload_mb * 1024 * 1024),
-                host=host, port=port, log_level="info")
+    api = create_app(predictor, reference=reference, max_upload_bytes=max_upload_mb * 1024 * 1024,
+                     max_pixels=int(max_megapixels * 1_000_000))
+    uvicorn.run(api, host=host, port=port, log_level="info")
 
 
 @user_errors
 def app_command(
     host: HostOpt = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8501,
+    port: PortOpt = 8501,
     model: ModelOpt = None,
     add_model: Annotated[
         Optional[list[str]], typer.Option("--add-model", help="Another model.pt or run folder to offer (repeatable).")
@@ -65,6 +79,7 @@ def app_command(
     max_upload_mb: UploadOpt = 10,
 ) -> None:
     """Start the web app: upload a photo or take a snapshot, see each face's expression, Grad-CAM and the model card."""
+    _check_port(port)
     from ferlab.apps import EXTRA_MODELS_ENV, MODEL_ENV, default_model
     from ferlab.apps import __file__ as apps_init
     from ferlab.inference.predictor import resolve_model
@@ -82,4 +97,52 @@ def app_command(
         "--server.maxUploadSize", str(max_upload_mb), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]
-    raise typer.Exit(subprocess.call(command, env=environment))
+    raise typer.Exit(run_child(command, environment))
+
+
+def run_child(command: list[str], environment: dict[str, str]) -> int:
+    """Run a server child process until it ends; SIGTERM and SIGINT sent to us are passed on
+    to it and waited for, so stopping `ferlab app` always frees its port.
+
+    The child gets its own process group (a Ctrl-C in the terminal reaches it once, through
+    us) and, on Linux, SIGTERM if we die without a chance to forward anything (kill -9).
+    """
+    child = subprocess.Popen(command, env=environment, process_group=0, preexec_fn=_parent_death_signal())
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                code = child.wait()
+                return 128 - code if code < 0 else code  # killed by signal N: the shell's 128 + N
+            except KeyboardInterrupt:  # a SIGINT that arrived before our handler was set
+                forward(signal.SIGINT, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:  # we are leaving on an exception: take the child with us
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """For the child, before exec: ask Linux to send it SIGTERM when we die (PR_SET_PDEATHSIG).
+
+    The C function is looked up here, in the parent; the child only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
