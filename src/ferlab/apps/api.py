@@ -1,9 +1,10 @@
 """The REST API: `POST /v1/predict` and friends, a thin FastAPI layer over one `Predictor`.
 
 Everything here adapts HTTP to the predictor and back; it also guards the server: bodies
-are read as a stream and cut off at the size limit, image dimensions are checked from the
-header before decoding, every bad request gets a 4xx JSON error, and prediction runs in a
-bounded thread pool so the event loop keeps answering.
+are read as a stream, cut off at the size limit and at a read timeout, image dimensions are
+checked from the header before decoding (25 megapixels by default), JSON nested past the
+parser's limit is a 400, every bad request gets a 4xx JSON error, and prediction runs in a bounded
+thread pool so the event loop keeps answering.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ from ferlab.errors import FerlabError
 from ferlab.inference.predictor import Faces, Predictor, load
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+API_MAX_PIXELS = 25_000_000
+"""The API's default pixel cap: decoding costs about 10 bytes a pixel, so a request costs at most ~0.25 GB."""
+BODY_IDLE_TIMEOUT_S = 10.0
+"""Longest wait for the next piece of a request body."""
+BODY_TIMEOUT_S = 60.0
+"""Longest time to receive a whole request body (10 MB at 1.4 Mbit/s)."""
 
 
 class ApiError(Exception):
@@ -49,11 +56,15 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": message}, status_code=status)
 
 
-async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def limited_stream(
+    request: Request, limit: int, idle_timeout: float = BODY_IDLE_TIMEOUT_S, timeout: float = BODY_TIMEOUT_S,
+) -> AsyncIterator[bytes]:
     """The request body chunk by chunk, failing as soon as it passes `limit` bytes.
 
     A Content-Length above the limit is refused before a byte is read; a chunked or lying
-    body is cut off while streaming, so no more than `limit` bytes are ever buffered.
+    body is cut off while streaming, so no more than `limit` bytes are ever buffered. A body
+    that stalls for `idle_timeout` seconds, or takes over `timeout` in all, gets a 408, which
+    frees the connection.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -62,7 +73,19 @@ async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
         if int(declared) > limit:
             raise ApiError(413, "payload_too_large", f"the request body is {int(declared):,} bytes; the limit is {limit:,}")
     received = 0
-    async for chunk in request.stream():
+    deadline = anyio.current_time() + timeout
+    chunks = request.stream().__aiter__()
+    while True:
+        wait = min(idle_timeout, deadline - anyio.current_time())
+        with anyio.move_on_after(max(0.0, wait)) as waiting:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+        if waiting.cancelled_caught:
+            raise ApiError(408, "request_timeout", f"the request body did not arrive in time ({received:,} bytes "
+                                                   f"received; at most {idle_timeout:g} s between pieces, "
+                                                   f"{timeout:g} s in all)")
         received += len(chunk)
         if received > limit:
             raise ApiError(413, "payload_too_large", f"the request body is over the {limit:,}-byte limit")
@@ -73,17 +96,18 @@ def parse_detect(value: Any) -> bool:
     """`detect` from a query string, form field or JSON: a bool or true/false/1/0/yes/no."""
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
     if text in ("true", "1", "yes", "on"):
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ApiError(422, "invalid_detect", f"detect must be true or false, not {value!r}")
+    shown = repr(value) if isinstance(value, (str, int, float)) and len(repr(value)) <= 40 else f"a {type(value).__name__}"
+    raise ApiError(422, "invalid_detect", f"detect must be true or false, not {shown}")
 
 
-async def read_multipart(request: Request, limit: int) -> tuple[bytes, Any]:
+async def read_multipart(request: Request, limit: int, **timeouts: float) -> tuple[bytes, Any]:
     """The `file` part's bytes and the optional `detect` form field of a multipart upload."""
-    parser = MultiPartParser(request.headers, limited_stream(request, limit), max_files=1, max_fields=8)
+    parser = MultiPartParser(request.headers, limited_stream(request, limit, **timeouts), max_files=1, max_fields=8)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
@@ -100,13 +124,15 @@ async def read_multipart(request: Request, limit: int) -> tuple[bytes, Any]:
         await form.close()
 
 
-async def read_json(request: Request, limit: int) -> tuple[bytes, Any]:
+async def read_json(request: Request, limit: int, **timeouts: float) -> tuple[bytes, Any]:
     """The decoded `image` and the optional `detect` of a JSON body {"image": "<base64>"}."""
-    body = b"".join([chunk async for chunk in limited_stream(request, limit)])
+    body = b"".join([chunk async for chunk in limited_stream(request, limit, **timeouts)])
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON ({exc})") from None
+    except RecursionError:  # the parser's nesting limit (about 1,000 levels); a valid body is a flat object
+        raise ApiError(400, "bad_json", "the JSON body is nested too deeply; send a flat object") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, "bad_json", f"the body is not valid JSON ({str(exc)[:120]})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("image"), str):
         raise ApiError(422, "missing_image", 'send JSON like {"image": "<base64 of a JPEG, PNG or WebP file>"}')
     encoded = payload["image"]
@@ -128,7 +154,10 @@ def check_image_size(data: bytes, max_pixels: int) -> None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below decides
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own cap, far above ours: too large, not unreadable
+        raise ApiError(413, "image_too_large", f"the image is over Pillow's decompression-bomb limit; "
+                                               f"the limit is {max_pixels:,} pixels") from None
+    except (OSError, ValueError, SyntaxError):
         raise ApiError(400, "not_an_image", "the file is not a readable JPEG, PNG or WebP image") from None
     if width * height > max_pixels:
         raise ApiError(413, "image_too_large", f"the image is {width}x{height}; the limit is {max_pixels:,} pixels")
@@ -144,9 +173,11 @@ def create_app(
     predictor_or_model: Predictor | str | Path | None = None,
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    max_pixels: int = MAX_PIXELS,
+    max_pixels: int = API_MAX_PIXELS,
     max_concurrency: int | None = None,
     reference: str | Path | None = None,
+    body_idle_timeout: float = BODY_IDLE_TIMEOUT_S,
+    body_timeout: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     """The API around a loaded `Predictor` or a model reference (default: $FERLAB_MODEL or the shipped default).
 
@@ -154,8 +185,10 @@ def create_app(
     `max_concurrency` bounds the images decoded and classified at once (default: CPU count),
     which bounds memory; further requests wait their turn instead of failing.
     """
-    if max_upload_bytes < 1 or max_pixels < 1:
-        raise FerlabError("the upload and pixel limits must be positive")
+    if max_upload_bytes < 1 or max_pixels < 1 or body_idle_timeout <= 0 or body_timeout <= 0:
+        raise FerlabError("the upload and pixel limits and the body timeouts must be positive")
+    if max_pixels > MAX_PIXELS:
+        raise FerlabError(f"the pixel limit can be at most {MAX_PIXELS:,} (the decoder's own limit)")
     if isinstance(predictor_or_model, Predictor):
         predictor = predictor_or_model
     else:
@@ -163,6 +196,7 @@ def create_app(
         predictor = load(reference)
     model_info = model_card(predictor.bundle, reference)
     limiter = anyio.CapacityLimiter(max_concurrency or os.cpu_count() or 1)
+    timeouts = {"idle_timeout": body_idle_timeout, "timeout": body_timeout}
 
     app = FastAPIOffline(  # /docs and /redoc with bundled assets: they work without internet
         title="ferlab",
@@ -209,9 +243,9 @@ def create_app(
     async def predict(request: Request) -> dict[str, Any]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
-            data, body_detect = await read_multipart(request, max_upload_bytes)
+            data, body_detect = await read_multipart(request, max_upload_bytes, **timeouts)
         elif content_type == "application/json":
-            data, body_detect = await read_json(request, max_upload_bytes)
+            data, body_detect = await read_json(request, max_upload_bytes, **timeouts)
         else:
             raise ApiError(415, "unsupported_media_type", "send multipart/form-data (field 'file') or "
                                                           f"application/json, not {content_type or 'no content type'}")
