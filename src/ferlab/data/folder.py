@@ -49,7 +49,8 @@ def list_folder(root: Path) -> list[tuple[Path, str, str]]:
     for folder, folder_split in class_folders:
         emotion = canonical_emotion(folder.name)  # errors listing the known names
         for path in sorted(folder.iterdir()):
-            if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in extensions:
+            # A dangling symlink is listed too, so the reader reports it as unreadable.
+            if (path.is_file() or path.is_symlink()) and not path.name.startswith(".") and path.suffix.lower() in extensions:
                 entries.append((path, _split_of(path.name, folder_split), emotion))
     if not entries:
         raise FerlabError(f"{root}: the class folders hold no image files")

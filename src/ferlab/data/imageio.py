@@ -52,8 +52,26 @@ def open_image(source: str | Path | bytes) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise FerlabError(f"{name}: refused as a possible decompression bomb ({exc})") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise FerlabError(f"{name}: not a readable image ({exc})") from None
+    except MemoryError:
+        raise FerlabError(f"{name}: too large to decode in the memory available") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on broken or hostile files
+        raise FerlabError(f"{name}: not a readable image ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short one-line reason."""
+    text = " ".join(str(exc).split())[:160]
+    return text if isinstance(exc, (OSError, ValueError, SyntaxError)) and text else f"{type(exc).__name__}: {text}"
+
+
+def decoded_array(image: Image.Image, channels: int, name: str = "image") -> np.ndarray:
+    """`to_array`, with a FerlabError for a pixel mode that cannot be converted."""
+    try:
+        return to_array(image, channels)
+    except MemoryError:
+        raise FerlabError(f"{name}: too large to convert in the memory available") from None
+    except Exception as exc:  # noqa: BLE001 - odd modes (LAB, HSV, I;16 variants) fail in many ways
+        raise FerlabError(f"{name}: cannot convert its {image.mode} pixels to RGB or gray ({_reason(exc)})") from None
 
 
 def to_array(image: Image.Image, channels: int) -> np.ndarray:
@@ -108,12 +126,13 @@ def read_face_files(
     ):
         try:
             image = open_image(path)
+            array = decoded_array(image, channels, str(path))
         except FerlabError:
             failures.append(path.relative_to(root).as_posix())
             continue
         modes[i] = image.mode
         sizes[i] = (image.height, image.width)
-        images[i] = resize(to_array(image, channels), size)
+        images[i] = resize(array, size)
         ok[i] = True
     warn_skipped(failures, "unreadable image file", root)
     return images[ok], sizes[ok], modes[ok].astype(str), ok
@@ -127,9 +146,13 @@ def as_rgb(image: str | Path | bytes | Image.Image | np.ndarray, bgr: bool = Fal
     from OpenCV with `bgr=True`. 16-bit and float arrays are rescaled to 8 bits.
     """
     if isinstance(image, (str, Path, bytes)):
-        return to_array(open_image(image), 3)
+        return decoded_array(open_image(image), 3, "uploaded image" if isinstance(image, bytes) else str(image))
     if isinstance(image, Image.Image):
-        return to_array(ImageOps.exif_transpose(image), 3)
+        try:
+            upright = ImageOps.exif_transpose(image)
+        except Exception as exc:  # noqa: BLE001 - malformed EXIF
+            raise FerlabError(f"cannot read the image's orientation ({_reason(exc)})") from None
+        return decoded_array(upright, 3)
     if not isinstance(image, np.ndarray):
         raise FerlabError(f"cannot read an image from a {type(image).__name__}; give a path, bytes, PIL image or array")
     array = image
@@ -139,8 +162,10 @@ def as_rgb(image: str | Path | bytes | Image.Image | np.ndarray, bgr: bool = Fal
         raise FerlabError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {image.shape}")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
         raise FerlabError(f"a {array.shape[1]}x{array.shape[0]} image is larger than the {MAX_PIXELS:,}-pixel limit")
+    if array.dtype.kind not in "biuf":
+        raise FerlabError(f"an image array must hold numbers (uint8, uint16, float...), not {array.dtype}")
     if array.dtype != np.uint8:
-        values = array.astype(np.float64)
+        values = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         high = 1.0 if array.dtype.kind == "f" and values.max() <= 1.0 else 65535.0 if array.dtype == np.uint16 else max(1.0, values.max())
         array = np.clip(values / high * 255, 0, 255).astype(np.uint8)
     if array.ndim == 2:

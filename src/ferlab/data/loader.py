@@ -69,7 +69,11 @@ def _fingerprint(paths: list[Path]) -> str:
         for folder, dirs, files in os.walk(top):
             dirs.sort()
             for name in sorted(files):
-                stat = os.stat(os.path.join(folder, name))
+                try:
+                    stat = os.stat(os.path.join(folder, name))
+                except OSError:  # a dangling symlink, a file deleted meanwhile: hashed as missing
+                    digest.update(f"{folder}/{name}:missing\n".encode())
+                    continue
                 digest.update(f"{folder}/{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
