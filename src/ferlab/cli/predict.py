@@ -97,6 +97,8 @@ def predict(
     if out is not None:
         write_records(records, out, predictor.classes)
         typer.echo(f"wrote {out}")
+    if failures == len(paths):
+        raise FerlabError(f"none of the {len(paths)} input(s) could be read")
     if failures:
         typer.secho(f"{failures} of {len(paths)} input(s) could not be read", fg=typer.colors.YELLOW, err=True)
 
@@ -132,6 +134,8 @@ def video(
     from ferlab.inference.predictor import load
     from ferlab.inference.video import process_video
 
+    if not 0 <= smoothing < 1:
+        raise FerlabError(f"--smoothing must be at least 0 and below 1, got {smoothing:g}")
     predictor = load(model, detector=detector, backend=backend)  # type: ignore[arg-type]
     summary = process_video(predictor, file, out, every=every, smoothing=smoothing)
     typer.echo(
