@@ -45,11 +45,65 @@ def photometric(batch: torch.Tensor, config: AugmentConfig, generator: torch.Gen
     return ((batch - mean) * contrast + mean + brightness + noise).clamp_(0, 255)
 
 
+def _chosen(n: int, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """A (N, 1, 1, 1) mask selecting each face with `probability`."""
+    return (torch.rand(n, generator=generator) < probability).view(n, 1, 1, 1)
+
+
+def blur(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian blur of a random share of the faces; one sigma per batch, scaled to the input size
+    (`blur_sigma` is in pixels of a 48 px face), so a 96 px model sees the same softness."""
+    sigma = float(_uniform(1, 0.3, max(0.3, config.blur_sigma), generator)) * batch.shape[-1] / 48
+    radius = max(1, math.ceil(2.5 * sigma))
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    taps = taps / taps.sum()
+    channels = batch.shape[1]
+    padded = F.pad(batch, (radius, radius, radius, radius), mode="replicate")
+    out = F.conv2d(padded, taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1).contiguous(), groups=channels)
+    out = F.conv2d(out, taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1).contiguous(), groups=channels)
+    return torch.where(_chosen(batch.shape[0], config.blur, generator), out, batch)
+
+
+def low_resolution(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Shrink a random share of the faces to `low_res_min`..size pixels and scale them back up,
+    as a small face in a webcam frame or film still reaches the model."""
+    size = batch.shape[-1]
+    low = int(torch.randint(min(config.low_res_min, size), size + 1, (1,), generator=generator))
+    small = F.interpolate(batch, size=(low, low), mode="area")
+    out = F.interpolate(small, size=batch.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.where(_chosen(batch.shape[0], config.low_res, generator), out, batch)
+
+
+def erase(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020): a rectangle of 2-20 % of the face, aspect 0.3-3.3,
+    filled with one random grey level, on a random share of the faces."""
+    n, _, height, width = batch.shape
+    area = _uniform(n, 0.02, 0.2, generator)
+    aspect = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), generator))
+    h = (torch.sqrt(area * aspect) * height).clamp(1, height)
+    w = (torch.sqrt(area / aspect) * width).clamp(1, width)
+    top = torch.rand(n, generator=generator) * (height - h)
+    left = torch.rand(n, generator=generator) * (width - w)
+    rows = torch.arange(height, dtype=torch.float32).view(1, height, 1)
+    cols = torch.arange(width, dtype=torch.float32).view(1, 1, width)
+    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + h).view(n, 1, 1))
+              & (cols >= left.view(n, 1, 1)) & (cols < (left + w).view(n, 1, 1))).unsqueeze(1)
+    fill = (torch.rand(n, generator=generator) * 255).view(n, 1, 1, 1)
+    return torch.where(inside & _chosen(n, config.erase, generator), fill, batch)
+
+
 def augment(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> augmented float batch in [0, 255] under the configured policy."""
+    """uint8 (N, C, H, W) -> augmented float batch in [0, 255] under the configured policy,
+    then the robustness corruptions (blur, low resolution, erasing) each with its probability."""
     out = batch.float()
     if config.policy in ("geometric", "both"):
         out = geometric(out, config, generator)
     if config.policy in ("photometric", "both"):
         out = photometric(out, config, generator)
+    if config.blur > 0:
+        out = blur(out, config, generator)
+    if config.low_res > 0:
+        out = low_resolution(out, config, generator)
+    if config.erase > 0:
+        out = erase(out, config, generator)
     return out

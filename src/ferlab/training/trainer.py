@@ -39,6 +39,7 @@ from ferlab.models.base import FerModel, summary
 from ferlab.models.bundle import (
     ModelBundle, atomic_save, bundle_file, load_bundle, load_torch_file, remove_stale_temporaries, save_bundle,
 )
+from ferlab.models.prior import prior_of_targets
 from ferlab.models.registry import create_model
 from ferlab.training.augment import augment
 from ferlab.training.config import ExperimentConfig, build_config, read_config_file
@@ -347,7 +348,7 @@ class Trainer:
         bar = tqdm(range(n_batches), desc="train", unit="batch", leave=False, disable=True if n_batches < 5 else None)
         for b in bar:
             index = order[b * self.batch_size:(b + 1) * self.batch_size]
-            images = augment(data.images[index], config.augment, generator) if config.augment.policy != "none" else data.images[index]
+            images = augment(data.images[index], config.augment, generator)
             x, targets = self._prepare(images), data.targets[index]
             taught = self.teacher_probabilities[index] if self.teacher_probabilities is not None else None
             if config.train.mixup_alpha > 0:
@@ -559,7 +560,8 @@ class Trainer:
         save_bundle(
             ModelBundle(
                 model=model, label_set=self.label_set, temperature=temperature,
-                info={"run": self.config.name, "data": self.config.data.path, "metrics": metrics},
+                info={"run": self.config.name, "data": self.config.data.path, "metrics": metrics,
+                      "class_prior": prior_of_targets(self.train_data.targets.numpy())},
             ),
             self.run_dir / "model.pt",
         )
