@@ -75,3 +75,24 @@ def test_a_model_without_a_recorded_prior_is_a_clear_error() -> None:
     with pytest.raises(FerlabError, match="does not fit"):
         class_prior({"class_prior": [0.5, 0.5]}, 3)
     np.testing.assert_allclose(class_prior({"class_prior": [2, 1, 1]}, 3), [0.5, 0.25, 0.25])
+
+
+def test_training_corruptions_apply_with_their_probability_and_repeat_with_the_seed() -> None:
+    import torch
+
+    from ferlab.training.augment import augment
+    from ferlab.training.config import AugmentConfig
+
+    faces = torch.from_numpy(_faces(8, 96)[..., :1].transpose(0, 3, 1, 2).copy())
+    plain = augment(faces, AugmentConfig(), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(plain, faces.float())  # every corruption is off by default
+    for key in ("blur", "low_res", "erase"):
+        config = AugmentConfig(**{key: 1.0})
+        out = augment(faces, config, torch.Generator().manual_seed(1))
+        assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 255
+        changed = (out - faces.float()).abs().flatten(1).mean(1)
+        assert (changed > 0.1).all(), key  # probability 1: every face
+        torch.testing.assert_close(out, augment(faces, config, torch.Generator().manual_seed(1)))
+    erased = augment(faces, AugmentConfig(erase=1.0), torch.Generator().manual_seed(2)) != faces.float()
+    area = erased.flatten(1).float().mean(1)
+    assert ((area > 0.005) & (area < 0.25)).all()  # 2-20 % of the face
