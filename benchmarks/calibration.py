@@ -13,13 +13,12 @@ since no single confidence can match both label sets where their accuracies diff
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
-from ferlab.errors import FerlabError
+from ferlab.errors import run_script
 from ferlab.evaluation.calibration import expected_calibration_error, fit_temperature
 from ferlab.evaluation.robustness import CORRUPTIONS, SEVERITIES, ScoredModel, corrupt
 
@@ -82,8 +81,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except FerlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
 import numpy as np
 
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
-from ferlab.errors import FerlabError
+from ferlab.errors import run_script
 from ferlab.evaluation.evaluator import align_labels
 from ferlab.inference.engine import Classifier
 from ferlab.inference.predictor import resolve_model
@@ -66,8 +65,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except FerlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

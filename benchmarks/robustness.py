@@ -24,7 +24,7 @@ import numpy as np
 
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
-from ferlab.errors import FerlabError
+from ferlab.errors import run_script
 from ferlab.evaluation.calibration import expected_calibration_error
 from ferlab.evaluation.robustness import (
     CORRUPTIONS, SEVERITIES, Score, ScoredModel, balanced_subsample, corrupt, per_class_recall,
@@ -125,8 +125,4 @@ def print_tables(results: dict[str, dict], classes: tuple[str, ...], markdown: b
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except FerlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

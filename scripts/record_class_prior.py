@@ -10,10 +10,9 @@ and writes it into the model file's `info["class_prior"]`; the weights are uncha
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, run_script
 from ferlab.models.bundle import bundle_file, load_bundle, save_bundle
 from ferlab.models.prior import prior_of_targets
 from ferlab.training.config import load_config
@@ -39,8 +38,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except FerlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)
