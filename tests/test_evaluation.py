@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -23,12 +24,14 @@ from ferlab.labels import LabelSet
 runner = CliRunner()
 
 
-def test_evaluation_writes_every_figure_and_table(blob_model: Path, blob_data: Path) -> None:
+def test_evaluation_writes_every_figure_and_table(blob_model: Path, blob_data: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     out_dir, summary = run_evaluation(blob_model, blob_data, tta=("flip", "tencrop"))
     for name in ("metrics.json", "classification_report.md", "classification_report.txt", "confusion_matrix.png",
                  "roc.png", "reliability.png", "gradcam_examples.png", "report.md"):
         assert (out_dir / name).stat().st_size > 0, name
-    assert out_dir == blob_model / "eval" / f"{blob_data.name}-test"
+    assert out_dir == tmp_path / "eval" / f"{blob_model.name}-{blob_data.name}-test"  # the working directory
     metrics = summary["all"]
     assert metrics["samples"] == 20 and metrics["accuracy"] > 0.8
     assert metrics["top2_accuracy"] >= metrics["accuracy"]
@@ -37,7 +40,8 @@ def test_evaluation_writes_every_figure_and_table(blob_model: Path, blob_data: P
     assert all(0 <= m["accuracy"] <= 1 for m in summary["tta"].values())
     assert metrics["temperature"] == load_bundle(blob_model).temperature
     report = (out_dir / "report.md").read_text()
-    assert "![training curves](../../curves.png)" in report and "| angry |" in report
+    assert f"![training curves]({os.path.relpath(blob_model / 'curves.png', out_dir)})" in report and "| angry |" in report
+    assert "split `test`, 20 of 100 images; 20 images scored" in report and "Protocol: face crops" in report
 
 
 def test_deduplicated_metrics_leave_out_listed_copies(blob_model: Path, blob_data: Path, tmp_path: Path) -> None:
@@ -189,3 +193,110 @@ def test_evaluating_a_run_uses_its_split_of_an_unsplit_dataset(tmp_path: Path, m
     assert sorted(load_training_data(build_config({"name": "s0"}, [f"data.path={data}", "model.params={input_size: 24}",
                                                                    "model.name=baseline_cnn"]), 24, 1)
                   .split("test").sources) != trained_test
+
+
+# --- any labelled folder: --split all, shipped names, the photo pipeline, bench, where files go ---
+
+
+@pytest.fixture
+def unsplit_blobs(tmp_path: Path) -> Path:
+    """A class-folder dataset without splits, 6 blob images per class."""
+    rng = np.random.default_rng(11)
+    for label, name in enumerate(("angry", "happy", "sad")):
+        for i in range(6):
+            write_image(tmp_path / "unsplit" / name / f"{i}.png", blob_image(label, rng))
+    return tmp_path / "unsplit"
+
+
+def test_split_all_scores_every_image_and_says_so(blob_model: Path, unsplit_blobs: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(unsplit_blobs), "--split", "all",
+                                 "--no-gradcam"])
+    assert result.exit_code == 0, result.output
+    assert "every image, all splits (18 images)" in result.output and "Accuracy" in result.output
+    out_dir = tmp_path / "eval" / f"{blob_model.name}-unsplit-all"
+    assert json.loads((out_dir / "metrics.json").read_text())["all"]["samples"] == 18
+    report = (out_dir / "report.md").read_text()
+    assert "every image, all splits (18 images); 18 images scored" in report and "## All images (every split)" in report
+    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(unsplit_blobs), "--no-gradcam"])
+    assert result.exit_code == 0, result.output
+    assert "split `test`, 2 of 18 images: a seeded stratified part" in result.output  # not silent about carving
+    assert "`--split all` scores every image" in result.output
+    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(unsplit_blobs), "--split", "everything"])
+    assert result.exit_code == 2 and "unknown split 'everything'" in result.output
+
+
+def test_detect_runs_the_photo_pipeline(blob_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferlab.data.imageio import as_rgb
+    from test_inference import GRACE_HOPPER
+
+    photo = as_rgb(GRACE_HOPPER)
+    for name in ("angry", "happy"):
+        for i, scale in enumerate((0.5, 1.0)):
+            write_image(tmp_path / "photos" / name / f"{i}.jpg", np.ascontiguousarray(
+                np.array(Image.fromarray(photo).resize((round(512 * scale), round(600 * scale))))))
+    write_image(tmp_path / "photos" / "happy" / "blank.png", np.full((200, 200, 3), 128, np.uint8))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", "photos", "--split", "all", "--detect",
+                                 "--no-gradcam"])
+    assert result.exit_code == 0, result.output
+    assert "a face was found in 4 of 5 images" in result.output and "photo pipeline" in result.output
+    summary = json.loads((tmp_path / "eval" / f"{blob_model.name}-photos-all" / "metrics.json").read_text())
+    assert summary["all"]["samples"] == 5 and summary["face_found"]["samples"] == 4
+    assert summary["protocol"].startswith("photo pipeline")
+
+
+def test_bench_prints_one_table_for_every_model_and_dataset(blob_model: Path, blob_data: Path, unsplit_blobs: Path,
+                                                            tmp_path: Path) -> None:
+    result = runner.invoke(app, ["bench", str(blob_model), str(blob_model / "model.pt"), "--data", str(blob_data),
+                                 "--data", str(unsplit_blobs), "--out", str(tmp_path / "bench.md")])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith(f"| {blob_model.name} |")]
+    assert len(rows) == 4
+    assert f"| {blob_model.name} | {blob_data.name} | test | 20 |" in rows[0]  # its own test split
+    assert f"| {blob_model.name} | unsplit | all | 18 |" in rows[1]  # no splits: every image
+    assert "recall angry" in result.output and "macro-F1" in result.output
+    assert json.loads((tmp_path / "bench.json").read_text())[1]["images"] == 18
+
+
+@pytest.fixture
+def gray_faces(tmp_path: Path) -> Path:
+    from conftest import synthetic_face
+
+    for i in range(4):
+        write_image(tmp_path / "gray" / ("happy" if i % 2 else "sad") / f"{i}.png", synthetic_face(i))
+    return tmp_path / "gray"
+
+
+def package_files() -> dict[str, float]:
+    import ferlab
+
+    root = Path(ferlab.__file__).parent
+    return {str(p): p.stat().st_mtime for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+def test_shipped_model_names_work_in_every_command_and_nothing_is_written_in_the_package(
+        gray_faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(tmp_path)
+    before = package_files()
+    face = gray_faces / "happy" / "1.png"
+    commands = [
+        ["evaluate", "ferplus8", "--data", str(gray_faces), "--split", "all", "--no-gradcam"],
+        ["bench", "ferplus8", "five", "--data", str(gray_faces)],
+        ["explain", str(face), "--model", "fer2013-7", "--no-detect", "--out", "cam.png"],
+        ["export", "five"],
+        ["predict", str(face), "--model", "ferplus8", "--no-detect"],
+    ]
+    for command in commands:
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, (command, result.output)
+    assert (tmp_path / "eval" / "ferplus8-gray-all" / "report.md").is_file()
+    assert (tmp_path / "cam.png").is_file()
+    assert (tmp_path / "five.onnx").stat().st_mode & 0o777 == 0o644  # in the working directory, readable
+    result = runner.invoke(app, ["webcam", "--camera", "97", "--model", "five"])  # the model loads, the camera fails
+    assert result.exit_code == 2 and "cannot open camera 97" in result.output
+    result = runner.invoke(app, ["evaluate", "nonexistent", "--data", str(gray_faces)])
+    assert result.exit_code == 2 and "no model 'nonexistent'" in result.output
+    assert package_files() == before

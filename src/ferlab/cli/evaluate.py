@@ -1,4 +1,4 @@
-"""`ferlab evaluate` and `ferlab explain`: what a model gets right, and where it looks."""
+"""`ferlab evaluate`, `ferlab bench` and `ferlab explain`: what a model gets right, and where it looks."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from ferlab.cli.main import user_errors
 
 @user_errors
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="Run folder or model.pt.")],
+    model: Annotated[str, typer.Argument(help="Shipped model name (ferplus8, ...), run folder or model.pt.")],
     data: Annotated[Path, typer.Option("--data", help="Dataset to evaluate on (any layout ferlab reads).")],
-    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: RUN/eval/<data>-<split>).")] = None,
+    split: Annotated[str, typer.Option("--split", help="train, val, test, or all (every image, whatever its split).")] = "test",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Output folder (default: ./eval/<model>-<data>-<split>/).")
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="Dataset layout (auto-detected).")] = "auto",
     ferplus_labels: Annotated[Optional[Path], typer.Option("--ferplus-labels", help="fer2013new.csv for a fer2013.csv.")] = None,
     ferplus_majority: Annotated[str, typer.Option("--ferplus-majority", help="strict or plurality.")] = "strict",
@@ -28,6 +30,11 @@ def evaluate(
                                      "also report metrics without near-copies of training images.")
     ] = None,
     no_gradcam: Annotated[bool, typer.Option("--no-gradcam", help="Skip the Grad-CAM example grid.")] = False,
+    detect: Annotated[
+        bool, typer.Option("--detect", help="Photos, not crops: detect, align and classify the largest face in "
+                           "each image file, as `ferlab predict` does.")
+    ] = False,
+    detector: Annotated[str, typer.Option("--detector", help="With --detect: auto (yunet), yunet, haar or mediapipe.")] = "auto",
 ) -> None:
     """Accuracy, per-class report, confusion matrix, ROC/AUC, calibration, Grad-CAM examples and report.md."""
     from ferlab.evaluation.evaluator import metrics_table
@@ -36,7 +43,10 @@ def evaluate(
     out_dir, summary = run_evaluation(
         model, data, split=split, out=out, data_format=format, ferplus_labels=ferplus_labels,
         ferplus_majority=ferplus_majority, tta=tuple(tta or ()), dedup=dedup, gradcam_examples=not no_gradcam,  # type: ignore[arg-type]
+        detect=detect, detector=detector,
     )
+    typer.echo(f"{summary['model']} on {data}: {summary['scored']}")
+    typer.echo(f"protocol: {summary['protocol']}")
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
     typer.echo(metrics_table(summary["all"]))
@@ -49,9 +59,42 @@ def evaluate(
 
 
 @user_errors
+def bench(
+    models: Annotated[list[str], typer.Argument(help="Shipped model names, run folders or model.pt files.")],
+    data: Annotated[list[Path], typer.Option("--data", help="A dataset (repeat for several).")],
+    split: Annotated[
+        str, typer.Option("--split", help="auto (a dataset's own test split, or every image of one without "
+                          "splits), train, val, test or all.")
+    ] = "auto",
+    detect: Annotated[bool, typer.Option("--detect", help="Photos, not crops: the full detect-align-classify pipeline.")] = False,
+    detector: Annotated[str, typer.Option("--detector", help="With --detect: auto (yunet), yunet, haar or mediapipe.")] = "auto",
+    tta: Annotated[str, typer.Option("--tta", help="none, flip or tencrop.")] = "none",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Also write the table (.md) and the figures (.json).")] = None,
+) -> None:
+    """Every model on every dataset: one table of accuracy, macro-F1 and recall per class."""
+    import json
+
+    from ferlab.evaluation.report import benchmark, benchmark_table
+
+    rows = benchmark(models, data, split=split, detect=detect, detector=detector, tta=tta)  # type: ignore[arg-type]
+    for row in rows:
+        for note in row["notes"]:
+            typer.echo(f"note ({row['model']} on {row['data']}): {note}")
+    table = benchmark_table(rows)
+    typer.echo(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(table + "\n")
+        out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        typer.echo(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
+@user_errors
 def explain(
     image: Annotated[Path, typer.Argument(help="A photo or a face crop.")],
-    model: Annotated[Path, typer.Option("--model", help="Run folder or model.pt.")],
+    model: Annotated[
+        Optional[str], typer.Option("--model", "-m", help="Shipped model name, run folder or model.pt (default: ferplus8).")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the overlay PNG.")] = Path("gradcam.png"),
     class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class (default: the predicted one).")] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="The image is a face crop: explain it whole.")] = False,
@@ -62,10 +105,11 @@ def explain(
     from ferlab.data.imageio import as_rgb
     from ferlab.evaluation.gradcam import gradcam, overlay
     from ferlab.inference.detection import create_detector
+    from ferlab.inference.predictor import resolve_model
     from ferlab.inference.preprocess import crop_face, whole_image_face
     from ferlab.models.bundle import load_bundle
 
-    bundle = load_bundle(model)
+    bundle = load_bundle(resolve_model(model))
     spec = bundle.spec
     rgb = as_rgb(image)
     faces = [] if no_detect else create_detector().detect(rgb)

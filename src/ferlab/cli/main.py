@@ -50,7 +50,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progre
 
 def _register() -> None:
     from ferlab.cli.data import data_app
-    from ferlab.cli.evaluate import evaluate, explain
+    from ferlab.cli.evaluate import bench, evaluate, explain
     from ferlab.cli.predict import export, predict, video, webcam
     from ferlab.cli.serve import app_command, serve
     from ferlab.cli.train import runs_app, train
@@ -60,6 +60,7 @@ def _register() -> None:
     app.add_typer(runs_app, name="runs")
     app.command("evaluate")(evaluate)
     app.command("explain")(explain)
+    app.command("bench")(bench)
     app.command("predict")(predict)
     app.command("video")(video)
     app.command("webcam")(webcam)

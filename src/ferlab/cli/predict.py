@@ -16,7 +16,7 @@ from ferlab.errors import FerlabError
 ModelOpt = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8).")
 ]
-DetectorOpt = Annotated[str, typer.Option("--detector", help="Face detector: auto, haar or mediapipe.")]
+DetectorOpt = Annotated[str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")]
 
 
@@ -87,7 +87,8 @@ def predict(
             if annotate is not None:
                 canvas = rgb.copy()
                 for number, face in enumerate(faces, start=1):
-                    draw_face(canvas, face.box, f"{number} {face.label} {face.confidence:.2f}", face.probabilities, face.uncertain)
+                    draw_face(canvas, face.box, f"{number} {face.label} {face.confidence:.2f}", face.probabilities,
+                              face.uncertain, face.landmarks)
                 annotate.mkdir(parents=True, exist_ok=True)
                 name = f"{path.stem}.annotated.png"
                 if name in annotated:  # photos with the same name in different folders
@@ -163,20 +164,22 @@ def webcam(
 def export(
     model: Annotated[str, typer.Argument(help="Run folder, model.pt or shipped model name.")],
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output file (default: model.onnx beside the model).")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Output file (default: ./<model>.onnx in the working directory).")
+    ] = None,
 ) -> None:
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
     import numpy as np
 
     from ferlab.inference.engine import Classifier, export_onnx
-    from ferlab.inference.predictor import resolve_model
+    from ferlab.inference.predictor import model_label, resolve_model
     from ferlab.models.bundle import load_bundle
 
     if format != "onnx":
         raise FerlabError(f"unknown export format {format!r}; supported: onnx")
     path = resolve_model(model)
     bundle = load_bundle(path)
-    target = out or (path if path.is_dir() else path.parent) / f"{(path / 'model.pt' if path.is_dir() else path).stem}.onnx"
+    target = out or Path.cwd() / f"{model_label(model, path)}.onnx"
     export_onnx(bundle, target)
     spec = bundle.spec
     faces = np.random.default_rng(0).integers(0, 256, (4, spec.input_size, spec.input_size, spec.in_channels), dtype=np.uint8)

@@ -37,7 +37,8 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
     """Evaluate the run's model on the test split and write its Markdown model card."""
     bundle = load_bundle(run_dir)
     spec = bundle.spec
-    eval_dir, summary = run_evaluation(run_dir, data, split="test", dedup=dedup, tta=("flip", "tencrop"))
+    eval_dir, summary = run_evaluation(run_dir, data, split="test", dedup=dedup, tta=("flip", "tencrop"),
+                                       out=run_dir / "eval" / f"{Path(data).name}-test")  # the card's report stays with its run
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
     config_text = (run_dir / "config.yaml").read_text()
     config = build_config(read_config_file(run_dir / "config.yaml"))

@@ -20,7 +20,11 @@ from ferlab.errors import FerlabError
 from ferlab.evaluation.calibration import expected_calibration_error, softmax
 from ferlab.inference.engine import TTA, BackendName, Classifier
 from ferlab.labels import LabelSet, map_labels
+from ferlab.inference.preprocess import whole_image_face
 from ferlab.models.bundle import ModelBundle
+
+ALL = "all"
+"""The split name that means every image of a dataset."""
 
 
 @dataclass
@@ -34,6 +38,8 @@ class EvaluationResult:
     temperature: float
     notes: list[str] = field(default_factory=list)
     faces: np.ndarray | None = None
+    detected: np.ndarray | None = None
+    """With the photo pipeline (`--detect`): whether a face was found in each image."""
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -99,11 +105,17 @@ def align_labels(dataset: FaceDataset, model_labels: LabelSet) -> tuple[FaceData
     return dataset, [model_labels.classes.index(c) for c in shared], notes
 
 
+def split_part(dataset: FaceDataset, split: str) -> FaceDataset:
+    """One split of a dataset, or every image for `all`."""
+    return dataset if split == ALL else dataset.split(split)
+
+
 def evaluate(
     bundle: ModelBundle, dataset: FaceDataset, split: str = "test", tta: TTA = "none",
     backend: BackendName = "torch",
 ) -> EvaluationResult:
-    part = dataset.split(split)
+    """The model on one split (`all`: every image) of a dataset whose images are face crops."""
+    part = split_part(dataset, split)
     part, outputs, notes = align_labels(part, bundle.label_set)
     if part.image_shape != (bundle.spec.input_size, bundle.spec.input_size, bundle.spec.in_channels):
         raise FerlabError(f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
@@ -112,6 +124,45 @@ def evaluate(
     return EvaluationResult(
         classes=part.label_set.classes, labels=part.labels, logits=logits, sources=part.sources,
         temperature=bundle.temperature, notes=notes, faces=part.images,
+    )
+
+
+def evaluate_photos(
+    bundle: ModelBundle, dataset: FaceDataset, root: Path, split: str = "test", tta: TTA = "none",
+    detector: str = "auto", backend: BackendName = "torch",
+) -> EvaluationResult:
+    """The model through the full photo pipeline on one split: every original image file is
+    read at full resolution, faces are detected and cropped (landmark-aligned) as
+    `ferlab predict` does, and the largest face is classified. An image with no face found
+    is classified whole, as a face crop; `detected` records which images had one.
+    """
+    from ferlab.data.imageio import as_rgb
+    from ferlab.inference.predictor import Predictor
+
+    part = split_part(dataset, split)
+    part, outputs, notes = align_labels(part, bundle.label_set)
+    files = [root / source for source in part.sources]
+    if not all(f.is_file() for f in files[:1]):
+        raise FerlabError(f"--detect needs the dataset's image files; {files[0] if files else root} is not one "
+                          "(a .csv dataset holds only 48x48 crops)")
+    predictor = Predictor(bundle, detector=detector, backend=backend, tta=tta)
+    spec = bundle.spec
+    crops, detected = [], []
+    for path in files:
+        rgb = as_rgb(path)
+        faces = predictor.detect(rgb)
+        detected.append(bool(faces))
+        crops.append(predictor.crops(rgb, faces[:1])[0] if faces else
+                     whole_image_face(rgb, spec.input_size, spec.in_channels))
+    faces_array = np.stack(crops)
+    logits = predictor.classifier.logits(faces_array, tta)[:, outputs]
+    found = np.array(detected)
+    notes.append(f"photo pipeline: detector {predictor.detector.name}, landmark-aligned crops; a face was found in "
+                 f"{int(found.sum())} of {len(found)} images (the largest face is classified; an image without "
+                 "one is classified whole, as a face crop)")
+    return EvaluationResult(
+        classes=part.label_set.classes, labels=part.labels, logits=logits, sources=part.sources,
+        temperature=bundle.temperature, notes=notes, faces=faces_array, detected=found,
     )
 
 
@@ -148,6 +199,8 @@ def write_metrics(
         summary["deduplicated"]["removed"] = int((~mask).sum())
         if (~mask).any():  # the copies alone: how much overlap with training inflates a score
             summary["near_copies"] = result.metrics(~mask)
+    if result.detected is not None and 0 < result.detected.sum() < len(result.detected):
+        summary["face_found"] = result.metrics(result.detected)
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
     (out_dir / "classification_report.md").write_text("\n".join(report_sections(summary, split)) + "\n")
     predicted = result.probabilities.argmax(1)
@@ -160,7 +213,10 @@ def write_metrics(
 
 def report_sections(summary: dict[str, Any], split: str) -> list[str]:
     """Markdown classification reports: all images, then without and with only the near-copies."""
-    sections = [f"## All {split} images", "", metrics_table(summary["all"])]
+    heading = "## All images (every split)" if split == ALL else f"## All {split} images"
+    sections = [heading, "", metrics_table(summary["all"])]
+    if "face_found" in summary:
+        sections += ["", "## Only the images where a face was found", "", metrics_table(summary["face_found"])]
     if "deduplicated" in summary:
         sections += ["", f"## Without near-copies of training images ({summary['deduplicated']['removed']} removed)",
                      "", metrics_table(summary["deduplicated"])]

@@ -1,29 +1,91 @@
 """One evaluation run: load model and data, compute metrics, draw figures, write report.md.
 
-What the reports' authors assembled by hand in notebooks comes from one command.
+What the reports' authors assembled by hand in notebooks comes from one command. Also
+`benchmark`: several models on several datasets, one table (`ferlab bench`).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
+import numpy as np
+
 from ferlab.data.audit import read_clean_list
-from ferlab.data.loader import load_dataset
+from ferlab.data.dataset import FaceDataset
+from ferlab.data.loader import detect_format, load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import FerlabError
-from ferlab.evaluation.evaluator import EvaluationResult, evaluate, report_sections, write_metrics
+from ferlab.evaluation.evaluator import (
+    ALL, EvaluationResult, evaluate, evaluate_photos, report_sections, write_metrics,
+)
 from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
 from ferlab.inference.engine import TTA
-from ferlab.models.bundle import load_bundle
+from ferlab.inference.predictor import model_label, resolve_model
+from ferlab.labels import EMOTIONS
+from ferlab.models.bundle import ModelBundle, load_bundle
 from ferlab.training.config import build_config, read_config_file
+
+SPLIT_CHOICES = ("train", "val", "test", ALL)
+
+
+def data_label(data: Path) -> str:
+    resolved = Path(data).expanduser().resolve()
+    return resolved.stem if resolved.is_file() else resolved.name
+
+
+def default_out_dir(model: str, data: Path, split: str) -> Path:
+    """./eval/<model>-<dataset>-<split>/ in the working directory (never inside the package)."""
+    return Path.cwd() / "eval" / f"{model}-{data_label(data)}-{split}"
+
+
+def native_splits(data: Path, data_format: str) -> set[str] | None:
+    """The splits a dataset's files name themselves (the rest are carved out by seed); None if unknown."""
+    fmt = detect_format(Path(data)) if data_format == "auto" else data_format
+    if fmt == "folder":
+        from ferlab.data.folder import list_folder
+
+        return {split for _, split, _ in list_folder(Path(data))} - {""}
+    if fmt == "fer2013-csv":
+        with Path(data).open(newline="") as handle:
+            header = {c.strip() for c in next(csv.reader(handle), [])}
+        return {"train", "val", "test"} if "Usage" in header else set()
+    return None  # FER+ folders name all three
+
+
+def describe_split(dataset: FaceDataset, split: str, native: set[str] | None, seed: int) -> str:
+    """Which images were scored, in words, with their number."""
+    total = len(dataset)
+    if split == ALL:
+        return f"every image, all splits ({total} images)"
+    count = int((dataset.splits == split).sum())
+    text = f"split `{split}`, {count} of {total} images"
+    if native is not None and not native:
+        text += (f": a seeded stratified part (seed {seed}) carved out of a dataset without splits; "
+                 "`--split all` scores every image")
+    elif native is not None and split not in native:
+        text += f": carved out of the training images (seed {seed}), the dataset has no `{split}` split of its own"
+    return text
+
+
+def resolve_split(split: str, native: set[str] | None) -> str:
+    """`auto`: the test split where the dataset has one of its own, else every image."""
+    if split != "auto":
+        return split
+    return "test" if native is None or "test" in native else ALL
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLIT_CHOICES:
+        raise FerlabError(f"unknown split {split!r}; use {', '.join(SPLIT_CHOICES)}")
 
 
 def run_evaluation(
-    model: Path,
+    model: str | Path,
     data: Path,
     *,
     split: str = "test",
@@ -34,42 +96,75 @@ def run_evaluation(
     tta: TTA | Sequence[TTA] = (),
     dedup: Path | None = None,
     gradcam_examples: bool = True,
+    detect: bool = False,
+    detector: str = "auto",
 ) -> tuple[Path, dict[str, Any]]:
-    """Evaluate a model (run folder or model.pt) on one split of a dataset; returns (folder, metrics).
+    """Evaluate a model (shipped name, run folder or model.pt) on one split of a dataset, or on
+    every image (`split="all"`); returns (folder, metrics).
 
-    Each test-time augmentation in `tta` is reported next to the plain figures.
+    Each test-time augmentation in `tta` is reported next to the plain figures. With
+    `detect`, each image goes through the photo pipeline (detect, align, classify) instead
+    of being treated as a face crop. The folder defaults to `default_out_dir`.
     """
+    _check_split(split)
     methods = [method for method in dict.fromkeys((tta,) if isinstance(tta, str) else tta) if method != "none"]
     unknown = [method for method in methods if method not in get_args(TTA)]
     if unknown:
         raise FerlabError(f"unknown test-time augmentation {', '.join(unknown)}; use flip or tencrop")
-    bundle = load_bundle(model)
-    spec = bundle.spec
-    run_dir = model if model.is_dir() else None
-    options = LoadOptions(
-        size=spec.input_size, channels=spec.in_channels, seed=_split_seed(run_dir),
-        ferplus_majority=ferplus_majority,  # type: ignore[arg-type]
-    )
-    dataset = load_dataset(data, format=data_format, ferplus_labels=ferplus_labels, options=options)  # type: ignore[arg-type]
-    out_dir = out or (model if model.is_dir() else model.parent) / "eval" / f"{Path(data).name}-{split}"
+    path = resolve_model(model)
+    bundle = load_bundle(path)
+    name = model_label(model, path)
+    run_dir = path if path.is_dir() else None
+    dataset, seed = _load(bundle, run_dir, data, data_format, ferplus_labels, ferplus_majority)
+    native = native_splits(data, data_format) if ferplus_labels is None else None
+    scored = describe_split(dataset, split, native, seed)
+    out_dir = out or default_out_dir(name, data, split)
     clean = read_clean_list(dedup) if dedup else None
 
-    result = evaluate(bundle, dataset, split)
+    def score(method: TTA) -> EvaluationResult:
+        if detect:
+            return evaluate_photos(bundle, dataset, Path(data), split, method, detector)
+        return evaluate(bundle, dataset, split, method)
+
+    result = score("none")
     summary = write_metrics(result, out_dir, clean, split)
+    summary.update(model=name, data=str(data), split=split, scored=scored, protocol=_protocol(bundle, detect),
+                   images=int(len(result.labels)))
     if methods:
         summary["tta"] = {}
         for method in methods:
-            metrics = evaluate(bundle, dataset, split, method).metrics()
+            metrics = score(method).metrics()
             summary["tta"][method] = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece")}
-        (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
     plot_confusion(result, out_dir / "confusion_matrix.png")
     plot_roc(result, out_dir / "roc.png")
     plot_reliability(result, out_dir / "reliability.png")
     output_index = [bundle.label_set.classes.index(c) for c in result.classes]
     if gradcam_examples:
         plot_gradcam_examples(bundle, result, output_index, out_dir / "gradcam_examples.png")
-    _write_report(out_dir, result, summary, model, data, split, run_dir, gradcam_examples)
+    _write_report(out_dir, result, summary, name, path, data, split, run_dir, gradcam_examples)
     return out_dir, summary
+
+
+def _load(bundle: ModelBundle, run_dir: Path | None, data: Path, data_format: str, ferplus_labels: Path | None,
+          ferplus_majority: str) -> tuple[FaceDataset, int]:
+    spec = bundle.spec
+    seed = _split_seed(run_dir)
+    options = LoadOptions(
+        size=spec.input_size, channels=spec.in_channels, seed=seed,
+        ferplus_majority=ferplus_majority,  # type: ignore[arg-type]
+    )
+    dataset = load_dataset(data, format=data_format, ferplus_labels=ferplus_labels, options=options)  # type: ignore[arg-type]
+    return dataset, seed
+
+
+def _protocol(bundle: ModelBundle, detect: bool) -> str:
+    spec = bundle.spec
+    size = f"{spec.input_size}x{spec.input_size} {'gray' if spec.in_channels == 1 else 'RGB'}"
+    if detect:
+        return (f"photo pipeline: each image file is read at full size, faces are detected and the largest is "
+                f"warped onto the training crops' landmark template at {size}, as `ferlab predict` does")
+    return f"face crops: each image is taken as a face crop and resized to the model's input ({size})"
 
 
 def _split_seed(run_dir: Path | None) -> int:
@@ -81,10 +176,14 @@ def _split_seed(run_dir: Path | None) -> int:
 
 
 def _write_report(
-    out_dir: Path, result: EvaluationResult, summary: dict[str, Any], model: Path, data: Path, split: str,
+    out_dir: Path, result: EvaluationResult, summary: dict[str, Any], name: str, path: Path, data: Path, split: str,
     run_dir: Path | None, gradcam_examples: bool,
 ) -> None:
-    lines = [f"# Evaluation of `{model}`", "", f"Data: `{data}`, split `{split}`, classes: {', '.join(result.classes)}.", ""]
+    lines = [f"# Evaluation of `{name}`", "",
+             f"- Model: `{path}`.",
+             f"- Data: `{data}`, {summary['scored']}; {summary['images']} images scored.",
+             f"- Protocol: {summary['protocol']}.",
+             f"- Classes: {', '.join(result.classes)}.", ""]
     lines += [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
     if run_dir is not None and (run_dir / "curves.png").is_file():
         lines += ["## Training curves", "", f"![training curves]({os.path.relpath(run_dir / 'curves.png', out_dir)})", ""]
@@ -105,3 +204,55 @@ def _write_report(
         lines += ["## Grad-CAM on correct and wrong predictions", "", "![Grad-CAM](gradcam_examples.png)", ""]
     (out_dir / "report.md").write_text("\n".join(lines))
 
+
+# --- several models on several datasets ------------------------------------------------------
+
+
+def benchmark(
+    models: Sequence[str | Path], datasets: Sequence[Path], *, split: str = "auto", detect: bool = False,
+    detector: str = "auto", tta: TTA = "none",
+) -> list[dict[str, Any]]:
+    """One row per (model, dataset): split scored, images, accuracy, macro-F1, recall per class.
+
+    `split="auto"` scores a dataset's own test split where it has one and every image of a
+    dataset without splits (external validation: the model never saw these images).
+    """
+    if split != "auto":
+        _check_split(split)
+    rows = []
+    for reference in models:
+        path = resolve_model(reference)
+        bundle = load_bundle(path)
+        run_dir = path if path.is_dir() else None
+        for data in datasets:
+            native = native_splits(data, "auto")
+            chosen = resolve_split(split, native)
+            dataset, _ = _load(bundle, run_dir, data, "auto", None, "strict")
+            result = (evaluate_photos(bundle, dataset, Path(data), chosen, tta, detector) if detect
+                      else evaluate(bundle, dataset, chosen, tta))
+            metrics = result.metrics()
+            rows.append({
+                "model": model_label(reference, path), "data": data_label(data), "split": chosen,
+                "images": metrics["samples"], "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+                "recall": {c: row["recall"] for c, row in metrics["per_class"].items() if row["support"] > 0},
+                "faces_found": None if result.detected is None else int(np.sum(result.detected)),
+                "notes": result.notes,
+            })
+    return rows
+
+
+def benchmark_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows of `benchmark` as one Markdown table (recall per class; - where not scored)."""
+    classes = [c for c in EMOTIONS if any(c in row["recall"] for row in rows)]
+    detect = any(row["faces_found"] is not None for row in rows)
+    head = ["model", "data", "split", "images", *(["faces found"] if detect else []), "accuracy", "macro-F1",
+            *(f"recall {c}" for c in classes)]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 3)]
+    for row in rows:
+        cells = [row["model"], row["data"], row["split"], str(row["images"])]
+        if detect:
+            cells.append("-" if row["faces_found"] is None else str(row["faces_found"]))
+        cells += [f"{100 * row['accuracy']:.2f}%", f"{row['macro_f1']:.3f}"]
+        cells += [f"{row['recall'][c]:.3f}" if c in row["recall"] else "-" for c in classes]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -7,16 +7,19 @@ import numpy as np
 
 COLOR = (40, 200, 60)
 UNCERTAIN_COLOR = (230, 160, 30)
+LANDMARK_COLOR = (255, 230, 0)
 
 
 def draw_face(
     rgb: np.ndarray, box: tuple[int, int, int, int], title: str, probabilities: dict[str, float] | None = None,
-    uncertain: bool = False,
+    uncertain: bool = False, landmarks: tuple[tuple[float, float], ...] | None = None,
 ) -> None:
-    """Draw in place: box, title above it, and (optionally) a bar per class beside it."""
+    """Draw in place: box, title above it, the landmarks if given, and (optionally) a bar per class beside it."""
     x, y, w, h = box
     color = UNCERTAIN_COLOR if uncertain else COLOR
     thickness = max(1, round(max(rgb.shape[:2]) / 400))
+    for px, py in landmarks or ():
+        cv2.circle(rgb, (int(round(px)), int(round(py))), max(1, min(w, h) // 40), LANDMARK_COLOR, -1, cv2.LINE_AA)
     scale = max(0.4, max(rgb.shape[:2]) / 1400)
     cv2.rectangle(rgb, (x, y), (x + w, y + h), color, thickness)
     (tw, th), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
