@@ -197,7 +197,7 @@ def test_predict_cli_handles_folders_globs_and_bad_files(blob_model: Path, tmp_p
     [record] = json.loads((tmp_path / "out.json").read_text())
     assert record["face"] == 1 and len(record["probabilities"]) == 3
     result = runner.invoke(app, ["predict", str(tmp_path / "missing.jpg"), "--model", str(blob_model)])
-    assert result.exit_code == 0 and "no such file" in result.output  # reported, batch goes on
+    assert result.exit_code == 2 and "no such file" in result.output  # reported; nothing was read, so it fails
 
 
 def write_video(path: Path, frames: int = 12) -> Path:
