@@ -18,6 +18,9 @@ ModelOpt = Annotated[
 ]
 DetectorOpt = Annotated[str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")]
+PriorOpt = Annotated[str, typer.Option("--prior", help="train (the training class prior) or uniform (every class "
+                                        "equally likely: recalls the rare classes, e.g. disgust and fear).")]
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -50,6 +53,8 @@ def predict(
     backend: BackendOpt = "auto",
     tta: Annotated[str, typer.Option("--tta", help="none, flip or tencrop.")] = "none",
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per classification batch.")] = 32,
+    precision: PrecisionOpt = "auto",
+    prior: PriorOpt = "train",
 ) -> None:
     """Detect faces and classify their expressions; one row per face, classes sorted by probability."""
     import numpy as np
@@ -62,7 +67,7 @@ def predict(
     paths = expand_inputs(inputs)
     if not paths:
         raise FerlabError("no input images")
-    predictor = load(model, detector=detector, backend=backend, tta=tta)  # type: ignore[arg-type]
+    predictor = load(model, detector=detector, backend=backend, tta=tta, precision=precision, prior=prior)  # type: ignore[arg-type]
     records: list[dict[str, object]] = []
     annotated: set[str] = set()
     failures = 0
@@ -165,20 +170,34 @@ def export(
     model: Annotated[str, typer.Argument(help="Run folder, model.pt or shipped model name.")],
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Output file (default: ./<model>.onnx in the working directory).")
+        Optional[Path], typer.Option("--out", help="Output file (default: ./<model>.onnx in the working directory); "
+                                     "with --int8 a folder (default: the ONNX cache, where predict finds it).")
+    ] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write a static int8 copy, calibrated on training faces; "
+                                       "predict, serve and the apps then run it (precision auto).")] = False,
+    calibration: Annotated[
+        Optional[Path], typer.Option("--calibration", help="With --int8: the dataset whose train split calibrates it.")
     ] = None,
 ) -> None:
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
     import numpy as np
 
-    from ferlab.inference.engine import Classifier, export_onnx
+    from ferlab.inference.engine import Classifier, export_onnx, onnx_cache_dir
     from ferlab.inference.predictor import model_label, resolve_model
     from ferlab.models.bundle import load_bundle
 
     if format != "onnx":
         raise FerlabError(f"unknown export format {format!r}; supported: onnx")
+    if int8 and calibration is None:
+        raise FerlabError("--int8 needs --calibration DATA: training faces set the int8 scales")
     path = resolve_model(model)
     bundle = load_bundle(path)
+    if int8:
+        from ferlab.inference.quantize import calibration_faces, export_int8
+
+        fp32_path, int8_path = export_int8(bundle, calibration_faces(calibration, bundle), out or onnx_cache_dir())
+        typer.echo(f"wrote {fp32_path} and {int8_path} (int8, calibrated on 300 training faces of {calibration})")
+        return
     target = out or Path.cwd() / f"{model_label(model, path)}.onnx"
     export_onnx(bundle, target)
     spec = bundle.spec
