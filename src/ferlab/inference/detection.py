@@ -108,8 +108,10 @@ def decode_yunet(outputs: dict[str, np.ndarray], height: int, width: int, score_
     for stride in (8, 16, 32):
         cls = outputs[f"cls_{stride}"].reshape(-1)
         obj = outputs[f"obj_{stride}"].reshape(-1)
-        score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
-        keep = np.flatnonzero(score >= score_threshold)
+        candidates = np.flatnonzero((cls * obj >= score_threshold ** 2) & (cls > 0))  # cheap pre-filter
+        score = np.sqrt(np.clip(cls[candidates], 0, 1) * np.clip(obj[candidates], 0, 1))
+        passed = score >= score_threshold
+        keep, score = candidates[passed], score[passed]
         if not keep.size:
             continue
         cols = width // stride
@@ -121,7 +123,7 @@ def decode_yunet(outputs: dict[str, np.ndarray], height: int, width: int, score_
         boxes.append(np.stack([centre_x - w / 2, centre_y - h / 2, w, h], axis=1))
         grid = np.stack([columns, rows], axis=1)[:, None, :]
         points.append((grid + kps) * stride)
-        scores.append(score[keep])
+        scores.append(score)
     if not boxes:
         return []
     all_boxes, all_scores, all_points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
@@ -138,7 +140,8 @@ class YuNetDetector:
     The input is scaled to a longest side between `min_side` and `max_side` and padded to
     multiples of 32 (the network needs them). When nothing is found the image is tried once
     more shrunk to `retry_scale` of its size on a gray border: a face that fills the whole
-    picture (a face crop, a close-up) is found then.
+    picture (a face crop, a close-up) is found then. One instance is not thread-safe (it
+    reuses its input buffer); `Predictor` serialises calls with a lock.
     """
 
     name = "yunet"
@@ -158,6 +161,9 @@ class YuNetDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.log_severity_level = 3  # dynamic-shape warnings are expected
+        # One short call per frame: worker threads that sleep instead of spinning are as fast here and
+        # leave the CPU to the classifier and to other processes.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.score_threshold = score_threshold
@@ -165,12 +171,15 @@ class YuNetDetector:
         self.max_side = max_side
         self.min_side = min_side
         self.retry_scale = retry_scale
+        self._blob = np.zeros((1, 3, 0, 0), np.float32)
 
     def _run(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Raw detections on an RGB image at its own resolution (padded to multiples of 32)."""
         height, width = rgb.shape[:2]
         padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
-        blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
+        if self._blob.shape != (1, 3, padded_h, padded_w):
+            self._blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
+        blob = self._blob  # reused: the padding stays zero, the image part is overwritten
         blob[0, :, :height, :width] = rgb[:, :, ::-1].transpose(2, 0, 1)  # RGB -> BGR, HWC -> CHW
         outputs = dict(zip(self.output_names, self.session.run(self.output_names, {"input": blob})))
         return decode_yunet(outputs, padded_h, padded_w, self.score_threshold, self.iou_threshold)

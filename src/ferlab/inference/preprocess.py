@@ -42,24 +42,22 @@ Measured by `python benchmarks/face_template.py`."""
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The 2x3 similarity (rotation, uniform scale, translation) that best maps source points
-    onto target points in the least-squares sense (Umeyama's closed form, no reflection)."""
+    onto target points in the least-squares sense, without reflection.
+
+    In 2-D, Umeyama's (1991) solution has a closed form: with the centred points as complex
+    numbers, scale * e^(i angle) = sum(conj(src) * dst) / sum(|src|^2).
+    """
     source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
-    source_mean, target_mean = source.mean(0), target.mean(0)
-    src, dst = source - source_mean, target - target_mean
-    variance = (src ** 2).sum() / len(src)
+    src = source[:, 0] + 1j * source[:, 1]
+    dst = target[:, 0] + 1j * target[:, 1]
+    src_mean, dst_mean = src.mean(), dst.mean()
+    src, dst = src - src_mean, dst - dst_mean
+    variance = float((src.real ** 2 + src.imag ** 2).sum())
     if variance < 1e-12:
         raise ValueError("source points coincide")
-    covariance = dst.T @ src / len(src)
-    u, d, vt = np.linalg.svd(covariance)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1
-    rotation = u @ np.diag(sign) @ vt
-    scale = float((d * sign).sum() / variance)
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = target_mean - scale * rotation @ source_mean
-    return matrix
+    z = (np.conj(src) * dst).sum() / variance  # scale * (cos + i sin)
+    shift = dst_mean - z * src_mean
+    return np.array([[z.real, -z.imag, shift.real], [z.imag, z.real, shift.imag]])
 
 
 def _box_transform(face: Face, size: int, margin: float) -> np.ndarray:
@@ -97,33 +95,36 @@ def face_transform(face: Face, size: int, margin: float = DEFAULT_MARGIN, align:
         matrix = similarity_transform(source, target)
     except ValueError:
         return box
-    ratio = math.sqrt(abs(np.linalg.det(matrix[:, :2]))) / box[0, 0]
+    ratio = math.hypot(matrix[0, 0], matrix[1, 0]) / box[0, 0]
     return matrix if 0.5 <= ratio <= 2 else box
 
 
-def warp(rgb: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """The size x size crop `matrix` maps out of the image; borders replicate the edge pixels.
+def warp(rgb: np.ndarray, matrix: np.ndarray, size: int, channels: int = 3) -> np.ndarray:
+    """The size x size crop `matrix` maps out of the image, with `channels` channels (1: gray
+    with Pillow's weights, as the training data); borders replicate the edge pixels.
 
-    A crop much smaller than the face is area-averaged first (only the region it reads), so
-    a 400-pixel face is not aliased down to 48 pixels by bilinear sampling.
+    Only the region the crop reads is touched. A crop much smaller than the face is
+    area-averaged first, so a 400-pixel face is not aliased down to 48 pixels by bilinear
+    sampling.
     """
-    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
-    if scale < 0.8:
-        inverse = cv2.invertAffineTransform(matrix)
-        corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64) @ inverse.T
-        height, width = rgb.shape[:2]
-        x0, y0 = (max(0, int(math.floor(v)) - 2) for v in corners.min(0))
-        x1, y1 = min(width, int(math.ceil(corners[:, 0].max())) + 2), min(height, int(math.ceil(corners[:, 1].max())) + 2)
-        if x1 - x0 >= 2 and y1 - y0 >= 2:
-            roi = rgb[y0:y1, x0:x1]
-            new_size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
-            small = cv2.resize(roi, new_size, interpolation=cv2.INTER_AREA)
-            fx, fy = new_size[0] / (x1 - x0), new_size[1] / (y1 - y0)
-            adjusted = np.empty((2, 3))
-            adjusted[:, :2] = matrix[:, :2] @ np.diag([1 / fx, 1 / fy])
-            adjusted[:, 2] = matrix[:, :2] @ np.array([x0, y0]) + matrix[:, 2]
-            rgb, matrix = small, adjusted
-    return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64) @ inverse.T
+    height, width = rgb.shape[:2]
+    x0, y0 = (min(max(0, int(math.floor(v)) - 2), limit - 1) for v, limit in zip(corners.min(0), (width, height)))
+    x1 = max(x0 + 1, min(width, int(math.ceil(corners[:, 0].max())) + 2))
+    y1 = max(y0 + 1, min(height, int(math.ceil(corners[:, 1].max())) + 2))
+    roi = to_channels(np.ascontiguousarray(rgb[y0:y1, x0:x1]), channels)
+    adjusted = matrix.copy()
+    adjusted[:, 2] = matrix[:, :2] @ np.array([x0, y0]) + matrix[:, 2]  # ROI pixels -> crop
+    scale = math.sqrt(abs(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0]))
+    if scale < 0.8 and roi.shape[0] >= 2 and roi.shape[1] >= 2:
+        new_size = (max(1, round(roi.shape[1] * scale)), max(1, round(roi.shape[0] * scale)))
+        fx, fy = new_size[0] / roi.shape[1], new_size[1] / roi.shape[0]
+        roi = cv2.resize(roi, new_size, interpolation=cv2.INTER_AREA)
+        adjusted[:, 0] /= fx
+        adjusted[:, 1] /= fy
+    crop = cv2.warpAffine(roi, adjusted, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return crop.reshape(size, size, channels)
 
 
 def crop_face(rgb: np.ndarray, face: Face, size: int, channels: int, margin: float = DEFAULT_MARGIN,
@@ -133,7 +134,7 @@ def crop_face(rgb: np.ndarray, face: Face, size: int, channels: int, margin: flo
     `align=True` warps the landmarks (or eyes) onto the training template; `align=False`
     uses the box alone (see the module docstring).
     """
-    return to_channels(warp(rgb, face_transform(face, size, margin, align), size), channels)
+    return warp(rgb, face_transform(face, size, margin, align), size, channels)
 
 
 def to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
