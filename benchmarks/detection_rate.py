@@ -5,7 +5,12 @@ at random places and sizes onto smooth random backgrounds; a face counts as foun
 detected box's centre falls inside it. Upscaled 48-pixel faces are harder than webcam
 faces, so the rates are a lower bound for sharp photos.
 
-    python benchmarks/detection_rate.py --data .data/fer2013 --detector haar --frames 300
+    python benchmarks/detection_rate.py --data .data/fer2013 --detector yunet --frames 300 --empty 200
+    python benchmarks/detection_rate.py --data .data/fer2013 --detector haar --frames 300 --empty 200
+
+`--empty` frames are the same backgrounds with no face: every detection there is a false
+positive. benchmarks/pipeline.py is the harder test (sizes 24-400 px, rotation, colour,
+blur, JPEG, varied backgrounds) and also measures classification through the pipeline.
 
 Only needs numpy, OpenCV, Pillow and `ferlab.inference.detection`, so it also runs in an
 environment that has mediapipe==0.10.21 installed (`--detector mediapipe`).
@@ -54,10 +59,11 @@ def found(box: tuple[int, int, int, int], detections: list[tuple[int, int, int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(".data/fer2013"), help="FER2013 folder layout")
-    parser.add_argument("--detector", default="haar")
+    parser.add_argument("--detector", default="auto", help="auto (yunet), yunet, haar or mediapipe")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--faces-per-frame", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--empty", type=int, default=0, help="face-free frames, to count false positives")
     args = parser.parse_args()
 
     files = sorted(args.data.glob("test/*/PrivateTest_*.jpg"))
@@ -81,6 +87,10 @@ def main() -> None:
     print(f"detector {detector.name}: {args.frames} frames of 640x480 with {args.faces_per_frame} face(s); "
           f"faces found {hits}/{total} ({100 * hits / total:.1f}%), frames with every face found "
           f"{100 * frames_all_found / args.frames:.1f}%, {1000 * seconds / args.frames:.1f} ms per frame")
+    if args.empty:
+        false_positives = [len(detector.detect(background(rng))) for _ in range(args.empty)]
+        print(f"  {args.empty} face-free frames: {sum(false_positives) / args.empty:.3f} false positives per frame, "
+              f"{sum(1 for n in false_positives if n)} frames with any")
 
 
 if __name__ == "__main__":
