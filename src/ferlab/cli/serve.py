@@ -48,7 +48,7 @@ def serve(
     max_megapixels: Annotated[
         float, typer.Option("--max-megapixels", min=0.01, help="Largest image accepted, in megapixels (decoding costs memory).")
     ] = 25.0,
-    detector: Annotated[str, typer.Option("--detector", help="Face detector: auto, haar or mediapipe.")] = "auto",
+    detector: Annotated[str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")] = "auto",
     backend: Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
 ) -> None:
     """Serve the REST API: POST /v1/predict, GET /v1/models, GET /healthz; interactive docs at /docs."""
