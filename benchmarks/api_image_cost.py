@@ -43,9 +43,11 @@ def main() -> None:
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     error = response.json().get("error") if response.status_code != 200 else None
-    print(f"{args.side}x{args.side} ({args.side * args.side / 1e6:.1f} MP, {len(data):,}-byte JPEG), cap "
-          f"{args.max_megapixels:g} MP: status {response.status_code}{f' {error}' if error else ''}, "
-          f"CPU {cpu:.2f} s, wall {wall:.2f} s, peak memory +{peak:.0f} MB")
+    print(
+        f"{args.side}x{args.side} ({args.side * args.side / 1e6:.1f} MP, {len(data):,}-byte JPEG), cap "
+        f"{args.max_megapixels:g} MP: status {response.status_code}{f' {error}' if error else ''}, "
+        f"CPU {cpu:.2f} s, wall {wall:.2f} s, peak memory +{peak:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

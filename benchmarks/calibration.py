@@ -63,8 +63,11 @@ def main() -> int:
         fit_model = ScoredModel(reference, ferplus.label_set.classes)
         robust_logits = np.concatenate([fit_model.logits(valid.images), fit_model.logits(valid_corrupted[0])])
         robust_labels = np.concatenate([valid.labels, valid_corrupted[1]])
-        temperatures = {"none": 1.0, "stored": fit_model.bundle.temperature,
-                        "robust": fit_temperature(robust_logits, robust_labels)}
+        temperatures = {
+            "none": 1.0,
+            "stored": fit_model.bundle.temperature,
+            "robust": fit_temperature(robust_logits, robust_labels),
+        }
         logits = {}
         for name, (images, labels, classes) in sets.items():
             model = fit_model if classes == ferplus.label_set.classes else ScoredModel(reference, classes)
@@ -74,8 +77,10 @@ def main() -> int:
             for model, set_logits, labels in logits.values():
                 probabilities = model.probabilities(set_logits, temperature=temperature)
                 accuracy = (probabilities.argmax(1) == labels).mean()
-                cells.append(f"{100 * accuracy:.1f} / {100 * probabilities.max(1).mean():.1f} / "
-                             f"{expected_calibration_error(probabilities, labels):.3f}")
+                cells.append(
+                    f"{100 * accuracy:.1f} / {100 * probabilities.max(1).mean():.1f} / "
+                    f"{expected_calibration_error(probabilities, labels):.3f}"
+                )
             print(f"| {reference} | {label} ({temperature:.2f}) | " + " | ".join(cells) + " |", flush=True)
     return 0
 

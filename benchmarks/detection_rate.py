@@ -46,7 +46,7 @@ def make_frame(faces: list[np.ndarray], rng: np.random.Generator) -> tuple[np.nd
         x = int(i * slot + rng.integers(0, max(1, slot - side)))
         y = int(rng.integers(0, 480 - side))
         resized = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
-        frame[y:y + side, x:x + side] = resized[:, :, None]
+        frame[y : y + side, x : x + side] = resized[:, :, None]
         boxes.append((x, y, side, side))
     return frame, boxes
 
@@ -75,7 +75,10 @@ def main() -> None:
     hits = total = frames_all_found = 0
     seconds = 0.0
     for f in range(args.frames):
-        faces = [np.asarray(Image.open(files[i]).convert("L")) for i in picks[f * args.faces_per_frame:(f + 1) * args.faces_per_frame]]
+        faces = [
+            np.asarray(Image.open(files[i]).convert("L"))
+            for i in picks[f * args.faces_per_frame : (f + 1) * args.faces_per_frame]
+        ]
         frame, boxes = make_frame(faces, rng)
         started = time.perf_counter()
         detections = [d.box for d in detector.detect(frame)]
@@ -84,13 +87,17 @@ def main() -> None:
         hits += found_here
         total += len(boxes)
         frames_all_found += found_here == len(boxes)
-    print(f"detector {detector.name}: {args.frames} frames of 640x480 with {args.faces_per_frame} face(s); "
-          f"faces found {hits}/{total} ({100 * hits / total:.1f}%), frames with every face found "
-          f"{100 * frames_all_found / args.frames:.1f}%, {1000 * seconds / args.frames:.1f} ms per frame")
+    print(
+        f"detector {detector.name}: {args.frames} frames of 640x480 with {args.faces_per_frame} face(s); "
+        f"faces found {hits}/{total} ({100 * hits / total:.1f}%), frames with every face found "
+        f"{100 * frames_all_found / args.frames:.1f}%, {1000 * seconds / args.frames:.1f} ms per frame"
+    )
     if args.empty:
         false_positives = [len(detector.detect(background(rng))) for _ in range(args.empty)]
-        print(f"  {args.empty} face-free frames: {sum(false_positives) / args.empty:.3f} false positives per frame, "
-              f"{sum(1 for n in false_positives if n)} frames with any")
+        print(
+            f"  {args.empty} face-free frames: {sum(false_positives) / args.empty:.3f} false positives per frame, "
+            f"{sum(1 for n in false_positives if n)} frames with any"
+        )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,12 @@ def measure(files: list[Path]) -> dict[str, object]:
         image = present(np.asarray(Image.open(path).convert("L")))
         on_face = BORDER, BORDER + 48 * UPSCALE
         for detector, boxes in ((yunet, yunet_boxes), (haar, haar_boxes)):
-            faces = [f for f in detector.detect(image)
-                     if on_face[0] <= f.box[0] + f.box[2] / 2 <= on_face[1] and on_face[0] <= f.box[1] + f.box[3] / 2 <= on_face[1]]
+            faces = [
+                f
+                for f in detector.detect(image)
+                if on_face[0] <= f.box[0] + f.box[2] / 2 <= on_face[1]
+                and on_face[0] <= f.box[1] + f.box[3] / 2 <= on_face[1]
+            ]
             if not faces:
                 continue
             best = max(faces, key=lambda f: f.score)
@@ -63,11 +67,16 @@ def measure(files: list[Path]) -> dict[str, object]:
                 landmarks.append(to_frame(np.array(best.landmarks)))
     points = np.array(landmarks)
     return {
-        "faces": len(files), "seconds": time.perf_counter() - started,
-        "yunet_found": len(yunet_boxes), "haar_found": len(haar_boxes),
-        "landmarks_mean": points.mean(0), "landmarks_std": points.std(0),
-        "yunet_box_mean": np.mean(yunet_boxes, 0), "yunet_box_std": np.std(yunet_boxes, 0),
-        "haar_box_mean": np.mean(haar_boxes, 0), "haar_box_std": np.std(haar_boxes, 0),
+        "faces": len(files),
+        "seconds": time.perf_counter() - started,
+        "yunet_found": len(yunet_boxes),
+        "haar_found": len(haar_boxes),
+        "landmarks_mean": points.mean(0),
+        "landmarks_std": points.std(0),
+        "yunet_box_mean": np.mean(yunet_boxes, 0),
+        "yunet_box_std": np.std(yunet_boxes, 0),
+        "haar_box_mean": np.mean(haar_boxes, 0),
+        "haar_box_std": np.std(haar_boxes, 0),
     }
 
 
@@ -82,23 +91,34 @@ def main() -> None:
     if not files:
         raise SystemExit(f"no FER+ training images under {args.data}/FER2013Train")
     if args.limit and args.limit < len(files):
-        files = [files[i] for i in sorted(np.random.default_rng(args.seed).choice(len(files), args.limit, replace=False))]
+        files = [
+            files[i] for i in sorted(np.random.default_rng(args.seed).choice(len(files), args.limit, replace=False))
+        ]
     result = measure(files)
     n = result["faces"]
-    print(f"{n} FER+ training faces ({result['seconds']:.0f} s): YuNet found {result['yunet_found']} "
-          f"({100 * result['yunet_found'] / n:.1f}%), Haar {result['haar_found']} ({100 * result['haar_found'] / n:.1f}%)")
+    print(
+        f"{n} FER+ training faces ({result['seconds']:.0f} s): YuNet found {result['yunet_found']} "
+        f"({100 * result['yunet_found'] / n:.1f}%), Haar {result['haar_found']} ({100 * result['haar_found'] / n:.1f}%)"
+    )
     print("\nlandmarks in the 48x48 frame (mean, std):")
     for name, mean, std in zip(NAMES, result["landmarks_mean"], result["landmarks_std"]):  # type: ignore[call-overload]
         print(f"  {name:19s} x {mean[0]:6.2f} ({std[0]:.2f})  y {mean[1]:6.2f} ({std[1]:.2f})")
     for name in ("yunet", "haar"):
         mean, std = result[f"{name}_box_mean"], result[f"{name}_box_std"]
-        print(f"{name} box centre x {mean[0]:.2f} ({std[0]:.2f}), y {mean[1]:.2f} ({std[1]:.2f}), "  # type: ignore[index]
-              f"width {mean[2]:.2f} ({std[2]:.2f}), height {mean[3]:.2f} ({std[3]:.2f})")  # type: ignore[index]
+        print(
+            f"{name} box centre x {mean[0]:.2f} ({std[0]:.2f}), y {mean[1]:.2f} ({std[1]:.2f}), "  # type: ignore[index]
+            f"width {mean[2]:.2f} ({std[2]:.2f}), height {mean[3]:.2f} ({std[3]:.2f})"
+        )  # type: ignore[index]
     points = result["landmarks_mean"]
     print("\nTEMPLATE_48 = (" + ", ".join(f"({x:.2f}, {y:.2f})" for x, y in points) + ")")  # type: ignore[union-attr]
-    print("BOX_TEMPLATES_48 = {" + ", ".join(
-        f'"{name}": (' + ", ".join(f"{v:.2f}" for v in result[f"{name}_box_mean"]) + ")"  # type: ignore[union-attr]
-        for name in ("yunet", "haar")) + "}")
+    print(
+        "BOX_TEMPLATES_48 = {"
+        + ", ".join(
+            f'"{name}": (' + ", ".join(f"{v:.2f}" for v in result[f"{name}_box_mean"]) + ")"  # type: ignore[union-attr]
+            for name in ("yunet", "haar")
+        )
+        + "}"
+    )
 
 
 if __name__ == "__main__":

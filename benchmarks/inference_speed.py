@@ -36,7 +36,9 @@ def frame_ms(predictor: Predictor, frames: list[np.ndarray]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="run folder, model.pt or shipped name (default: the default model)")
+    parser.add_argument(
+        "--model", default=None, help="run folder, model.pt or shipped name (default: the default model)"
+    )
     parser.add_argument("--data", type=Path, default=Path(".data/fer2013"))
     parser.add_argument("--detector", default="auto")
     parser.add_argument("--frames", type=int, default=40)
@@ -47,8 +49,10 @@ def main() -> None:
     print(f"model {spec.name} {spec.config} ({sum(p.numel() for p in bundle.model.parameters()):,} parameters)")
     for backend in ("onnx", "torch"):
         predictor = Predictor(bundle, detector=args.detector, backend=backend)  # type: ignore[arg-type]
-        print(f"  {backend:5s} classification: {classification_speed(predictor, 1):7.0f} faces/s at batch 1, "
-              f"{classification_speed(predictor, 64):7.0f} faces/s at batch 64")
+        print(
+            f"  {backend:5s} classification: {classification_speed(predictor, 1):7.0f} faces/s at batch 1, "
+            f"{classification_speed(predictor, 64):7.0f} faces/s at batch 64"
+        )
 
     files = sorted(args.data.glob("test/*/PrivateTest_*.jpg"))
     rng = np.random.default_rng(0)
@@ -56,11 +60,15 @@ def main() -> None:
     for n_faces in (1, 5):
         picks = rng.choice(len(files), size=args.frames * n_faces, replace=False)
         frames = [
-            make_frame([np.asarray(Image.open(files[i]).convert("L")) for i in picks[f * n_faces:(f + 1) * n_faces]], rng)[0]
+            make_frame(
+                [np.asarray(Image.open(files[i]).convert("L")) for i in picks[f * n_faces : (f + 1) * n_faces]], rng
+            )[0]
             for f in range(args.frames)
         ]
-        print(f"  end to end, 640x480 frame with {n_faces} face(s), detector {predictor.detector.name}, "
-              f"backend {predictor.classifier.backend.name}: {frame_ms(predictor, frames):.1f} ms median")
+        print(
+            f"  end to end, 640x480 frame with {n_faces} face(s), detector {predictor.detector.name}, "
+            f"backend {predictor.classifier.backend.name}: {frame_ms(predictor, frames):.1f} ms median"
+        )
 
 
 if __name__ == "__main__":

@@ -46,21 +46,27 @@ def main() -> int:
     dataset = load_dataset(args.data, options=LoadOptions(size=spec.input_size, channels=spec.in_channels))
     part, outputs, _ = align_labels(dataset.split(args.split), bundle.label_set)
     classifiers = {p: Classifier(bundle, "onnx", p, threads=1) for p in ("fp32", "int8")}
-    accuracy = {p: float((c.logits(part.images)[:, outputs].argmax(1) == part.labels).mean()) for p, c in classifiers.items()}
+    accuracy = {
+        p: float((c.logits(part.images)[:, outputs].argmax(1) == part.labels).mean()) for p, c in classifiers.items()
+    }
     speeds: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
         for batch in (1, 64):
             for precision, classifier in classifiers.items():
                 speeds.setdefault((precision, batch), []).append(faces_per_second(classifier, part.images[:batch]))
-    print(f"{args.model} on {len(part.labels)} {args.split} images of {args.data}; ONNX Runtime, 1 thread, "
-          f"median of {args.rounds} interleaved rounds")
+    print(
+        f"{args.model} on {len(part.labels)} {args.split} images of {args.data}; ONNX Runtime, 1 thread, "
+        f"median of {args.rounds} interleaved rounds"
+    )
     print("| precision | accuracy | faces/s, batch 1 | faces/s, batch 64 | file |")
     print("|---|---:|---:|---:|---|")
     for precision, classifier in classifiers.items():
         backend = classifier.backend
-        print(f"| {precision} | {100 * accuracy[precision]:.2f} % | {statistics.median(speeds[precision, 1]):.0f} | "
-              f"{statistics.median(speeds[precision, 64]):.0f} | `{getattr(backend, 'path').name}` "
-              f"({getattr(backend, 'path').stat().st_size / 1e6:.1f} MB) |")
+        print(
+            f"| {precision} | {100 * accuracy[precision]:.2f} % | {statistics.median(speeds[precision, 1]):.0f} | "
+            f"{statistics.median(speeds[precision, 64]):.0f} | `{getattr(backend, 'path').name}` "
+            f"({getattr(backend, 'path').stat().st_size / 1e6:.1f} MB) |"
+        )
     return 0
 
 

@@ -33,8 +33,14 @@ BOUNDARY = "ferlab-load-check"
 
 
 def multipart(image: bytes, filename: str) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def free_port() -> int:
@@ -45,8 +51,15 @@ def free_port() -> int:
 
 def start_server(model: str, port: int) -> subprocess.Popen[bytes]:
     """`ferlab serve` in a child process (its own interpreter, so clients and server do not share a GIL)."""
-    command = [sys.executable, "-c", "import typer; from ferlab.cli.serve import serve; typer.run(serve)",
-               "--model", model, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-c",
+        "import typer; from ferlab.cli.serve import serve; typer.run(serve)",
+        "--model",
+        model,
+        "--port",
+        str(port),
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -61,8 +74,16 @@ def start_server(model: str, port: int) -> subprocess.Popen[bytes]:
     sys.exit("ferlab serve did not answer /healthz within 120 s")
 
 
-def client(host: str, port: int, path: str, body: bytes, count: int, latencies: list[float], answers: list[bytes],
-           errors: list[str]) -> None:
+def client(
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    count: int,
+    latencies: list[float],
+    answers: list[bytes],
+    errors: list[str],
+) -> None:
     connection = http.client.HTTPConnection(host, port, timeout=60)
     headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
     for _ in range(count):
@@ -91,8 +112,12 @@ def main() -> None:
     target.add_argument("--url", help="A running server on this machine, e.g. http://127.0.0.1:8000.")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--image", type=Path, default=GRACE_HOPPER, help="The photo to send (default: a one-face portrait).")
-    parser.add_argument("--no-detect", action="store_true", help="Send detect=false: classification without face detection.")
+    parser.add_argument(
+        "--image", type=Path, default=GRACE_HOPPER, help="The photo to send (default: a one-face portrait)."
+    )
+    parser.add_argument(
+        "--no-detect", action="store_true", help="Send detect=false: classification without face detection."
+    )
     args = parser.parse_args()
 
     server = None
@@ -112,8 +137,10 @@ def main() -> None:
         errors: list[str] = []
         client(host, port, path, body, 3, [], [], errors)  # warm-up, not timed
         shares = [args.requests // args.clients + (i < args.requests % args.clients) for i in range(args.clients)]
-        threads = [threading.Thread(target=client, args=(host, port, path, body, share, latencies, answers, errors))
-                   for share in shares]
+        threads = [
+            threading.Thread(target=client, args=(host, port, path, body, share, latencies, answers, errors))
+            for share in shares
+        ]
         start = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -127,8 +154,10 @@ def main() -> None:
     milliseconds = np.array(latencies) * 1000
     distinct = {json.dumps(json.loads(a), sort_keys=True) for a in answers}
     faces = len(json.loads(answers[0])["faces"]) if answers else 0
-    print(f"{len(latencies)} requests from {args.clients} clients in {seconds:.1f} s: {len(latencies) / seconds:.1f} req/s; "
-          f"{args.image.name} ({len(body):,} bytes, {faces} face(s))")
+    print(
+        f"{len(latencies)} requests from {args.clients} clients in {seconds:.1f} s: {len(latencies) / seconds:.1f} req/s; "
+        f"{args.image.name} ({len(body):,} bytes, {faces} face(s))"
+    )
     if len(milliseconds):
         p50, p90, p99 = np.percentile(milliseconds, [50, 90, 99])
         print(f"latency ms: p50 {p50:.0f}  p90 {p90:.0f}  p99 {p99:.0f}  max {milliseconds.max():.0f}")

@@ -110,8 +110,11 @@ def background(rng: np.random.Generator) -> np.ndarray:
         a, b = rng.uniform(-1, 1, 2)
         base = (a * x + b * y)[:, :, None] * rng.uniform(-120, 120, 3) + rng.uniform(60, 200, 3)
         cells = int(rng.integers(8, 80))
-        noise = cv2.resize(rng.normal(0, rng.uniform(10, 40), (cells * 3 // 4, cells, 3)), (WIDTH, HEIGHT),
-                           interpolation=cv2.INTER_LINEAR)
+        noise = cv2.resize(
+            rng.normal(0, rng.uniform(10, 40), (cells * 3 // 4, cells, 3)),
+            (WIDTH, HEIGHT),
+            interpolation=cv2.INTER_LINEAR,
+        )
         image = base + noise
     elif kind == 2:  # clutter: shapes and lines, like furniture and shelves
         image = np.empty((HEIGHT, WIDTH, 3))
@@ -135,7 +138,7 @@ def background(rng: np.random.Generator) -> np.ndarray:
         h, w = terrain.shape
         ch, cw = int(rng.integers(h // 3, h + 1)), int(rng.integers(w // 3, w + 1))
         top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        patch = cv2.resize(terrain[top:top + ch, left:left + cw], (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
+        patch = cv2.resize(terrain[top : top + ch, left : left + cw], (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
         patch = (patch - patch.min()) / max(np.ptp(patch), 1e-9)
         gy, gx = np.gradient(patch * 40)
         shade = np.clip(1 - 0.5 * (gx + gy), 0.4, 1.4)
@@ -152,8 +155,9 @@ def _tint(rng: np.random.Generator) -> np.ndarray:
     return depth * np.array([1.0, rng.uniform(0.72, 0.9), rng.uniform(0.55, 0.8)])
 
 
-def paste(frame: np.ndarray, face: np.ndarray, side: float, angle: float, centre: tuple[float, float],
-          tint: np.ndarray) -> np.ndarray:
+def paste(
+    frame: np.ndarray, face: np.ndarray, side: float, angle: float, centre: tuple[float, float], tint: np.ndarray
+) -> np.ndarray:
     """Paste a 48x48 gray face rotated, scaled and tinted onto the frame; returns crop -> frame matrix."""
     scale = side / 48
     rotation = cv2.getRotationMatrix2D((24.0, 24.0), angle, scale)  # crop -> rotated, scaled around its centre
@@ -284,8 +288,9 @@ def make_detector(name: str, threads: int | None) -> FaceDetector:
     return create_detector(name)
 
 
-def time_detectors(names: list[str], frames: list[Frame], spec: ModelSpec, threads: int | None,
-                   repeats: int = 3) -> dict[str, list[float]]:
+def time_detectors(
+    names: list[str], frames: list[Frame], spec: ModelSpec, threads: int | None, repeats: int = 3
+) -> dict[str, list[float]]:
     """Detection plus cropping (each detector's first crop method) in ms per frame, the detectors
     interleaved frame by frame so that they share the machine's load; the fastest of `repeats`
     runs per frame, which discounts moments when other processes took the CPU."""
@@ -306,9 +311,17 @@ def time_detectors(names: list[str], frames: list[Frame], spec: ModelSpec, threa
     return times
 
 
-def run_detector(name: str, frames: list[Frame], empty: list[Frame], classify: Callable[[np.ndarray], np.ndarray],
-                 spec: ModelSpec, labels: np.ndarray, clean_correct: np.ndarray,
-                 truth_correct: list[np.ndarray], threads: int | None = None) -> dict[str, object]:
+def run_detector(
+    name: str,
+    frames: list[Frame],
+    empty: list[Frame],
+    classify: Callable[[np.ndarray], np.ndarray],
+    spec: ModelSpec,
+    labels: np.ndarray,
+    clean_correct: np.ndarray,
+    truth_correct: list[np.ndarray],
+    threads: int | None = None,
+) -> dict[str, object]:
     detector = make_detector(name, threads)
     methods = METHODS.get(name.split("-")[0], ("box",))
     crops_by_method: dict[str, list[np.ndarray | None]] = {m: [] for m in methods}
@@ -323,17 +336,22 @@ def run_detector(name: str, frames: list[Frame], empty: list[Frame], classify: C
             found.append(number in matched)
             for method in methods:
                 crops_by_method[method].append(
-                    crop(frame.image, matched[number], method, spec.input_size, spec.in_channels) if number in matched else None)
+                    crop(frame.image, matched[number], method, spec.input_size, spec.in_channels)
+                    if number in matched
+                    else None
+                )
     empty_fp = [len(detector.detect(frame.image)) for frame in empty]
     found_mask = np.array(found)
     truth = np.concatenate(truth_correct)
     result: dict[str, object] = {
-        "detector": name, "faces": len(found), "found": int(found_mask.sum()),
-
+        "detector": name,
+        "faces": len(found),
+        "found": int(found_mask.sum()),
         "fp_per_empty_frame": float(np.mean(empty_fp)) if empty_fp else None,
         "empty_frames_with_fp": int(np.count_nonzero(empty_fp)),
         "fp_per_face_frame": face_fp / len(frames),
-        "by_size": {}, "methods": {},
+        "by_size": {},
+        "methods": {},
     }
     sides = np.array([p.side for p in faces_total])
     for low, high in SIZE_BINS:
@@ -345,10 +363,20 @@ def run_detector(name: str, frames: list[Frame], empty: list[Frame], classify: C
     result["found_40_plus_by_condition"] = {
         "|angle| <= 10": (int(found_mask[big & (angles <= 10)].sum()), int((big & (angles <= 10)).sum())),
         "|angle| > 15": (int(found_mask[big & (angles > 15)].sum()), int((big & (angles > 15)).sum())),
-        "blurred": tuple(int(v) for v in (found_mask[big & [p.blur for p in faces_total]].sum(),
-                                           (big & [p.blur for p in faces_total]).sum())),
-        "JPEG q30": tuple(int(v) for v in (found_mask[big & [p.jpeg for p in faces_total]].sum(),
-                                            (big & [p.jpeg for p in faces_total]).sum())),
+        "blurred": tuple(
+            int(v)
+            for v in (
+                found_mask[big & [p.blur for p in faces_total]].sum(),
+                (big & [p.blur for p in faces_total]).sum(),
+            )
+        ),
+        "JPEG q30": tuple(
+            int(v)
+            for v in (
+                found_mask[big & [p.jpeg for p in faces_total]].sum(),
+                (big & [p.jpeg for p in faces_total]).sum(),
+            )
+        ),
     }
     face_labels = labels[[p.index for p in faces_total]]
     for method, crops in crops_by_method.items():
@@ -361,11 +389,13 @@ def run_detector(name: str, frames: list[Frame], empty: list[Frame], classify: C
             "pipeline_found": float(correct[found_mask].mean()) if found_mask.any() else None,
             "truth_found": float(truth[found_mask].mean()) if found_mask.any() else None,
             "clean_found": float(clean_correct[[p.index for p, f in zip(faces_total, found) if f]].mean())
-            if found_mask.any() else None,
+            if found_mask.any()
+            else None,
             "pipeline_all": float(correct.mean()),
             # standard error of the paired difference pipeline - GT crop (from the discordant faces)
             "difference_se": float(np.sqrt(np.mean(correct[found_mask] != truth[found_mask]) / found_mask.sum()))
-            if found_mask.any() else None,
+            if found_mask.any()
+            else None,
             "pipeline_found_40_plus": float(correct[found_mask & big].mean()) if (found_mask & big).any() else None,
             "truth_found_40_plus": float(truth[found_mask & big].mean()) if (found_mask & big).any() else None,
         }
@@ -383,8 +413,10 @@ def report(results: list[dict[str, object]], args: argparse.Namespace, n_frames:
     lines = [
         f"{n_frames} frames of {WIDTH}x{HEIGHT} with {n_faces} faces, {args.empty} face-free frames, "
         f"model `{args.model}`, data `{args.data}` (test split), seed {args.seed}, detection threads "
-        f"{args.threads or 'default'}.", "",
-        "| detector | faces found | found, >= 40 px | " + " | ".join(f"found, {size_bin(low)} px" for low, _ in SIZE_BINS)
+        f"{args.threads or 'default'}.",
+        "",
+        "| detector | faces found | found, >= 40 px | "
+        + " | ".join(f"found, {size_bin(low)} px" for low, _ in SIZE_BINS)
         + " | FP per face-free frame | face-free frames with a FP | FP per face frame | detect + crop, ms per frame: median (p90) |",
         "|---|---:|---:|" + "---:|" * len(SIZE_BINS) + "---:|---:|---:|---:|",
     ]
@@ -394,28 +426,43 @@ def report(results: list[dict[str, object]], args: argparse.Namespace, n_frames:
         lines.append(
             f"| {r['detector']} | {percent((r['found'], r['faces']))} | {percent(r['found_40_plus'])} | {sizes} | "  # type: ignore[arg-type]
             f"{'-' if fp is None else f'{fp:.3f}'} | {r['empty_frames_with_fp']} | {r['fp_per_face_frame']:.3f} | "
-            f"{r['ms_median']:.1f} ({r['ms_p90']:.1f}) |")
-    lines += ["", "Faces of 40 px and larger found, by condition:", "",
-              "| detector | " + " | ".join(results[0]["found_40_plus_by_condition"]) + " |",  # type: ignore[arg-type]
-              "|---|" + "---:|" * len(results[0]["found_40_plus_by_condition"])]  # type: ignore[arg-type]
+            f"{r['ms_median']:.1f} ({r['ms_p90']:.1f}) |"
+        )
+    lines += [
+        "",
+        "Faces of 40 px and larger found, by condition:",
+        "",
+        "| detector | " + " | ".join(results[0]["found_40_plus_by_condition"]) + " |",  # type: ignore[arg-type]
+        "|---|" + "---:|" * len(results[0]["found_40_plus_by_condition"]),
+    ]  # type: ignore[arg-type]
     for r in results:
-        lines.append(f"| {r['detector']} | " + " | ".join(percent(v) for v in r["found_40_plus_by_condition"].values()) + " |")  # type: ignore[union-attr]
-    lines += ["", "Accuracy (%) on the found faces: through the pipeline, and the same faces as exact crops of "
-              "the same frame pixels (GT crop) and as the original test images (clean); \"all faces\" counts "
-              "missed faces as wrong.", "",
-              "| detector | crop | pipeline | GT crop | difference ± SE | clean | pipeline, found >= 40 px | GT crop, found >= 40 px | pipeline, all faces | GT crop, all faces |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {r['detector']} | " + " | ".join(percent(v) for v in r["found_40_plus_by_condition"].values()) + " |"
+        )  # type: ignore[union-attr]
+    lines += [
+        "",
+        "Accuracy (%) on the found faces: through the pipeline, and the same faces as exact crops of "
+        'the same frame pixels (GT crop) and as the original test images (clean); "all faces" counts '
+        "missed faces as wrong.",
+        "",
+        "| detector | crop | pipeline | GT crop | difference ± SE | clean | pipeline, found >= 40 px | GT crop, found >= 40 px | pipeline, all faces | GT crop, all faces |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         for method, m in r["methods"].items():  # type: ignore[union-attr]
+
             def pct(value: float | None) -> str:
                 return "-" if value is None else f"{100 * value:.2f}"
+
             difference = "-"
             if m["pipeline_found"] is not None:
                 difference = f"{100 * (m['pipeline_found'] - m['truth_found']):+.2f} ± {100 * m['difference_se']:.2f}"
-            lines.append(f"| {r['detector']} | {method} | {pct(m['pipeline_found'])} | {pct(m['truth_found'])} | "
-                         f"{difference} | {pct(m['clean_found'])} | "
-                         f"{pct(m['pipeline_found_40_plus'])} | {pct(m['truth_found_40_plus'])} | "
-                         f"{pct(m['pipeline_all'])} | {pct(r['truth_all'])} |")
+            lines.append(
+                f"| {r['detector']} | {method} | {pct(m['pipeline_found'])} | {pct(m['truth_found'])} | "
+                f"{difference} | {pct(m['clean_found'])} | "
+                f"{pct(m['pipeline_found_40_plus'])} | {pct(m['truth_found_40_plus'])} | "
+                f"{pct(m['pipeline_all'])} | {pct(r['truth_all'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -438,16 +485,24 @@ def draw_examples(frames: list[Frame], folder: Path, count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(".data/ferplus"), help="labelled faces; the test split is used")
+    parser.add_argument(
+        "--data", type=Path, default=Path(".data/ferplus"), help="labelled faces; the test split is used"
+    )
     parser.add_argument("--model", default="ferplus8", help="shipped name, run folder or model.pt")
     parser.add_argument("--frames", type=int, default=300, help="frames with faces (1 to 5 each)")
     parser.add_argument("--empty", type=int, default=200, help="face-free frames, for false positives")
-    parser.add_argument("--detectors", default="yunet,haar",
-                        help="comma-separated: yunet, haar, mediapipe, yunet-960 (YuNet on frames upscaled to 960 px)")
+    parser.add_argument(
+        "--detectors",
+        default="yunet,haar",
+        help="comma-separated: yunet, haar, mediapipe, yunet-960 (YuNet on frames upscaled to 960 px)",
+    )
     parser.add_argument("--time-frames", type=int, default=100, help="frames timed (3 runs each, the fastest counts)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="threads for detection (YuNet's ONNX Runtime and OpenCV's; "
-                        "default: YuNet 2, OpenCV all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads for detection (YuNet's ONNX Runtime and OpenCV's; default: YuNet 2, OpenCV all cores)",
+    )
     parser.add_argument("--out", type=Path, help="also write the tables (.md) and figures (.json) here (a prefix)")
     parser.add_argument("--examples", type=Path, help="write a few frames with true and detected faces drawn")
     args = parser.parse_args()
@@ -466,8 +521,14 @@ def main() -> None:
         """Predicted class (index into the shared classes) of model-sized crops."""
         return predictor.classify(faces)[:, outputs].argmax(1)
 
-    clean_inputs = np.stack([to_channels(cv2.cvtColor(cv2.resize(f, (spec.input_size, spec.input_size)), cv2.COLOR_GRAY2RGB),
-                                         spec.in_channels) for f in test.images[:, :, :, 0]])
+    clean_inputs = np.stack(
+        [
+            to_channels(
+                cv2.cvtColor(cv2.resize(f, (spec.input_size, spec.input_size)), cv2.COLOR_GRAY2RGB), spec.in_channels
+            )
+            for f in test.images[:, :, :, 0]
+        ]
+    )
     clean_correct = classify(clean_inputs) == test.labels
 
     rng = np.random.default_rng(args.seed)
@@ -476,25 +537,33 @@ def main() -> None:
     started = time.perf_counter()
     frames, start = [], 0
     for count in counts:
-        frames.append(make_frame(test.images, list(picks[start:start + count]), rng))
+        frames.append(make_frame(test.images, list(picks[start : start + count]), rng))
         start += count
     empty = [Frame(degrade(background(rng), rng)[0]) for _ in range(args.empty)]
     n_faces = sum(len(f.faces) for f in frames)
-    truth_correct = [classify(np.stack([truth_crop(f.image, p, spec.input_size, spec.in_channels) for p in f.faces]))
-                     == test.labels[[p.index for p in f.faces]] for f in frames if f.faces]
-    print(f"made {len(frames)} frames with {n_faces} faces and {len(empty)} face-free frames "
-          f"in {time.perf_counter() - started:.0f} s")
+    truth_correct = [
+        classify(np.stack([truth_crop(f.image, p, spec.input_size, spec.in_channels) for p in f.faces]))
+        == test.labels[[p.index for p in f.faces]]
+        for f in frames
+        if f.faces
+    ]
+    print(
+        f"made {len(frames)} frames with {n_faces} faces and {len(empty)} face-free frames "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
     if args.examples:
         draw_examples(frames, args.examples, 12)
     names = [name.strip() for name in args.detectors.split(",")]
     started = time.perf_counter()
-    timed = [frame for frame in frames if frame.faces][:args.time_frames]
+    timed = [frame for frame in frames if frame.faces][: args.time_frames]
     times = time_detectors(names, timed, spec, args.threads)
     print(f"timed detection on {len(timed)} frames in {time.perf_counter() - started:.0f} s")
     results = []
     for name in names:
         started = time.perf_counter()
-        result = run_detector(name, frames, empty, classify, spec, test.labels, clean_correct, truth_correct, args.threads)
+        result = run_detector(
+            name, frames, empty, classify, spec, test.labels, clean_correct, truth_correct, args.threads
+        )
         result.update(ms_median=statistics.median(times[name]), ms_p90=float(np.percentile(times[name], 90)))
         results.append(result)
         print(f"{name}: {time.perf_counter() - started:.0f} s")

@@ -27,7 +27,13 @@ from ferlab.data.options import LoadOptions
 from ferlab.errors import run_script
 from ferlab.evaluation.calibration import expected_calibration_error
 from ferlab.evaluation.robustness import (
-    CORRUPTIONS, SEVERITIES, Score, ScoredModel, balanced_subsample, corrupt, per_class_recall,
+    CORRUPTIONS,
+    SEVERITIES,
+    Score,
+    ScoredModel,
+    balanced_subsample,
+    corrupt,
+    per_class_recall,
 )
 
 
@@ -52,13 +58,22 @@ def main() -> int:
     faces, labels = dataset.images[scored], dataset.labels[scored]
     balanced = balanced_subsample(dataset.labels, args.seed)
     conditions = [("none", 0)] + [(name, s) for name in CORRUPTIONS for s in SEVERITIES]
-    print(f"{len(labels)} {args.split} faces of {args.data}; {len(conditions) - 1} corrupted conditions; "
-          f"balanced subsample {len(balanced)} faces ({len(balanced) // len(classes)} per class)", file=sys.stderr)
+    print(
+        f"{len(labels)} {args.split} faces of {args.data}; {len(conditions) - 1} corrupted conditions; "
+        f"balanced subsample {len(balanced)} faces ({len(balanced) // len(classes)} per class)",
+        file=sys.stderr,
+    )
 
-    models = {reference: ScoredModel(reference, classes, args.backend)
-              for spec in args.models for reference in spec.split("+")}
-    variants = [(spec + (" (uniform prior)" if uniform else ""), spec.split("+"), uniform)
-                for spec in args.models for uniform in {"train": [False], "uniform": [True], "both": [False, True]}[args.prior]]
+    models = {
+        reference: ScoredModel(reference, classes, args.backend)
+        for spec in args.models
+        for reference in spec.split("+")
+    }
+    variants = [
+        (spec + (" (uniform prior)" if uniform else ""), spec.split("+"), uniform)
+        for spec in args.models
+        for uniform in {"train": [False], "uniform": [True], "both": [False, True]}[args.prior]
+    ]
     results: dict[str, dict] = {name: {"corrupted": {}} for name, _, _ in variants}
     started = time.perf_counter()
     for corruption, severity in conditions:
@@ -67,13 +82,18 @@ def main() -> int:
         if corruption == "none":
             balanced_logits = {reference: model.logits(dataset.images[balanced]) for reference, model in models.items()}
         for name, members, uniform in variants:
-            probabilities = np.mean([models[m].probabilities(logits[m], uniform_prior=uniform) for m in members], axis=0)
-            entry = {**asdict(Score.of(labels, probabilities.argmax(1), len(classes))),
-                     "ece": expected_calibration_error(probabilities, labels)}
+            probabilities = np.mean(
+                [models[m].probabilities(logits[m], uniform_prior=uniform) for m in members], axis=0
+            )
+            entry = {
+                **asdict(Score.of(labels, probabilities.argmax(1), len(classes))),
+                "ece": expected_calibration_error(probabilities, labels),
+            }
             if corruption == "none":
                 results[name]["clean"] = entry
-                balanced_probabilities = np.mean([models[m].probabilities(balanced_logits[m], uniform_prior=uniform)
-                                                  for m in members], axis=0)
+                balanced_probabilities = np.mean(
+                    [models[m].probabilities(balanced_logits[m], uniform_prior=uniform) for m in members], axis=0
+                )
                 recall = per_class_recall(dataset.labels[balanced], balanced_probabilities.argmax(1), len(classes))
                 results[name]["balanced_recall"] = dict(zip(classes, map(float, recall)))
                 results[name]["balanced_accuracy"] = float(recall.mean())
@@ -82,12 +102,24 @@ def main() -> int:
         print(f"{corruption}/{severity} done, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     for result in results.values():
         values = result["corrupted"].values()
-        result["corruption_mean"] = {key: float(np.mean([v[key] for v in values])) for key in ("accuracy", "macro_f1", "ece")}
+        result["corruption_mean"] = {
+            key: float(np.mean([v[key] for v in values])) for key in ("accuracy", "macro_f1", "ece")
+        }
 
     print_tables(results, classes, markdown=args.markdown)
     if args.json:
-        args.json.write_text(json.dumps({"data": args.data, "split": args.split, "faces": int(len(labels)),
-                                         "seed": args.seed, "results": results}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "data": args.data,
+                    "split": args.split,
+                    "faces": int(len(labels)),
+                    "seed": args.seed,
+                    "results": results,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 
@@ -101,20 +133,36 @@ def print_tables(results: dict[str, dict], classes: tuple[str, ...], markdown: b
     print(row(["corruption (acc % / macro-F1)"] + names))
     if markdown:
         print("|" + "---|" + "---:|" * len(names))
-    print(row(["none"] + [f"{100 * results[n]['clean']['accuracy']:.2f} / {results[n]['clean']['macro_f1']:.3f}"
-                          for n in names]))
+    print(
+        row(
+            ["none"]
+            + [f"{100 * results[n]['clean']['accuracy']:.2f} / {results[n]['clean']['macro_f1']:.3f}" for n in names]
+        )
+    )
     for corruption in CORRUPTIONS:
         cells = []
         for n in names:
             values = [results[n]["corrupted"][f"{corruption}/{s}"] for s in SEVERITIES]
-            cells.append("  ".join(f"{100 * v['accuracy']:.1f}" for v in values)
-                         + f" / {np.mean([v['macro_f1'] for v in values]):.3f}")
+            cells.append(
+                "  ".join(f"{100 * v['accuracy']:.1f}" for v in values)
+                + f" / {np.mean([v['macro_f1'] for v in values]):.3f}"
+            )
         print(row([f"{corruption} (s1 s2 s3)"] + cells))
-    print(row(["mean of all corrupted"] + [
-        f"{100 * results[n]['corruption_mean']['accuracy']:.2f} / {results[n]['corruption_mean']['macro_f1']:.3f}"
-        for n in names]))
-    print(row(["ECE clean / corrupted"] + [
-        f"{results[n]['clean']['ece']:.3f} / {results[n]['corruption_mean']['ece']:.3f}" for n in names]))
+    print(
+        row(
+            ["mean of all corrupted"]
+            + [
+                f"{100 * results[n]['corruption_mean']['accuracy']:.2f} / {results[n]['corruption_mean']['macro_f1']:.3f}"
+                for n in names
+            ]
+        )
+    )
+    print(
+        row(
+            ["ECE clean / corrupted"]
+            + [f"{results[n]['clean']['ece']:.3f} / {results[n]['corruption_mean']['ece']:.3f}" for n in names]
+        )
+    )
     print()
     print(row(["recall, balanced subsample"] + names))
     if markdown:

@@ -44,8 +44,7 @@ def parse_model(text: str) -> tuple[str, dict]:
     return name, config
 
 
-def images_per_second(name: str, config: dict, mode: str, batch: int, warmup: int,
-                      steps: int) -> float:
+def images_per_second(name: str, config: dict, mode: str, batch: int, warmup: int, steps: int) -> float:
     torch.manual_seed(0)
     model = create_model(name, 7, **config).train()
     s = model.spec
@@ -84,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch < 2 or args.batch % 2:
         parser.error("--batch must be even (see the module docstring)")
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"{args.warmup} warm-up + {args.steps} timed steps")
-    header = f"{'model':<28} {'params':>11} {'input':>8}" + "".join(
-        f" {m + ' img/s':>11}" for m in args.modes)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"{args.warmup} warm-up + {args.steps} timed steps"
+    )
+    header = f"{'model':<28} {'params':>11} {'input':>8}" + "".join(f" {m + ' img/s':>11}" for m in args.modes)
     print(header)
     print("-" * len(header))
     for text in args.models:

@@ -55,7 +55,7 @@ def frame_with_faces(faces: np.ndarray, count: int, seed: int = 0) -> np.ndarray
     rng = np.random.default_rng(seed)
     height, width = FRAME
     yy, xx = np.mgrid[:height, :width]
-    background = (90 + 60 * np.sin(xx / 70) * np.cos(yy / 50) + rng.normal(0, 6, (height, width)))
+    background = 90 + 60 * np.sin(xx / 70) * np.cos(yy / 50) + rng.normal(0, 6, (height, width))
     frame = np.repeat(np.clip(background, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     frame[..., 0] = np.clip(frame[..., 0] * 0.8 + 30, 0, 255)  # a little colour
     size = 150 if count == 1 else 110
@@ -64,7 +64,7 @@ def frame_with_faces(faces: np.ndarray, count: int, seed: int = 0) -> np.ndarray
         face = cv2.resize(faces[k], (size, size), interpolation=cv2.INTER_CUBIC)
         x = k * step + (step - size) // 2
         y = (height - size) // 2 + (20 if k % 2 else -20) * (count > 1)
-        frame[y:y + size, x:x + size] = face[..., None]
+        frame[y : y + size, x : x + size] = face[..., None]
     return frame
 
 
@@ -91,8 +91,11 @@ def ferlab_worker(args: argparse.Namespace, spawned: float) -> dict[str, float]:
     predictor = ferlab.load(args.model)
     found = len(predictor.predict(frames[1], bgr=True))
     first = time.time() - spawned
-    row: dict[str, float] = {"start_to_first_prediction_s": first, "faces_found_1": found,
-                             "faces_found_5": len(predictor.predict(frames[5], bgr=True))}
+    row: dict[str, float] = {
+        "start_to_first_prediction_s": first,
+        "faces_found_1": found,
+        "faces_found_5": len(predictor.predict(frames[5], bgr=True)),
+    }
     for n in (1, 5):
         row[f"frame_{n}_faces_ms"] = 1000 * _timed(lambda n=n: predictor.predict(frames[n], bgr=True))
     spec = predictor.bundle.spec
@@ -100,8 +103,12 @@ def ferlab_worker(args: argparse.Namespace, spawned: float) -> dict[str, float]:
     if spec.input_size != crops.shape[1]:
         import cv2
 
-        crops = np.stack([cv2.resize(c, (spec.input_size, spec.input_size)).reshape(spec.input_size, spec.input_size, -1)
-                          for c in crops])
+        crops = np.stack(
+            [
+                cv2.resize(c, (spec.input_size, spec.input_size)).reshape(spec.input_size, spec.input_size, -1)
+                for c in crops
+            ]
+        )
     for threads, label in ((1, "1t"), (None, "default")):
         classifier = ferlab.load(args.model, threads=threads).classifier
         for batch in (1, 64):
@@ -120,8 +127,11 @@ def fer_worker(args: argparse.Namespace, spawned: float) -> dict[str, float]:
     detector = FER()  # Haar + the TFLite mini-Xception, fer's defaults
     found = len(detector.detect_emotions(frames[1]))
     first = time.time() - spawned
-    row: dict[str, float] = {"start_to_first_prediction_s": first, "faces_found_1": found,
-                             "faces_found_5": len(detector.detect_emotions(frames[5]))}
+    row: dict[str, float] = {
+        "start_to_first_prediction_s": first,
+        "faces_found_1": found,
+        "faces_found_5": len(detector.detect_emotions(frames[5])),
+    }
     for n in (1, 5):
         row[f"frame_{n}_faces_ms"] = 1000 * _timed(lambda n=n: detector.detect_emotions(frames[n]))
     inputs = ((np.stack([cv2.resize(f, (64, 64)) for f in faces]).astype(np.float32) / 255.0) - 0.5) * 2.0
@@ -157,8 +167,18 @@ ROWS = [  # key, label, higher is better
 
 
 def run_worker(python: str, contender: str, args: argparse.Namespace) -> dict[str, float]:
-    command = [python, str(HERE), "--worker", contender, "--data", args.data, "--model", args.model,
-               "--spawned", repr(time.time())]
+    command = [
+        python,
+        str(HERE),
+        "--worker",
+        contender,
+        "--data",
+        args.data,
+        "--model",
+        args.model,
+        "--spawned",
+        repr(time.time()),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if done.returncode != 0:
         raise SystemExit(f"the {contender} worker failed:\n{done.stderr[-3000:]}")
@@ -189,7 +209,9 @@ def main() -> int:
 
     other = fer_python(args.fer_python)
     if other is None:
-        print("fer is not importable here (see docs/speed.md, or pass --fer-python): ferlab's rows only", file=sys.stderr)
+        print(
+            "fer is not importable here (see docs/speed.md, or pass --fer-python): ferlab's rows only", file=sys.stderr
+        )
     contenders = {"ferlab": sys.executable} | ({"fer": other} if other else {})
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
     for k in range(args.rounds):
@@ -206,8 +228,10 @@ def print_table(rounds: dict[str, list[dict[str, float]]], args: argparse.Namesp
     names = list(rounds)
     header = "| | " + " | ".join(f"{n} median (range)" for n in names)
     header += " | ferlab ÷ fer (time) |" if "fer" in rounds else " |"
-    print(f"{args.rounds} interleaved rounds, model {args.model}, {os.cpu_count()} CPUs, "
-          f"{shutil.which('python') and sys.version.split()[0]}")
+    print(
+        f"{args.rounds} interleaved rounds, model {args.model}, {os.cpu_count()} CPUs, "
+        f"{shutil.which('python') and sys.version.split()[0]}"
+    )
     print(header)
     print("|---|" + "---:|" * (len(names) + ("fer" in rounds)))
     for key, label, higher_better in ROWS:

@@ -28,8 +28,10 @@ def main() -> int:
     config = load_config(args.config)
     dataset = load_training_data(config, 48, 1)  # the size does not change the targets
     if dataset.label_set.classes != bundle.label_set.classes:
-        raise FerlabError(f"{args.config} trains {dataset.label_set.classes}, the model predicts "
-                          f"{bundle.label_set.classes}: not the model's config")
+        raise FerlabError(
+            f"{args.config} trains {dataset.label_set.classes}, the model predicts "
+            f"{bundle.label_set.classes}: not the model's config"
+        )
     targets = split_tensors(dataset, "train", soft=config.train.targets == "votes").targets.numpy()
     bundle.info["class_prior"] = prior_of_targets(targets)
     save_bundle(bundle, bundle_file(args.model))

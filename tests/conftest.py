@@ -40,8 +40,12 @@ def write_image(path: Path, pixels: np.ndarray) -> Path:
 
 
 def make_class_tree(
-    root: Path, classes: dict[str, int], splits: tuple[str, ...] = ("train", "test"),
-    blur_split: str | None = None, prefixes: dict[str, str] | None = None, start_seed: int = 0,
+    root: Path,
+    classes: dict[str, int],
+    splits: tuple[str, ...] = ("train", "test"),
+    blur_split: str | None = None,
+    prefixes: dict[str, str] | None = None,
+    start_seed: int = 0,
 ) -> Path:
     """root/<split>/<class>/<n>.png (or root/<class>/... when splits is empty)."""
     seed = start_seed
@@ -102,7 +106,13 @@ def blob_model(blob_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from ferlab.training.config import build_config
     from ferlab.training.trainer import train
 
-    overrides = [f"data.path={blob_data}", "model.name=baseline_cnn", "train.epochs=8",
-                 "train.batch_size=16", "train.lr=0.003", "train.early_stopping_patience=8"]
+    overrides = [
+        f"data.path={blob_data}",
+        "model.name=baseline_cnn",
+        "train.epochs=8",
+        "train.batch_size=16",
+        "train.lr=0.003",
+        "train.early_stopping_patience=8",
+    ]
     run_dir, _ = train(build_config({"name": "blobs"}, overrides), tmp_path_factory.mktemp("runs"))
     return run_dir

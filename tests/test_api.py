@@ -133,7 +133,7 @@ def test_upload_and_pixel_limits_are_enforced(predictor: Predictor) -> None:
     photo = GRACE_HOPPER.read_bytes()
     with TestClient(create_app(predictor, max_upload_bytes=20_000, max_pixels=100_000)) as small:
         assert_error(upload(small, photo), 413, "payload_too_large")  # Content-Length: refused before reading
-        chunks = iter([photo[i:i + 4096] for i in range(0, len(photo), 4096)])
+        chunks = iter([photo[i : i + 4096] for i in range(0, len(photo), 4096)])
         streamed = small.post("/v1/predict", content=chunks, headers={"content-type": "application/json"})
         assert "content-length" not in streamed.request.headers  # chunked: cut off while streaming
         assert_error(streamed, 413, "payload_too_large")
@@ -169,7 +169,9 @@ def test_health_models_and_docs(client: TestClient) -> None:
     assert set(schema) == {"multipart/form-data", "application/json"}
 
 
-def test_serve_binds_localhost_with_the_chosen_model_and_limit(blob_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_binds_localhost_with_the_chosen_model_and_limit(
+    blob_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import typer
     import uvicorn
     from typer.testing import CliRunner

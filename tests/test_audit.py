@@ -17,7 +17,11 @@ from typer.testing import CliRunner
 
 from ferlab.cli.main import app
 from ferlab.data.audit import (
-    AuditThresholds, find_duplicates, hash_candidates, leakage_splits, perceptual_hash,
+    AuditThresholds,
+    find_duplicates,
+    hash_candidates,
+    leakage_splits,
+    perceptual_hash,
     shifted_correlation,
 )
 from ferlab.data.loader import load_dataset
@@ -47,7 +51,7 @@ def jpeg(pixels: np.ndarray, quality: int = 75) -> bytes:
 def shifted(pixels: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """The picture moved by (dy, dx) pixels, edges repeated: a slightly different crop."""
     padded = np.pad(pixels, 2, mode="edge")
-    return padded[2 - dy:2 - dy + pixels.shape[0], 2 - dx:2 - dx + pixels.shape[1]]
+    return padded[2 - dy : 2 - dy + pixels.shape[0], 2 - dx : 2 - dx + pixels.shape[1]]
 
 
 def save(path: Path, pixels: np.ndarray | bytes) -> None:
@@ -89,8 +93,11 @@ EXPECTED_PAIRS = {
     ("train/happy/blank.png", "train/sad/blank.png", "exact", False),
 }
 EXPECTED_CLEAN = [
-    "test/angry/fresh.png", "test/angry/mirror.png", "test/happy/fresh.png",
-    "test/sad/dark.png", "test/sad/fresh.png",
+    "test/angry/fresh.png",
+    "test/angry/mirror.png",
+    "test/happy/fresh.png",
+    "test/sad/dark.png",
+    "test/sad/fresh.png",
 ]
 
 
@@ -103,7 +110,10 @@ def test_finds_exactly_the_planted_duplicates(planted: Path) -> None:
         assert pair.kind == "exact" or pair.correlation >= 0.99
     jpeg_pair = next(p for p in result.pairs if p.source_b == "test/happy/jpeg.jpg")
     assert (jpeg_pair.label_a, jpeg_pair.label_b, jpeg_pair.split_a, jpeg_pair.split_b) == (
-        "angry", "happy", "train", "test",
+        "angry",
+        "happy",
+        "train",
+        "test",
     )
 
 
@@ -125,7 +135,9 @@ def test_clean_list_drops_test_images_seen_in_train(planted: Path) -> None:
     dataset = load_dataset(planted)
     result = find_duplicates(dataset, progress=False)
     assert sorted(dataset.sources[result.leaked()]) == [
-        "test/angry/copy.png", "test/happy/jpeg.jpg", "test/sad/shifted.png",
+        "test/angry/copy.png",
+        "test/happy/jpeg.jpg",
+        "test/sad/shifted.png",
     ]
     assert sorted(result.clean()) == EXPECTED_CLEAN
     # Against train and val nothing more leaks; val itself as the query is all clean.
@@ -217,9 +229,7 @@ def test_bad_splits_and_shift_are_user_errors(planted: Path) -> None:
 def test_cli_writes_pairs_summary_and_clean_split(planted: Path, tmp_path: Path) -> None:
     out, clean = tmp_path / "report", tmp_path / "clean.txt"
     runner = CliRunner()
-    result = runner.invoke(
-        app, ["data", "audit", str(planted), "--out", str(out), "--write-clean-split", str(clean)]
-    )
+    result = runner.invoke(app, ["data", "audit", str(planted), "--out", str(out), "--write-clean-split", str(clean)])
     assert result.exit_code == 0, result.output
     assert "5 duplicate pairs (2 exact, 3 near)" in result.output
     assert "leakage: 3 of 8 test images" in result.output
@@ -248,9 +258,22 @@ def test_a_clean_validation_list_follows_the_split_seed_of_the_run(tmp_path: Pat
     lists = {}
     for seed in (0, 3):
         lists[seed] = tmp_path / f"val-clean-{seed}.txt"
-        result = CliRunner().invoke(app, [
-            "data", "audit", str(data), "--out", str(tmp_path / f"audit{seed}"), "--split-seed", str(seed),
-            "--query-split", "val", "--write-clean-split", str(lists[seed])])
+        result = CliRunner().invoke(
+            app,
+            [
+                "data",
+                "audit",
+                str(data),
+                "--out",
+                str(tmp_path / f"audit{seed}"),
+                "--split-seed",
+                str(seed),
+                "--query-split",
+                "val",
+                "--write-clean-split",
+                str(lists[seed]),
+            ],
+        )
         assert result.exit_code == 0, result.output
 
     def config(clean: Path) -> object:

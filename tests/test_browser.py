@@ -44,8 +44,15 @@ from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 BROWSER_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic", "--window-size=1280,1600",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--window-size=1280,1600",
 ]
 COUNT_BOX_PIXELS = """
 const video = document.querySelector('video');
@@ -79,9 +86,24 @@ def app_url(blob_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     environment = {**os.environ, MODEL_ENV: str(blob_model), "FERLAB_CACHE_DIR": str(folder / "cache")}
     with (folder / "streamlit.log").open("w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(WEBAPP), "--server.headless", "true", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            stdout=log, stderr=subprocess.STDOUT, env=environment,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(WEBAPP),
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -115,7 +137,10 @@ def chromium(profile: Path, *extra_flags: str) -> webdriver.Chrome:
 
 def button(text: str) -> tuple[str, str]:
     """A locator for a button by its text in any case (the DOM text, not the CSS-uppercased one)."""
-    return By.XPATH, f"//button[translate(normalize-space(), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')='{text}']"
+    return (
+        By.XPATH,
+        f"//button[translate(normalize-space(), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')='{text}']",
+    )
 
 
 def test_uploading_a_photo_shows_the_label_and_chart(app_url: str, blob_model: Path, tmp_path: Path) -> None:
@@ -126,8 +151,11 @@ def test_uploading_a_photo_shows_the_label_and_chart(app_url: str, blob_model: P
         driver.get(app_url)
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]"))).send_keys(str(GRACE_HOPPER))
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Face 1:"))
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=stVegaLiteChart] canvas, "
-                                                                    "[data-testid=stVegaLiteChart] svg")))
+        wait.until(
+            ec.presence_of_element_located(
+                (By.CSS_SELECTOR, "[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg")
+            )
+        )
         body = driver.find_element(By.TAG_NAME, "body").text
         screenshot = tmp_path / "app.png"
         driver.save_screenshot(str(screenshot))
@@ -148,8 +176,12 @@ def test_live_webcam_frames_come_back_annotated(app_url: str, blob_model: Path, 
         video.write(f"YUV4MPEG2 W{rgb.shape[1]} H{rgb.shape[0]} F10:1 Ip A1:1 C420jpeg\n".encode())
         for _ in range(5):
             video.write(b"FRAME\n" + cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
-    driver = chromium(tmp_path / "profile", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                      f"--use-file-for-fake-video-capture={camera}")
+    driver = chromium(
+        tmp_path / "profile",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+    )
     try:
         wait = WebDriverWait(driver, 40)
         driver.get(app_url)

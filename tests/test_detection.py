@@ -13,10 +13,20 @@ import pytest
 
 from ferlab.data.imageio import as_rgb
 from ferlab.inference.detection import (
-    YUNET_FILE, YUNET_SHA256, Face, YuNetDetector, create_detector, decode_yunet, nms,
+    YUNET_FILE,
+    YUNET_SHA256,
+    Face,
+    YuNetDetector,
+    create_detector,
+    decode_yunet,
+    nms,
 )
 from ferlab.inference.preprocess import (
-    BOX_TEMPLATES_48, TEMPLATE_48, crop_face, face_transform, similarity_transform,
+    BOX_TEMPLATES_48,
+    TEMPLATE_48,
+    crop_face,
+    face_transform,
+    similarity_transform,
 )
 from test_inference import GRACE_HOPPER
 
@@ -109,7 +119,7 @@ def test_decoding_against_faces_pasted_at_known_places(yunet: YuNetDetector, pho
     expected = []
     for x, y, scale in placements:
         side = round(260 * scale)
-        frame[y:y + side, x:x + side] = cv2.resize(region, (side, side), interpolation=cv2.INTER_AREA)
+        frame[y : y + side, x : x + side] = cv2.resize(region, (side, side), interpolation=cv2.INTER_AREA)
         expected.append((KNOWN_LANDMARKS - (140, 100)) * side / 260 + (x, y))
     faces = yunet.detect(frame)
     assert len(faces) == 3
@@ -163,8 +173,16 @@ def synthetic_face(angle: float, scale: float, centre: tuple[float, float]) -> t
     rotation = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     points = scale * local @ rotation.T + centre
     image = np.full((480, 640, 3), 60, np.uint8)
-    cv2.ellipse(image, (round(centre[0]), round(centre[1])), (round(19 * scale), round(25 * scale)), angle, 0, 360,
-                (200, 200, 200), -1)
+    cv2.ellipse(
+        image,
+        (round(centre[0]), round(centre[1])),
+        (round(19 * scale), round(25 * scale)),
+        angle,
+        0,
+        360,
+        (200, 200, 200),
+        -1,
+    )
     for x, y in points:
         cv2.circle(image, (round(x), round(y)), max(2, round(1.5 * scale)), (0, 0, 0), -1)
     return image, points
@@ -173,7 +191,7 @@ def synthetic_face(angle: float, scale: float, centre: tuple[float, float]) -> t
 def dark_spots(crop: np.ndarray, points: np.ndarray, radius: float) -> np.ndarray:
     """Centroid of the dark pixels near each expected point."""
     gray = crop[:, :, 0].astype(float)
-    y, x = np.mgrid[0:crop.shape[0], 0:crop.shape[1]]
+    y, x = np.mgrid[0 : crop.shape[0], 0 : crop.shape[1]]
     found = []
     for px, py in points:
         near = (np.hypot(x - px, y - py) < radius) & (gray < 100)

@@ -24,12 +24,21 @@ from ferlab.labels import LabelSet
 runner = CliRunner()
 
 
-def test_evaluation_writes_every_figure_and_table(blob_model: Path, blob_data: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evaluation_writes_every_figure_and_table(
+    blob_model: Path, blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     out_dir, summary = run_evaluation(blob_model, blob_data, tta=("flip", "tencrop"))
-    for name in ("metrics.json", "classification_report.md", "classification_report.txt", "confusion_matrix.png",
-                 "roc.png", "reliability.png", "gradcam_examples.png", "report.md"):
+    for name in (
+        "metrics.json",
+        "classification_report.md",
+        "classification_report.txt",
+        "confusion_matrix.png",
+        "roc.png",
+        "reliability.png",
+        "gradcam_examples.png",
+        "report.md",
+    ):
         assert (out_dir / name).stat().st_size > 0, name
     assert out_dir == tmp_path / "eval" / f"{blob_model.name}-{blob_data.name}-test"  # the working directory
     metrics = summary["all"]
@@ -40,7 +49,9 @@ def test_evaluation_writes_every_figure_and_table(blob_model: Path, blob_data: P
     assert all(0 <= m["accuracy"] <= 1 for m in summary["tta"].values())
     assert metrics["temperature"] == load_bundle(blob_model).temperature
     report = (out_dir / "report.md").read_text()
-    assert f"![training curves]({os.path.relpath(blob_model / 'curves.png', out_dir)})" in report and "| angry |" in report
+    assert (
+        f"![training curves]({os.path.relpath(blob_model / 'curves.png', out_dir)})" in report and "| angry |" in report
+    )
     assert "split `test`, 20 of 100 images; 20 images scored" in report and "Protocol: face crops" in report
 
 
@@ -59,8 +70,9 @@ def test_deduplicated_metrics_leave_out_listed_copies(blob_model: Path, blob_dat
 
     val_sources = sorted(str(p.relative_to(blob_data)) for p in (blob_data / "val").rglob("*.png"))
     clean.write_text("\n".join(val_sources[3:]) + "\n")
-    _, summary = run_evaluation(blob_model, blob_data, split="val", out=tmp_path / "val", dedup=clean,
-                                gradcam_examples=False)
+    _, summary = run_evaluation(
+        blob_model, blob_data, split="val", out=tmp_path / "val", dedup=clean, gradcam_examples=False
+    )
     assert summary["near_copies"]["samples"] == 3
     report = (tmp_path / "val" / "report.md").read_text()
     assert "## All val images" in report and "Only the val images that have a near-copy" in report
@@ -102,18 +114,33 @@ def test_bad_inputs_give_clear_errors(blob_model: Path, blob_data: Path, tmp_pat
 
 
 def test_cli_evaluate_and_explain(blob_model: Path, blob_data: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(blob_data), "--out", str(tmp_path / "e"),
-                                 "--no-gradcam"])
+    result = runner.invoke(
+        app, ["evaluate", str(blob_model), "--data", str(blob_data), "--out", str(tmp_path / "e"), "--no-gradcam"]
+    )
     assert result.exit_code == 0, result.output
     assert "| angry |" in result.output and "report.md" in result.output
     face = write_image(tmp_path / "face.png", blob_image(0, np.random.default_rng(1)))
-    result = runner.invoke(app, ["explain", str(face), "--model", str(blob_model), "--out", str(tmp_path / "cam.png"),
-                                 "--class", "Anger", "--no-detect"])
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            str(face),
+            "--model",
+            str(blob_model),
+            "--out",
+            str(tmp_path / "cam.png"),
+            "--class",
+            "Anger",
+            "--no-detect",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("angry: wrote") and (tmp_path / "cam.png").stat().st_size > 0
     from test_inference import GRACE_HOPPER
 
-    result = runner.invoke(app, ["explain", str(GRACE_HOPPER), "--model", str(blob_model), "--out", str(tmp_path / "gh.png")])
+    result = runner.invoke(
+        app, ["explain", str(GRACE_HOPPER), "--model", str(blob_model), "--out", str(tmp_path / "gh.png")]
+    )
     assert result.exit_code == 0 and "no face found" not in result.output, result.output
     assert Image.open(tmp_path / "gh.png").size[0] < 600  # the face crop, not the whole photo
     result = runner.invoke(app, ["explain", str(tmp_path / "absent.png"), "--model", str(blob_model)])
@@ -128,7 +155,7 @@ def test_gradcam_concentrates_where_the_signal_is(blob_model: Path) -> None:
         heatmap, explained = gradcam(bundle, face, label)
         assert explained == label and heatmap.shape == (48, 48) and heatmap.max() == pytest.approx(1.0)
         y, x = np.mgrid[0:48, 0:48]
-        near = (x - cx) ** 2 + (y - cy) ** 2 < 12 ** 2
+        near = (x - cx) ** 2 + (y - cy) ** 2 < 12**2
         assert heatmap[near].mean() > 2 * heatmap[~near].mean(), f"class {label}"
 
 
@@ -143,14 +170,29 @@ def test_gradcam_runs_on_every_architecture(name: str) -> None:
     assert 0 <= explained < 3
 
 
-def test_model_card_reports_measured_figures(blob_model: Path, blob_data: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_card_reports_measured_figures(
+    blob_model: Path, blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ferlab.evaluation import card
 
     measure = card.classification_speed
     monkeypatch.setattr(card, "classification_speed", lambda predictor, batch: measure(predictor, batch, seconds=0.2))
-    result = runner.invoke(app, ["runs", "card", str(blob_model), "--data", str(blob_data), "--out",
-                                 str(tmp_path / "card.md"), "--name", "blobs", "--command", "ferlab train blobs.yaml"])
+    result = runner.invoke(
+        app,
+        [
+            "runs",
+            "card",
+            str(blob_model),
+            "--data",
+            str(blob_data),
+            "--out",
+            str(tmp_path / "card.md"),
+            "--name",
+            "blobs",
+            "--command",
+            "ferlab train blobs.yaml",
+        ],
+    )
     assert result.exit_code == 0, result.output
     text = (tmp_path / "card.md").read_text()
     metrics = json.loads((blob_model / "eval" / f"{blob_data.name}-test" / "metrics.json").read_text())
@@ -160,11 +202,13 @@ def test_model_card_reports_measured_figures(blob_model: Path, blob_data: Path, 
     assert f"{100 * metrics['tta']['tencrop']['accuracy']:.2f}% with ten crops" in text
 
 
-def test_unknown_test_time_augmentation_is_refused_before_any_work(blob_model: Path, blob_data: Path,
-                                                                   tmp_path: Path) -> None:
+def test_unknown_test_time_augmentation_is_refused_before_any_work(
+    blob_model: Path, blob_data: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(blob_data), "--tta", "rotate",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["evaluate", str(blob_model), "--data", str(blob_data), "--tta", "rotate", "--out", str(out)]
+    )
     assert result.exit_code != 0 and "unknown test-time augmentation rotate" in result.output
     assert not out.exists()
 
@@ -175,8 +219,17 @@ def test_evaluating_a_run_uses_its_split_of_an_unsplit_dataset(tmp_path: Path, m
     from ferlab.training.trainer import load_training_data, train
 
     data = make_class_tree(tmp_path / "faces", {"angry": 10, "happy": 10, "sad": 10}, splits=())
-    config = build_config({"name": "seeded"}, [f"data.path={data}", "data.split_seed=3", "model.name=baseline_cnn",
-                                               "model.params={input_size: 24}", "train.epochs=1", "train.batch_size=8"])
+    config = build_config(
+        {"name": "seeded"},
+        [
+            f"data.path={data}",
+            "data.split_seed=3",
+            "model.name=baseline_cnn",
+            "model.params={input_size: 24}",
+            "train.epochs=1",
+            "train.batch_size=8",
+        ],
+    )
     run_dir, _ = train(config, tmp_path / "runs")
     trained_test = sorted(load_training_data(config, 24, 1).split("test").sources)
 
@@ -190,9 +243,20 @@ def test_evaluating_a_run_uses_its_split_of_an_unsplit_dataset(tmp_path: Path, m
     monkeypatch.setattr(report, "load_dataset", recording_load)
     run_evaluation(run_dir, data, out=tmp_path / "eval", gradcam_examples=False)
     assert sorted(loaded[0].split("test").sources) == trained_test  # not the seed-0 split's test images
-    assert sorted(load_training_data(build_config({"name": "s0"}, [f"data.path={data}", "model.params={input_size: 24}",
-                                                                   "model.name=baseline_cnn"]), 24, 1)
-                  .split("test").sources) != trained_test
+    assert (
+        sorted(
+            load_training_data(
+                build_config(
+                    {"name": "s0"}, [f"data.path={data}", "model.params={input_size: 24}", "model.name=baseline_cnn"]
+                ),
+                24,
+                1,
+            )
+            .split("test")
+            .sources
+        )
+        != trained_test
+    )
 
 
 # --- any labelled folder: --split all, shipped names, the photo pipeline, bench, where files go ---
@@ -208,11 +272,13 @@ def unsplit_blobs(tmp_path: Path) -> Path:
     return tmp_path / "unsplit"
 
 
-def test_split_all_scores_every_image_and_says_so(blob_model: Path, unsplit_blobs: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_split_all_scores_every_image_and_says_so(
+    blob_model: Path, unsplit_blobs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(unsplit_blobs), "--split", "all",
-                                 "--no-gradcam"])
+    result = runner.invoke(
+        app, ["evaluate", str(blob_model), "--data", str(unsplit_blobs), "--split", "all", "--no-gradcam"]
+    )
     assert result.exit_code == 0, result.output
     assert "every image, all splits (18 images)" in result.output and "Accuracy" in result.output
     out_dir = tmp_path / "eval" / f"{blob_model.name}-unsplit-all"
@@ -234,12 +300,15 @@ def test_detect_runs_the_photo_pipeline(blob_model: Path, tmp_path: Path, monkey
     photo = as_rgb(GRACE_HOPPER)
     for name in ("angry", "happy"):
         for i, scale in enumerate((0.5, 1.0)):
-            write_image(tmp_path / "photos" / name / f"{i}.jpg", np.ascontiguousarray(
-                np.array(Image.fromarray(photo).resize((round(512 * scale), round(600 * scale))))))
+            write_image(
+                tmp_path / "photos" / name / f"{i}.jpg",
+                np.ascontiguousarray(np.array(Image.fromarray(photo).resize((round(512 * scale), round(600 * scale))))),
+            )
     write_image(tmp_path / "photos" / "happy" / "blank.png", np.full((200, 200, 3), 128, np.uint8))
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", "photos", "--split", "all", "--detect",
-                                 "--no-gradcam"])
+    result = runner.invoke(
+        app, ["evaluate", str(blob_model), "--data", "photos", "--split", "all", "--detect", "--no-gradcam"]
+    )
     assert result.exit_code == 0, result.output
     assert "a face was found in 4 of 5 images" in result.output and "photo pipeline" in result.output
     summary = json.loads((tmp_path / "eval" / f"{blob_model.name}-photos-all" / "metrics.json").read_text())
@@ -247,10 +316,23 @@ def test_detect_runs_the_photo_pipeline(blob_model: Path, tmp_path: Path, monkey
     assert summary["protocol"].startswith("photo pipeline")
 
 
-def test_bench_prints_one_table_for_every_model_and_dataset(blob_model: Path, blob_data: Path, unsplit_blobs: Path,
-                                                            tmp_path: Path) -> None:
-    result = runner.invoke(app, ["bench", str(blob_model), str(blob_model / "model.pt"), "--data", str(blob_data),
-                                 "--data", str(unsplit_blobs), "--out", str(tmp_path / "bench.md")])
+def test_bench_prints_one_table_for_every_model_and_dataset(
+    blob_model: Path, blob_data: Path, unsplit_blobs: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(blob_model),
+            str(blob_model / "model.pt"),
+            "--data",
+            str(blob_data),
+            "--data",
+            str(unsplit_blobs),
+            "--out",
+            str(tmp_path / "bench.md"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith(f"| {blob_model.name} |")]
     assert len(rows) == 4
@@ -277,7 +359,8 @@ def package_files() -> dict[str, float]:
 
 
 def test_shipped_model_names_work_in_every_command_and_nothing_is_written_in_the_package(
-        gray_faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gray_faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("onnxruntime")
     monkeypatch.chdir(tmp_path)
     before = package_files()

@@ -31,8 +31,9 @@ from ferlab.models.bundle import ModelBundle
 from ferlab.models.registry import create_model
 from ferlab.training.config import RANGES, ExperimentConfig, build_config, parse_overrides, read_config_file
 
-BOUNDED = settings(max_examples=150, deadline=None, database=None, derandomize=True,
-                   suppress_health_check=list(HealthCheck))
+BOUNDED = settings(
+    max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 def small(max_examples: int) -> settings:
@@ -57,8 +58,11 @@ def encoded_images(draw: st.DrawFn) -> bytes:
     mode, fmt = draw(st.sampled_from(MODES)), draw(st.sampled_from(FORMATS))
     seed = draw(st.integers(0, 2**16))
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
-    image = Image.fromarray(pixels, "RGBA").convert(mode) if mode not in ("I;16", "I", "F") else \
-        Image.fromarray(pixels[:, :, 0]).convert("I" if mode != "F" else "F")
+    image = (
+        Image.fromarray(pixels, "RGBA").convert(mode)
+        if mode not in ("I;16", "I", "F")
+        else Image.fromarray(pixels[:, :, 0]).convert("I" if mode != "F" else "F")
+    )
     buffer = io.BytesIO()
     try:
         image.save(buffer, format=fmt)
@@ -103,10 +107,13 @@ def test_real_and_damaged_image_files_decode_or_give_one_clear_error(data: bytes
 
 
 @small(200)
-@given(hnp.arrays(
-    dtype=st.sampled_from([np.uint8, np.uint16, np.int32, np.int64, np.float32, np.float64, np.bool_]),
-    shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=6),
-), st.booleans())
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from([np.uint8, np.uint16, np.int32, np.int64, np.float32, np.float64, np.bool_]),
+        shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=6),
+    ),
+    st.booleans(),
+)
 def test_arrays_of_any_shape_and_dtype_convert_or_give_one_clear_error(array: np.ndarray, bgr: bool) -> None:
     try:
         rgb = as_rgb(array, bgr=bgr)
@@ -120,10 +127,19 @@ def test_arrays_of_any_shape_and_dtype_convert_or_give_one_clear_error(array: np
 
 DEFAULTS = build_config({"name": "x", "data": {"path": "x"}}).flat()
 KEYS = sorted(DEFAULTS) + ["train.lrate", "model.params.width", "data", "train", "name"]
-SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
-           | st.text(max_size=12) | st.sampled_from(["3e-4", "1E5", ".inf", "..", "../x", "adam", "both", "votes"]))
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                      max_leaves=6)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(["3e-4", "1E5", ".inf", "..", "../x", "adam", "both", "votes"])
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 def nested(flat: dict[str, object]) -> dict[str, object]:
@@ -174,8 +190,9 @@ def test_any_set_overrides_build_a_valid_config_or_give_one_clear_error(pairs: l
 
 @small(100)
 @given(st.text(max_size=200), st.sampled_from([".yaml", ".toml"]))
-def test_any_config_file_text_reads_or_gives_one_clear_error(tmp_path_factory: pytest.TempPathFactory,
-                                                               text: str, suffix: str) -> None:
+def test_any_config_file_text_reads_or_gives_one_clear_error(
+    tmp_path_factory: pytest.TempPathFactory, text: str, suffix: str
+) -> None:
     path = tmp_path_factory.mktemp("cfg") / f"exp{suffix}"
     path.write_text(text, encoding="utf-8")
     try:
@@ -192,10 +209,16 @@ def test_any_config_file_text_reads_or_gives_one_clear_error(tmp_path_factory: p
 @pytest.fixture(scope="module")
 def api_schema() -> schemathesis.schemas.BaseSchema:
     """The real app around an untrained three-class model (no training needed to fuzz HTTP)."""
-    bundle = ModelBundle(model=create_model("baseline_cnn", 3, input_size=24).eval(),
-                         label_set=LabelSet("fuzz", ("angry", "happy", "sad")))
-    app = create_app(Predictor(bundle, detector="haar", backend="torch"), max_upload_bytes=256 * 1024,
-                     body_idle_timeout=5, body_timeout=10)
+    bundle = ModelBundle(
+        model=create_model("baseline_cnn", 3, input_size=24).eval(),
+        label_set=LabelSet("fuzz", ("angry", "happy", "sad")),
+    )
+    app = create_app(
+        Predictor(bundle, detector="haar", backend="torch"),
+        max_upload_bytes=256 * 1024,
+        body_idle_timeout=5,
+        body_timeout=10,
+    )
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
@@ -203,7 +226,9 @@ def api_schema() -> schemathesis.schemas.BaseSchema:
 @small(80)
 @given(data=st.data())
 def test_the_api_answers_every_generated_request_without_a_server_error(
-    api_schema: schemathesis.schemas.BaseSchema, mode: GenerationMode, data: st.DataObject,
+    api_schema: schemathesis.schemas.BaseSchema,
+    mode: GenerationMode,
+    data: st.DataObject,
 ) -> None:
     """Requests drawn from the app's own OpenAPI schema, valid (positive) or violating it
     (negative), for every operation; sent in-process to the ASGI app."""

@@ -30,8 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny(data: Path, **overrides: object) -> list[str]:
-    base = {"data.path": str(data), "model.name": "baseline_cnn", "model.params": "{input_size: 24}",
-            "train.epochs": 1, "train.batch_size": 16}
+    base = {
+        "data.path": str(data),
+        "model.name": "baseline_cnn",
+        "model.params": "{input_size: 24}",
+        "train.epochs": 1,
+        "train.batch_size": 16,
+    }
     base.update(overrides)
     return [f"{k}={v}" for k, v in base.items()]
 
@@ -89,16 +94,24 @@ def test_a_crafted_last_pt_runs_no_code_on_resume_or_implicit_resume(blob_data: 
 
 
 def test_no_weights_only_false_anywhere_in_the_tree() -> None:
-    offenders = [str(path.relative_to(ROOT)) for folder in ("src", "tests", "benchmarks") if (ROOT / folder).is_dir()
-                 for path in (ROOT / folder).rglob("*.py")
-                 if re.search(r"weights_only\s*=\s*False", path.read_text()) and path.name != "test_hardening.py"]
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("src", "tests", "benchmarks")
+        if (ROOT / folder).is_dir()
+        for path in (ROOT / folder).rglob("*.py")
+        if re.search(r"weights_only\s*=\s*False", path.read_text()) and path.name != "test_hardening.py"
+    ]
     assert offenders == []
 
 
 def test_checkpoints_hold_only_tensors_and_plain_values(blob_data: Path, tmp_path: Path) -> None:
     for scheduler in ("cosine", "plateau"):
-        run_dir, _ = train(build_config({"name": scheduler}, tiny(
-            blob_data, **{"train.scheduler": scheduler, "finetune.enabled": "false"})), tmp_path)
+        run_dir, _ = train(
+            build_config(
+                {"name": scheduler}, tiny(blob_data, **{"train.scheduler": scheduler, "finetune.enabled": "false"})
+            ),
+            tmp_path,
+        )
         saved = torch.load(run_dir / "last.pt", weights_only=True)  # raises if anything else is inside
         assert saved["state"]["epoch_in_phase"] == 1
 
@@ -111,8 +124,10 @@ def test_rng_states_round_trip_and_old_checkpoints_still_resume(tmp_path: Path) 
     assert random.random() == expected[2]
     # A checkpoint written before this change pickled NumPy's state tuple: the exact NumPy
     # types are allow-listed, so a run killed under the old code still resumes.
-    torch.save({"rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                        "python": random.getstate()}}, tmp_path / "old.pt")
+    torch.save(
+        {"rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}},
+        tmp_path / "old.pt",
+    )
     from ferlab.training.trainer import _OLD_NUMPY_RNG_TYPES
     from ferlab.models.bundle import load_torch_file
 
@@ -120,8 +135,9 @@ def test_rng_states_round_trip_and_old_checkpoints_still_resume(tmp_path: Path) 
     set_rng_states(old["rng"])
 
 
-def test_a_truncated_last_pt_is_a_one_line_error(blob_data: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_truncated_last_pt_is_a_one_line_error(
+    blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run_dir, _ = train(build_config({"name": "cut"}, tiny(blob_data, **{"train.epochs": 2})), tmp_path)
     (run_dir / "metrics.json").unlink()
     data = (run_dir / "last.pt").read_bytes()
@@ -157,26 +173,46 @@ def test_3e_minus_4_is_a_float_from_set_and_from_yaml(tmp_path: Path) -> None:
     assert load_config(path, ["name=v1-lr3e-4"]).name == "v1-lr3e-4"  # names stay strings
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.lr=-0.001", "config train.lr = -0.001 is out of range: allowed 0 < train.lr <= 10"),
-    ("train.weight_decay=-1", "config train.weight_decay = -1.0 is out of range: allowed 0 <= train.weight_decay <= 1"),
-    ("train.threads=-2", "config train.threads = -2 is out of range: allowed 0 <= train.threads <= 4096 (0 uses every core)"),
-    ("seed=-1", "config seed = -1 is out of range: allowed 0 <= seed <= 4294967295"),
-    ("train.label_smoothing=5", "config train.label_smoothing = 5.0 is out of range"),
-    ("data.max_train_samples=-5", "config data.max_train_samples = -5 is out of range"),
-    ("data.max_train_samples=0", "allowed 1 <= data.max_train_samples <= 1000000000 (leave it out for every training image)"),
-    ("train.mixup_alpha=-0.2", "config train.mixup_alpha = -0.2 is out of range: allowed 0 <= train.mixup_alpha <= 100"),
-    ("train.early_stopping_patience=0", "config train.early_stopping_patience = 0 is out of range"),
-    ("train.lr=.nan", "config train.lr = nan is out of range"),
-    ("train.epochs=.inf", "config train.epochs must be a whole number, got inf"),
-    ("augment.blur=1.5", "config augment.blur = 1.5 is out of range: allowed 0 <= augment.blur <= 1"),
-    ("augment.blur_sigma=0", "config augment.blur_sigma = 0.0 is out of range: allowed 0 < augment.blur_sigma <= 24"),
-    ("augment.low_res_min=2", "config augment.low_res_min = 2 is out of range: allowed 4 <= augment.low_res_min"),
-    ("augment.erase=-0.1", "config augment.erase = -0.1 is out of range"),
-    ("train.lr=null", "config train.lr needs a value"),
-    ("model.params=[1, 2]", "config model.params must be a table of options"),
-])
-def test_a_value_out_of_range_is_one_line_naming_key_value_and_range(tmp_path: Path, override: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr=-0.001", "config train.lr = -0.001 is out of range: allowed 0 < train.lr <= 10"),
+        (
+            "train.weight_decay=-1",
+            "config train.weight_decay = -1.0 is out of range: allowed 0 <= train.weight_decay <= 1",
+        ),
+        (
+            "train.threads=-2",
+            "config train.threads = -2 is out of range: allowed 0 <= train.threads <= 4096 (0 uses every core)",
+        ),
+        ("seed=-1", "config seed = -1 is out of range: allowed 0 <= seed <= 4294967295"),
+        ("train.label_smoothing=5", "config train.label_smoothing = 5.0 is out of range"),
+        ("data.max_train_samples=-5", "config data.max_train_samples = -5 is out of range"),
+        (
+            "data.max_train_samples=0",
+            "allowed 1 <= data.max_train_samples <= 1000000000 (leave it out for every training image)",
+        ),
+        (
+            "train.mixup_alpha=-0.2",
+            "config train.mixup_alpha = -0.2 is out of range: allowed 0 <= train.mixup_alpha <= 100",
+        ),
+        ("train.early_stopping_patience=0", "config train.early_stopping_patience = 0 is out of range"),
+        ("train.lr=.nan", "config train.lr = nan is out of range"),
+        ("train.epochs=.inf", "config train.epochs must be a whole number, got inf"),
+        ("augment.blur=1.5", "config augment.blur = 1.5 is out of range: allowed 0 <= augment.blur <= 1"),
+        (
+            "augment.blur_sigma=0",
+            "config augment.blur_sigma = 0.0 is out of range: allowed 0 < augment.blur_sigma <= 24",
+        ),
+        ("augment.low_res_min=2", "config augment.low_res_min = 2 is out of range: allowed 4 <= augment.low_res_min"),
+        ("augment.erase=-0.1", "config augment.erase = -0.1 is out of range"),
+        ("train.lr=null", "config train.lr needs a value"),
+        ("model.params=[1, 2]", "config model.params must be a table of options"),
+    ],
+)
+def test_a_value_out_of_range_is_one_line_naming_key_value_and_range(
+    tmp_path: Path, override: str, message: str
+) -> None:
     with pytest.raises(FerlabError) as error:
         build_config({"name": "x", "data": {"path": str(tmp_path)}}, [override])
     assert message in str(error.value) and "\n" not in str(error.value)
@@ -184,8 +220,11 @@ def test_a_value_out_of_range_is_one_line_naming_key_value_and_range(tmp_path: P
 
 def test_every_numeric_key_has_a_range_and_the_defaults_are_in_it() -> None:
     config = build_config({"name": "x", "data": {"path": "x"}})
-    numeric = {k for k, v in config.flat().items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith("model.params")}
+    numeric = {
+        k
+        for k, v in config.flat().items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith("model.params")
+    }
     numeric.add("data.max_train_samples")  # None by default, a number when set
     assert numeric == set(RANGES)
     docs = (ROOT / "docs" / "reliability.md").read_text()
@@ -230,26 +269,40 @@ def test_set_name_cannot_write_outside_the_runs_folder(blob_data: Path, tmp_path
 # -- sweeps -----------------------------------------------------------------------------------
 
 
-def test_the_readme_sweep_promise_holds_for_any_failure(blob_data: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_readme_sweep_promise_holds_for_any_failure(
+    blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """README: 'In a sweep, a config that fails is reported and the others still train; the
     command then exits with an error that names the failed runs.'"""
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "a config that fails (a missing data folder, say) is reported and the others still train" in readme
     configs = []
-    for name, data, lr in (("missing-data", tmp_path / "nowhere", 0.001), ("bad-value", blob_data, -0.001),
-                           ("crashes", blob_data, 0.001), ("fine", blob_data, 0.001)):
+    for name, data, lr in (
+        ("missing-data", tmp_path / "nowhere", 0.001),
+        ("bad-value", blob_data, -0.001),
+        ("crashes", blob_data, 0.001),
+        ("fine", blob_data, 0.001),
+    ):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"name": name, "data": {"path": str(data)},
-                                        "model": {"name": "baseline_cnn", "params": {"input_size": 24}},
-                                        "train": {"epochs": 1, "batch_size": 16, "lr": lr}}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": name,
+                    "data": {"path": str(data)},
+                    "model": {"name": "baseline_cnn", "params": {"input_size": 24}},
+                    "train": {"epochs": 1, "batch_size": 16, "lr": lr},
+                }
+            )
+        )
         configs.append(path)
 
     original = Trainer.save_checkpoint
+
     def disk_full_for_one(self: Trainer) -> None:
         if self.config.name == "crashes":
             raise OSError(28, "No space left on device")
         original(self)
+
     monkeypatch.setattr(Trainer, "save_checkpoint", disk_full_for_one)
     result = invoke("train", *configs, "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 2, result.output
@@ -260,44 +313,65 @@ def test_the_readme_sweep_promise_holds_for_any_failure(blob_data: Path, tmp_pat
     assert (tmp_path / "runs" / "fine" / "model.pt").is_file()
 
 
-def test_an_unexpected_exception_in_one_config_does_not_stop_the_sweep(blob_data: Path, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_exception_in_one_config_does_not_stop_the_sweep(
+    blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = Trainer.train_epoch
+
     def bug(self: Trainer, seed: tuple[int, ...]) -> dict[str, float]:
         if self.config.name == "first":
             raise RuntimeError("simulated bug")
         return original(self, seed)
+
     monkeypatch.setattr(Trainer, "train_epoch", bug)
     configs = []
     for name in ("first", "second"):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"name": name, "data": {"path": str(blob_data)},
-                                        "model": {"name": "baseline_cnn", "params": {"input_size": 24}},
-                                        "train": {"epochs": 1, "batch_size": 16}}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": name,
+                    "data": {"path": str(blob_data)},
+                    "model": {"name": "baseline_cnn", "params": {"input_size": 24}},
+                    "train": {"epochs": 1, "batch_size": 16},
+                }
+            )
+        )
         configs.append(path)
     result = invoke("train", *configs, "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 2 and "first: RuntimeError: simulated bug; going on" in result.output
     assert (tmp_path / "runs" / "second" / "model.pt").is_file()
 
 
-def test_a_full_disk_in_a_single_run_is_one_line(blob_data: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_in_a_single_run_is_one_line(
+    blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def full(self: Trainer) -> None:
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(Trainer, "save_checkpoint", full)
     config = tmp_path / "exp.yaml"
-    config.write_text(yaml.safe_dump({"data": {"path": str(blob_data)}, "model": {"name": "baseline_cnn",
-                                      "params": {"input_size": 24}}, "train": {"epochs": 1, "batch_size": 16}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"path": str(blob_data)},
+                "model": {"name": "baseline_cnn", "params": {"input_size": 24}},
+                "train": {"epochs": 1, "batch_size": 16},
+            }
+        )
+    )
     assert "No space left on device" in one_line_error(invoke("train", config, "--runs-dir", tmp_path))
 
 
 # -- interruptions and leftovers --------------------------------------------------------------
 
 
-def test_ctrl_c_in_the_first_epoch_does_not_offer_a_resume(blob_data: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_in_the_first_epoch_does_not_offer_a_resume(
+    blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def interrupted(self: Trainer, seed: tuple[int, ...]) -> dict[str, float]:
         raise KeyboardInterrupt
+
     monkeypatch.setattr(Trainer, "train_epoch", interrupted)
     with pytest.raises(TrainingInterrupted) as error:
         train(build_config({"name": "early"}, tiny(blob_data)), tmp_path)
@@ -305,14 +379,17 @@ def test_ctrl_c_in_the_first_epoch_does_not_offer_a_resume(blob_data: Path, tmp_
     assert not (tmp_path / "early" / "last.pt").exists()
 
 
-def test_a_stale_temporary_file_from_a_killed_save_is_removed(blob_data: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stale_temporary_file_from_a_killed_save_is_removed(
+    blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = Trainer._run_epoch
+
     def killed_in_second_epoch(self: Trainer, phase: object) -> None:
         if len(self.state.history) == 1:
             (self.run_dir / "tmpk1ll3d.tmp").write_bytes(b"half a checkpoint")  # what kill -9 mid-save leaves
             raise RuntimeError("killed")
         original(self, phase)  # type: ignore[arg-type]
+
     monkeypatch.setattr(Trainer, "_run_epoch", killed_in_second_epoch)
     with pytest.raises(RuntimeError, match="killed"):
         train(build_config({"name": "k"}, tiny(blob_data, **{"train.epochs": 2})), tmp_path)
@@ -322,8 +399,9 @@ def test_a_stale_temporary_file_from_a_killed_save_is_removed(blob_data: Path, t
     assert list((tmp_path / "k").glob("*.tmp")) == []
 
 
-def test_a_dangling_symlink_in_a_data_folder_is_skipped_with_a_warning(tmp_path: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_a_dangling_symlink_in_a_data_folder_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from ferlab.data.loader import load_dataset
 
     root = make_class_tree(tmp_path / "faces", {"angry": 4, "happy": 4}, splits=())
@@ -355,8 +433,10 @@ def untrained_predictor():  # noqa: ANN201
     from ferlab.models.bundle import ModelBundle
     from ferlab.models.registry import create_model
 
-    bundle = ModelBundle(model=create_model("baseline_cnn", 3, input_size=24).eval(),
-                         label_set=LabelSet("limits", ("angry", "happy", "sad")))
+    bundle = ModelBundle(
+        model=create_model("baseline_cnn", 3, input_size=24).eval(),
+        label_set=LabelSet("limits", ("angry", "happy", "sad")),
+    )
     return Predictor(bundle, detector="haar", backend="torch")
 
 
@@ -368,8 +448,12 @@ def png_header(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_api_deep_json_and_odd_detect_values_are_4xx(untrained_predictor) -> None:  # noqa: ANN001
@@ -378,7 +462,10 @@ def test_api_deep_json_and_odd_detect_values_are_4xx(untrained_predictor) -> Non
     from ferlab.apps.api import create_app
 
     with TestClient(create_app(untrained_predictor)) as client:
-        for body in (b"[" * 100_000 + b"]" * 100_000, b'{"image": "eA==", "detect": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"):
+        for body in (
+            b"[" * 100_000 + b"]" * 100_000,
+            b'{"image": "eA==", "detect": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        ):
             response = client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
             assert response.status_code == 400 and response.json()["error"] == "bad_json", response.text
         response = client.post("/v1/predict", json={"image": "eA==", "detect": [[[[True]]]]})
@@ -438,10 +525,20 @@ def test_api_a_stalled_body_gets_408_instead_of_holding_the_connection(untrained
         async def send(message: dict) -> None:
             messages.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/v1/predict", "raw_path": b"/v1/predict", "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
-                 "client": ("127.0.0.1", 5000), "server": ("test", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/predict",
+            "raw_path": b"/v1/predict",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+            "client": ("127.0.0.1", 5000),
+            "server": ("test", 80),
+        }
         with anyio.fail_after(20):
             await app(scope, receive, send)
         return messages
@@ -494,8 +591,12 @@ def test_sigterm_to_ferlab_app_stops_streamlit_and_frees_the_port(tmp_path: Path
 
     port = free_port()
     ferlab = Path(sys.executable).with_name("ferlab")
-    app_process = subprocess.Popen([str(ferlab), "app", "--port", str(port)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env={**os.environ, "HOME": str(tmp_path)})
+    app_process = subprocess.Popen(
+        [str(ferlab), "app", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     try:
         deadline = time.monotonic() + 240  # a loaded 2-core machine starts Streamlit slowly
         while not listening(port):

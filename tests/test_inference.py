@@ -180,9 +180,24 @@ def test_predict_cli_handles_folders_globs_and_bad_files(blob_model: Path, tmp_p
     (folder / "broken.png").write_bytes(b"\x89PNG nope")
     (tmp_path / "more").mkdir()
     Image.fromarray(blob_image(0, np.random.default_rng(9))).save(tmp_path / "more" / "face0.png")
-    result = runner.invoke(app, ["predict", str(folder), str(tmp_path / "more"), str(tmp_path / "*.none"), "--model",
-                                 str(blob_model), "--no-detect", "--backend", "torch", "--out", str(tmp_path / "out.csv"),
-                                 "--annotate", str(tmp_path / "ann")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(folder),
+            str(tmp_path / "more"),
+            str(tmp_path / "*.none"),
+            "--model",
+            str(blob_model),
+            "--no-detect",
+            "--backend",
+            "torch",
+            "--out",
+            str(tmp_path / "out.csv"),
+            "--annotate",
+            str(tmp_path / "ann"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "skip: " in result.output and "broken.png" in result.output and "nothing matches" in result.output
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
@@ -191,8 +206,21 @@ def test_predict_cli_handles_folders_globs_and_bad_files(blob_model: Path, tmp_p
     assert len(list((tmp_path / "ann").glob("*.png"))) == 4  # the two face0.png do not overwrite each other
     result = runner.invoke(app, ["predict", str(folder), "--model", str(blob_model), "--batch", "0"])
     assert result.exit_code == 2 and "--batch" in result.output
-    result = runner.invoke(app, ["predict", str(GRACE_HOPPER), "--model", str(blob_model), "--backend", "torch",
-                                 "--detector", "haar", "--out", str(tmp_path / "out.json")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(GRACE_HOPPER),
+            "--model",
+            str(blob_model),
+            "--backend",
+            "torch",
+            "--detector",
+            "haar",
+            "--out",
+            str(tmp_path / "out.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     [record] = json.loads((tmp_path / "out.json").read_text())
     assert record["face"] == 1 and len(record["probabilities"]) == 3
@@ -206,7 +234,7 @@ def write_video(path: Path, frames: int = 12) -> Path:
     for i in range(frames):
         canvas = np.full((240, 320, 3), 90, np.uint8)
         face = cv2.resize(photo[90:350, 130:400], (130, 125))
-        canvas[40:165, 40 + 6 * i:170 + 6 * i] = face
+        canvas[40:165, 40 + 6 * i : 170 + 6 * i] = face
         writer.write(canvas)
     writer.release()
     return path
@@ -214,8 +242,23 @@ def write_video(path: Path, frames: int = 12) -> Path:
 
 def test_video_tracks_one_face_and_writes_csv_video_and_plot(blob_model: Path, tmp_path: Path) -> None:
     video = write_video(tmp_path / "clip.mp4")
-    result = runner.invoke(app, ["video", str(video), "--model", str(blob_model), "--out", str(tmp_path / "v"),
-                                 "--every", "2", "--detector", "haar", "--backend", "torch"])
+    result = runner.invoke(
+        app,
+        [
+            "video",
+            str(video),
+            "--model",
+            str(blob_model),
+            "--out",
+            str(tmp_path / "v"),
+            "--every",
+            "2",
+            "--detector",
+            "haar",
+            "--backend",
+            "torch",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((tmp_path / "v" / "frames.csv").open()))
     assert rows and {r["face_id"] for r in rows} == {"1"}

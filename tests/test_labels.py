@@ -6,8 +6,15 @@ from ferlab.labels import FER2013, FERPLUS, FIVE, canonical_emotion, get_label_s
 
 @pytest.mark.parametrize(
     "raw, canonical",
-    [("Anger", "angry"), ("HAPPINESS", "happy"), ("sadness", "sad"), ("Suprise", "surprise"),
-     ("3_happy", "happy"), ("neutral ", "neutral"), ("Contempt", "contempt")],
+    [
+        ("Anger", "angry"),
+        ("HAPPINESS", "happy"),
+        ("sadness", "sad"),
+        ("Suprise", "surprise"),
+        ("3_happy", "happy"),
+        ("neutral ", "neutral"),
+        ("Contempt", "contempt"),
+    ],
 )
 def test_synonyms_map_to_one_canonical_name(raw: str, canonical: str) -> None:
     assert canonical_emotion(raw) == canonical

@@ -20,7 +20,6 @@ from ferlab.models import (
 )
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     # On a shared small machine OpenMP threads that wait on each other can be starved by
@@ -30,9 +29,19 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 ALL = [
-    "baseline_cnn", "efficientnet_b0", "efficientnet_lite0", "mini_xception", "mobilenet_v2",
-    "resnet18_fer", "resnet50v2", "resnet9_fer", "seed_cnn", "seed_cnn_4block", "vgg13_fer",
+    "baseline_cnn",
+    "efficientnet_b0",
+    "efficientnet_lite0",
+    "mini_xception",
+    "mobilenet_v2",
+    "resnet18_fer",
+    "resnet50v2",
+    "resnet9_fer",
+    "seed_cnn",
+    "seed_cnn_4block",
+    "vgg13_fer",
 ]
 TRANSFER = ["efficientnet_b0", "efficientnet_lite0", "mobilenet_v2", "resnet50v2"]
 SMALL = {  # a cheap non-default config per model
@@ -120,7 +129,10 @@ def test_seed_cnn_is_the_second_reports_5_8m_reading():
     assert _keras_count(model) == (5_873_096, 2_816)  # the report's "about 5.8M", exactly
     assert param_counts(model.head.fc1)[0] == 4_719_104  # 6*6*256 -> 512
     assert [name for name, _ in model.backbone.named_children() if name.startswith("block")] == [
-        "block1", "block2", "block3"]
+        "block1",
+        "block2",
+        "block3",
+    ]
     assert model.spec.gradcam_layer == "backbone.block3"
     assert "Keras would report 5,873,096 params, 2,816 non-trainable" in summary(model)
 
@@ -378,7 +390,9 @@ def test_a_trained_ferlab_bundle_starts_a_model_with_other_classes(tmp_path):
         create_model("resnet9_fer", 7, width=16, pretrained=str(path))
 
 
-def test_an_interrupted_save_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_save_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ferlab.models import bundle
 
     target = tmp_path / "last.pt"

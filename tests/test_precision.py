@@ -68,8 +68,18 @@ def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Pat
     np.testing.assert_allclose(balanced, expected / expected.sum(axis=1, keepdims=True), rtol=1e-5)
     with pytest.raises(FerlabError, match="unknown prior"):
         load(blob_model, prior="balanced")  # type: ignore[arg-type]
-    result = runner.invoke(app, ["predict", str(blob_data / "test" / "sad" / "0.png"), "--no-detect",
-                                 "--model", str(blob_model), "--prior", "uniform"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(blob_data / "test" / "sad" / "0.png"),
+            "--no-detect",
+            "--model",
+            str(blob_model),
+            "--prior",
+            "uniform",
+        ],
+    )
     assert result.exit_code == 0, result.output
 
 

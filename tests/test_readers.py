@@ -20,9 +20,7 @@ from ferlab.labels import FER2013, FERPLUS
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {
-        str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
-    }
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
 
 def test_folder_with_fer2013_prefixes_uses_them_as_splits(tmp_path: Path) -> None:
@@ -33,7 +31,9 @@ def test_folder_with_fer2013_prefixes_uses_them_as_splits(tmp_path: Path) -> Non
     dataset = load_dataset(root)
     assert dataset.label_set.classes == ("angry", "happy")
     assert dataset.class_counts() == {
-        "train": {"angry": 3, "happy": 3}, "val": {"angry": 0, "happy": 1}, "test": {"angry": 0, "happy": 2},
+        "train": {"angry": 3, "happy": 3},
+        "val": {"angry": 0, "happy": 1},
+        "test": {"angry": 0, "happy": 2},
     }
     assert dataset.images.shape == (9, 48, 48, 1) and dataset.images.dtype == np.uint8
     assert "test/happy/PublicTest_0.jpg" in dataset.sources.tolist()
@@ -71,9 +71,7 @@ def test_unknown_class_folder_lists_known_names(class_tree: Path) -> None:
         load_dataset(class_tree)
 
 
-def test_unreadable_files_are_skipped_with_one_warning(
-    class_tree: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unreadable_files_are_skipped_with_one_warning(class_tree: Path, caplog: pytest.LogCaptureFixture) -> None:
     (class_tree / "angry" / "zero.png").write_bytes(b"")
     (class_tree / "angry" / "text.jpg").write_text("not an image")
     good = (class_tree / "Happy" / "00006.png").read_bytes()
@@ -178,14 +176,16 @@ def test_csv_with_wrong_columns_names_them(tmp_path: Path) -> None:
 
 
 def test_majority_follows_the_ferplus_authors_rule() -> None:
-    votes = np.array([
-        [6, 0, 1, 1, 0, 0, 0, 0, 2, 0],  # neutral 6 of 9 after single votes dropped
-        [4, 0, 0, 1, 3, 2, 0, 0, 0, 0],  # 4 of 9 after dropping the single: no majority
-        [1, 0, 0, 0, 0, 0, 0, 0, 9, 0],  # unknown wins
-        [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face
-        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # no votes
-        [0, 5, 4, 1, 0, 0, 0, 0, 0, 0],  # 5 of 9: happy
-    ])
+    votes = np.array(
+        [
+            [6, 0, 1, 1, 0, 0, 0, 0, 2, 0],  # neutral 6 of 9 after single votes dropped
+            [4, 0, 0, 1, 3, 2, 0, 0, 0, 0],  # 4 of 9 after dropping the single: no majority
+            [1, 0, 0, 0, 0, 0, 0, 0, 9, 0],  # unknown wins
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # no votes
+            [0, 5, 4, 1, 0, 0, 0, 0, 0, 0],  # 5 of 9: happy
+        ]
+    )
     assert majority_labels(votes, "strict").tolist() == [0, -1, -1, -1, -1, 1]
     assert majority_labels(votes, "plurality").tolist() == [0, 0, -1, -1, -1, 1]
     with pytest.raises(FerlabError):
@@ -194,8 +194,12 @@ def test_majority_follows_the_ferplus_authors_rule() -> None:
 
 def write_ferplus_folder(root: Path) -> Path:
     votes_by_split = {
-        "FER2013Train": [[6, 0, 1, 1, 0, 0, 0, 0, 2, 0], [0, 8, 2, 0, 0, 0, 0, 0, 0, 0],
-                         [0, 0, 0, 0, 0, 0, 0, 0, 0, 10], [0, 0, 0, 0, 2, 0, 0, 8, 0, 0]],
+        "FER2013Train": [
+            [6, 0, 1, 1, 0, 0, 0, 0, 2, 0],
+            [0, 8, 2, 0, 0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],
+            [0, 0, 0, 0, 2, 0, 0, 8, 0, 0],
+        ],
         "FER2013Valid": [[0, 0, 10, 0, 0, 0, 0, 0, 0, 0]],
         "FER2013Test": [[0, 0, 0, 7, 3, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]],
     }
@@ -233,8 +237,14 @@ def test_fer2013_csv_with_ferplus_votes(tmp_path: Path) -> None:
     rows = fer_rows(2)
     csv_path = write_fer2013_csv(tmp_path / "fer2013.csv", rows)
     new_path = tmp_path / "fer2013new.csv"
-    votes = [[0, 9, 1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 10], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-             [8, 2, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 7, 3, 0, 0, 0], [0, 0, 0, 0, 10, 0, 0, 0, 0, 0]]
+    votes = [
+        [0, 9, 1, 0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        [8, 2, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 7, 3, 0, 0, 0],
+        [0, 0, 0, 0, 10, 0, 0, 0, 0, 0],
+    ]
     with new_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["Usage", "Image name", *VOTE_HEADER])

@@ -27,27 +27,116 @@ GEOMETRIC = {"rotation": 10.0, "zoom": 0.1, "shift": 0.1, "flip": True}
 GEOMETRIC_STRONG = {"rotation": 20.0, "zoom": 0.2, "shift": 0.2, "flip": True}
 PHOTOMETRIC = {"brightness": 0.2, "contrast": 0.2, "noise": 0.03}
 ROWS: dict[str, dict[str, Any]] = {
-    "V1": dict(file="v1_baseline_cnn", model="baseline_cnn", lr=1e-3, epochs=30, batch=64,
-               class_weights=False, augment=("none", {}), phases=None, figure="68 %"),
-    "V4": dict(file="v4_mobilenetv2_class_weights", model="mobilenet_v2", lr=1e-3, epochs=20, batch=32,
-               class_weights=True, augment=("none", {}), phases=None, figure="76 %"),
-    "V5": dict(file="v5_mobilenetv2_finetune", model="mobilenet_v2", lr=1e-3, epochs=20, batch=32,
-               class_weights=True, augment=("none", {}), phases="two", figure="79 %"),
-    "V7": dict(file="v7_efficientnetb0", model="efficientnet_b0", lr=1e-3, epochs=20, batch=32,
-               class_weights=True, augment=("none", {}), phases="two", figure="70 %"),
-    "V8": dict(file="v8_mobilenetv2_geometric", model="mobilenet_v2", lr=1e-3, epochs=20, batch=32,
-               class_weights=True, augment=("geometric", GEOMETRIC), phases=None, figure="56 %"),
-    "V9": dict(file="v9_mobilenetv2_geometric_strong", model="mobilenet_v2", lr=1e-3, epochs=20, batch=32,
-               class_weights=False, augment=("geometric", GEOMETRIC_STRONG), phases=None, figure="57 %"),
-    "V10": dict(file="v10_mobilenetv2_photometric_no_cw", model="mobilenet_v2", lr=1e-3, epochs=20, batch=32,
-                class_weights=False, augment=("photometric", PHOTOMETRIC), phases=None, figure="not recorded here"),
-    "V11": dict(file="v11_mobilenetv2_photometric", model="mobilenet_v2", lr=1e-3, epochs=20, batch=32,
-                class_weights=True, augment=("photometric", PHOTOMETRIC), phases=None, figure="49 %"),
-    "V12": dict(file="v12_resnet50v2_frozen_cw", model="resnet50v2", lr=1e-4, epochs=30, batch=32,
-                class_weights=True, augment=("none", {}), phases="frozen", figure="not recorded here"),
-    "V13": dict(file="v13_resnet50v2_finetune_cw", model="resnet50v2", lr=1e-4, epochs=30, batch=32,
-                class_weights=True, augment=("none", {}), phases="two",
-                figure="87 % internal, 91 % external (FER-2013)"),
+    "V1": dict(
+        file="v1_baseline_cnn",
+        model="baseline_cnn",
+        lr=1e-3,
+        epochs=30,
+        batch=64,
+        class_weights=False,
+        augment=("none", {}),
+        phases=None,
+        figure="68 %",
+    ),
+    "V4": dict(
+        file="v4_mobilenetv2_class_weights",
+        model="mobilenet_v2",
+        lr=1e-3,
+        epochs=20,
+        batch=32,
+        class_weights=True,
+        augment=("none", {}),
+        phases=None,
+        figure="76 %",
+    ),
+    "V5": dict(
+        file="v5_mobilenetv2_finetune",
+        model="mobilenet_v2",
+        lr=1e-3,
+        epochs=20,
+        batch=32,
+        class_weights=True,
+        augment=("none", {}),
+        phases="two",
+        figure="79 %",
+    ),
+    "V7": dict(
+        file="v7_efficientnetb0",
+        model="efficientnet_b0",
+        lr=1e-3,
+        epochs=20,
+        batch=32,
+        class_weights=True,
+        augment=("none", {}),
+        phases="two",
+        figure="70 %",
+    ),
+    "V8": dict(
+        file="v8_mobilenetv2_geometric",
+        model="mobilenet_v2",
+        lr=1e-3,
+        epochs=20,
+        batch=32,
+        class_weights=True,
+        augment=("geometric", GEOMETRIC),
+        phases=None,
+        figure="56 %",
+    ),
+    "V9": dict(
+        file="v9_mobilenetv2_geometric_strong",
+        model="mobilenet_v2",
+        lr=1e-3,
+        epochs=20,
+        batch=32,
+        class_weights=False,
+        augment=("geometric", GEOMETRIC_STRONG),
+        phases=None,
+        figure="57 %",
+    ),
+    "V10": dict(
+        file="v10_mobilenetv2_photometric_no_cw",
+        model="mobilenet_v2",
+        lr=1e-3,
+        epochs=20,
+        batch=32,
+        class_weights=False,
+        augment=("photometric", PHOTOMETRIC),
+        phases=None,
+        figure="not recorded here",
+    ),
+    "V11": dict(
+        file="v11_mobilenetv2_photometric",
+        model="mobilenet_v2",
+        lr=1e-3,
+        epochs=20,
+        batch=32,
+        class_weights=True,
+        augment=("photometric", PHOTOMETRIC),
+        phases=None,
+        figure="49 %",
+    ),
+    "V12": dict(
+        file="v12_resnet50v2_frozen_cw",
+        model="resnet50v2",
+        lr=1e-4,
+        epochs=30,
+        batch=32,
+        class_weights=True,
+        augment=("none", {}),
+        phases="frozen",
+        figure="not recorded here",
+    ),
+    "V13": dict(
+        file="v13_resnet50v2_finetune_cw",
+        model="resnet50v2",
+        lr=1e-4,
+        epochs=30,
+        batch=32,
+        class_weights=True,
+        augment=("none", {}),
+        phases="two",
+        figure="87 % internal, 91 % external (FER-2013)",
+    ),
 }
 NOT_A_ROW = {"lite0_imagenet_finetune"}  # the project's own pretrained case, measured in docs/experiments.md
 
@@ -70,7 +159,12 @@ def _check_row(path: Path, row: str, model: str, pretrained: str | None) -> None
     if model != "baseline_cnn":
         assert (config.model.params["input_size"], config.model.params["in_channels"]) == (96, 3)
     train = config.train
-    assert (train.optimizer, train.lr, train.epochs, train.batch_size) == ("adam", want["lr"], want["epochs"], want["batch"])
+    assert (train.optimizer, train.lr, train.epochs, train.batch_size) == (
+        "adam",
+        want["lr"],
+        want["epochs"],
+        want["batch"],
+    )
     assert train.class_weights is want["class_weights"] and not train.weighted_sampling
     assert train.targets == "hard" and train.early_stopping_patience == 5
     policy, strengths = want["augment"]
@@ -143,8 +237,15 @@ def test_v12_trains_the_head_phase_only(blob_data: Path, tmp_path: Path, monkeyp
 
     monkeypatch.setattr(trainer, "create_model", spy)
     values = read_config_file(REPORT1 / "v12_resnet50v2_frozen_cw.yaml")
-    overrides = [f"data.path={blob_data}", "data.label_set=null", "model.name=mobilenet_v2",
-                 "model.params.input_size=32", "train.epochs=1", "train.batch_size=16", "train.threads=1"]
+    overrides = [
+        f"data.path={blob_data}",
+        "data.label_set=null",
+        "model.name=mobilenet_v2",
+        "model.params.input_size=32",
+        "train.epochs=1",
+        "train.batch_size=16",
+        "train.threads=1",
+    ]
     run_dir, _ = trainer.train(build_config(values, overrides), tmp_path)
     history = (run_dir / "history.json").read_text()
     assert '"head"' in history
@@ -184,15 +285,23 @@ SHIPPED = ("ferplus8", "fer2013-7", "five")
 
 def _card_figures(name: str) -> dict[str, float]:
     text = (CARDS / f"{name}.md").read_text()
-    main = re.search(r"Accuracy \*\*([\d.]+)%\*\* on (\d+) test images \(test-time augmentation: "
-                     r"([\d.]+)% with horizontal flips, ([\d.]+)% with ten crops\)", text)
+    main = re.search(
+        r"Accuracy \*\*([\d.]+)%\*\* on (\d+) test images \(test-time augmentation: "
+        r"([\d.]+)% with horizontal flips, ([\d.]+)% with ten crops\)",
+        text,
+    )
     clean = re.search(r"accuracy \*\*([\d.]+)%\*\* on (\d+) images", text)
     ece = re.search(r"ECE ([\d.]+) before and ([\d.]+) after", text)
     assert main and clean and ece, name
     return {
-        "accuracy": float(main[1]), "samples": float(main[2]), "flip": float(main[3]), "tencrop": float(main[4]),
-        "clean": float(clean[1]), "clean_samples": float(clean[2]),
-        "ece_before": float(ece[1]), "ece_after": float(ece[2]),
+        "accuracy": float(main[1]),
+        "samples": float(main[2]),
+        "flip": float(main[3]),
+        "tencrop": float(main[4]),
+        "clean": float(clean[1]),
+        "clean_samples": float(clean[2]),
+        "ece_before": float(ece[1]),
+        "ece_after": float(ece[2]),
     }
 
 
@@ -210,7 +319,7 @@ def _table_row(text: str, name: str) -> list[str]:
 def test_readme_model_table_matches_the_model_card(name: str):
     card = _card_figures(name)
     text = (ROOT / "README.md").read_text()
-    table = text[text.index("## Shipped models"):]
+    table = text[text.index("## Shipped models") :]
     cells = _table_row(table, name)
     assert _numbers(cells[2])[-1] == card["samples"]  # "PrivateTest (3,589)"
     assert _numbers(cells[3]) == [card["accuracy"], card["flip"], card["tencrop"]]
@@ -222,7 +331,7 @@ def test_readme_model_table_matches_the_model_card(name: str):
 def test_docs_model_table_matches_the_model_card(name: str):
     card = _card_figures(name)
     text = (ROOT / "docs" / "experiments.md").read_text()
-    cells = _table_row(text[text.index("## Shipped models"):], name)
+    cells = _table_row(text[text.index("## Shipped models") :], name)
     accuracy = _numbers(cells[2])
     assert accuracy[0] == card["accuracy"] and card["samples"] in accuracy
     if name != "ferplus8":  # the FER2013 models list their TTA figures here too

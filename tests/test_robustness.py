@@ -7,7 +7,11 @@ import pytest
 
 from ferlab.errors import FerlabError
 from ferlab.evaluation.robustness import (
-    CORRUPTIONS, SEVERITIES, balanced_subsample, corrupt, model_input,
+    CORRUPTIONS,
+    SEVERITIES,
+    balanced_subsample,
+    corrupt,
+    model_input,
 )
 from ferlab.models.prior import class_prior, prior_of_targets, rebalance
 
@@ -16,8 +20,8 @@ def _faces(n: int = 6, size: int = 48) -> np.ndarray:
     """Smooth synthetic RGB 'faces': a bright disc with dark eyes and mouth on a gradient."""
     yy, xx = np.mgrid[:size, :size] / size
     face = 60 + 120 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2 < 0.16) + 40 * xx
-    face[int(0.33 * size):int(0.4 * size), int(0.25 * size):int(0.75 * size)] = 30
-    face[int(0.7 * size):int(0.78 * size), int(0.35 * size):int(0.65 * size)] = 40
+    face[int(0.33 * size) : int(0.4 * size), int(0.25 * size) : int(0.75 * size)] = 30
+    face[int(0.7 * size) : int(0.78 * size), int(0.35 * size) : int(0.65 * size)] = 40
     grey = np.stack([np.roll(face, k, axis=1) for k in range(n)]).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=3)
 

@@ -17,25 +17,46 @@ from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
 from ferlab.training.config import build_config, load_config
 from ferlab.training.trainer import (
-    Trainer, TrainingInterrupted, load_training_data, resume, split_tensors, train,
+    Trainer,
+    TrainingInterrupted,
+    load_training_data,
+    resume,
+    split_tensors,
+    train,
 )
 
 
 def tiny_config(data: Path, **overrides: object) -> list[str]:
     base = {
-        "data.path": str(data), "model.name": "baseline_cnn",
-        "model.params": "{input_size: 24}", "train.epochs": 4, "train.batch_size": 16,
-        "train.lr": 0.003, "augment.policy": "both", "train.mixup_alpha": 0.2,
+        "data.path": str(data),
+        "model.name": "baseline_cnn",
+        "model.params": "{input_size: 24}",
+        "train.epochs": 4,
+        "train.batch_size": 16,
+        "train.lr": 0.003,
+        "augment.policy": "both",
+        "train.mixup_alpha": 0.2,
     }
     base.update({k: str(v) for k, v in overrides.items()})
     return [f"{k}={v}" for k, v in base.items()]
 
 
 def test_tiny_run_learns_and_writes_a_complete_run_folder(blob_data: Path, tmp_path: Path) -> None:
-    config = build_config({"name": "tiny"}, tiny_config(blob_data, **{"augment.policy": "none", "train.mixup_alpha": 0}))
+    config = build_config(
+        {"name": "tiny"}, tiny_config(blob_data, **{"augment.policy": "none", "train.mixup_alpha": 0})
+    )
     run_dir, metrics = train(config, tmp_path)
-    for name in ("config.yaml", "summary.txt", "history.json", "curves.png", "last.pt", "best.pt",
-                 "metrics.json", "model.pt", "train.log"):
+    for name in (
+        "config.yaml",
+        "summary.txt",
+        "history.json",
+        "curves.png",
+        "last.pt",
+        "best.pt",
+        "metrics.json",
+        "model.pt",
+        "train.log",
+    ):
         assert (run_dir / name).is_file(), name
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history) == 4 and history[-1]["train_loss"] < history[0]["train_loss"]
@@ -58,6 +79,7 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
     full_dir, full_metrics = train(build_config({"name": "full"}, overrides), tmp_path)
 
     original = Trainer._run_epoch
+
     def run_two_then_die(self: Trainer, phase: object) -> None:
         if len(self.state.history) == 2:
             raise RuntimeError("simulated kill")
@@ -80,10 +102,18 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
 
 def test_two_phase_transfer_freezes_then_fine_tunes_the_top(blob_data: Path, tmp_path: Path) -> None:
     overrides = tiny_config(
-        blob_data, **{"train.epochs": 2, "finetune.enabled": "true", "finetune.epochs": 2,
-                      "finetune.unfreeze_top": 2, "finetune.lr": 0.001, "augment.policy": "none",
-                      "model.name": "mini_xception", "model.params": "{input_size: 32}",
-                      "train.monitor": "val_loss"}
+        blob_data,
+        **{
+            "train.epochs": 2,
+            "finetune.enabled": "true",
+            "finetune.epochs": 2,
+            "finetune.unfreeze_top": 2,
+            "finetune.lr": 0.001,
+            "augment.policy": "none",
+            "model.name": "mini_xception",
+            "model.params": "{input_size: 32}",
+            "train.monitor": "val_loss",
+        },
     )
     trainer = Trainer(build_config({"name": "two-phase"}, overrides), tmp_path / "two-phase")
     trainer.write_run_header()
@@ -108,6 +138,7 @@ def test_two_phase_transfer_freezes_then_fine_tunes_the_top(blob_data: Path, tmp
 def test_ctrl_c_leaves_a_resumable_run(blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     original = Trainer.train_epoch
+
     def interrupt_second(self: Trainer, seed: tuple[int, ...]) -> dict[str, float]:
         calls.append(seed)
         if len(calls) == 2:
@@ -148,8 +179,9 @@ def test_votes_on_a_dataset_without_votes_is_a_clear_error(blob_data: Path, tmp_
         train(config, tmp_path)
 
 
-def test_val_clean_keeps_only_the_listed_validation_images(blob_data: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_val_clean_keeps_only_the_listed_validation_images(
+    blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     everything = load_training_data(build_config({"name": "all"}, tiny_config(blob_data)), 24, 1)
     val_sources = sorted(everything.split("val").sources)
     clean = tmp_path / "val-clean.txt"
@@ -164,15 +196,21 @@ def test_val_clean_keeps_only_the_listed_validation_images(blob_data: Path, tmp_
     from ferlab.evaluation import card
 
     monkeypatch.setattr(card, "classification_speed", lambda predictor, batch: 1.0)
-    run_dir, metrics = train(build_config({"name": "clean"}, tiny_config(blob_data, **{
-        "data.val_clean": str(clean), "train.epochs": 1})), tmp_path / "runs")
+    run_dir, metrics = train(
+        build_config({"name": "clean"}, tiny_config(blob_data, **{"data.val_clean": str(clean), "train.epochs": 1})),
+        tmp_path / "runs",
+    )
     assert metrics["val"]["samples"] == len(val_sources[::2])
     card.write_card(run_dir, blob_data, tmp_path / "card.md")
-    assert f"selected on the validation images with no near-copy in training (`{clean}`)" in (
-        tmp_path / "card.md").read_text()
+    assert (
+        f"selected on the validation images with no near-copy in training (`{clean}`)"
+        in (tmp_path / "card.md").read_text()
+    )
     clean.write_text("\n".join(val_sources[1::2]) + "\n")  # the audit was rerun with other thresholds
-    resumed = Trainer(build_config({"name": "clean"}, tiny_config(blob_data, **{
-        "data.val_clean": str(clean), "train.epochs": 1})), run_dir)
+    resumed = Trainer(
+        build_config({"name": "clean"}, tiny_config(blob_data, **{"data.val_clean": str(clean), "train.epochs": 1})),
+        run_dir,
+    )
     with pytest.raises(FerlabError, match="data.val_clean .* is not the file this run started with"):
         resumed.restore_checkpoint()
 
@@ -216,11 +254,15 @@ def test_config_file_overrides_and_validation(tmp_path: Path) -> None:
 def test_cli_trains_resumes_and_compares(blob_data: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     config = tmp_path / "tiny.yaml"
-    config.write_text(f"data:\n  path: {blob_data}\nmodel:\n  name: baseline_cnn\n  params: {{input_size: 24}}\n"
-                      "train:\n  epochs: 1\n  batch_size: 16\n")
+    config.write_text(
+        f"data:\n  path: {blob_data}\nmodel:\n  name: baseline_cnn\n  params: {{input_size: 24}}\n"
+        "train:\n  epochs: 1\n  batch_size: 16\n"
+    )
     runs = tmp_path / "runs"
     for lr in ("0.001", "0.003"):
-        result = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--name", f"lr{lr}", "--set", f"train.lr={lr}"])
+        result = runner.invoke(
+            app, ["train", str(config), "--runs-dir", str(runs), "--name", f"lr{lr}", "--set", f"train.lr={lr}"]
+        )
         assert result.exit_code == 0, result.output
         assert "best epoch 1" in result.output
     result = runner.invoke(app, ["runs", "compare", "--runs-dir", str(runs), "--out", str(tmp_path / "table.md")])
@@ -234,7 +276,9 @@ def test_cli_trains_resumes_and_compares(blob_data: Path, tmp_path: Path) -> Non
     assert result.exit_code == 2 and "no such config file" in result.output
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml")), ids=lambda p: p.stem
+)
 def test_shipped_configs_are_valid(path: Path) -> None:
     from ferlab.models.registry import available_models, default_config
 
@@ -248,8 +292,10 @@ def test_cli_trains_several_configs_and_a_second_call_skips_finished_runs(blob_d
     configs = []
     for name in ("first", "second"):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(f"name: {name}\ndata:\n  path: {blob_data}\nmodel:\n  name: baseline_cnn\n"
-                        "  params: {input_size: 24}\ntrain:\n  epochs: 1\n  batch_size: 16\n")
+        path.write_text(
+            f"name: {name}\ndata:\n  path: {blob_data}\nmodel:\n  name: baseline_cnn\n"
+            "  params: {input_size: 24}\ntrain:\n  epochs: 1\n  batch_size: 16\n"
+        )
         configs.append(str(path))
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["train", *configs, "--runs-dir", str(runs), "--set", "train.epochs=2"])
@@ -271,8 +317,10 @@ def test_a_failing_config_does_not_stop_the_rest_of_a_sweep(blob_data: Path, tmp
     configs = []
     for name, data in (("broken", tmp_path / "no-such-data"), ("fine", blob_data)):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(f"name: {name}\ndata:\n  path: {data}\nmodel:\n  name: baseline_cnn\n"
-                        "  params: {input_size: 24}\ntrain:\n  epochs: 1\n  batch_size: 16\n")
+        path.write_text(
+            f"name: {name}\ndata:\n  path: {data}\nmodel:\n  name: baseline_cnn\n"
+            "  params: {input_size: 24}\ntrain:\n  epochs: 1\n  batch_size: 16\n"
+        )
         configs.append(str(path))
     result = CliRunner().invoke(app, ["train", *configs, "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2
@@ -281,12 +329,22 @@ def test_a_failing_config_does_not_stop_the_rest_of_a_sweep(blob_data: Path, tmp
     assert (tmp_path / "runs" / "fine" / "model.pt").is_file()
 
 
-def test_a_student_learns_from_the_teacher_alone(blob_data: Path, blob_model: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_student_learns_from_the_teacher_alone(
+    blob_data: Path, blob_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # distill_weight=1: the labels carry no weight, so whatever the student learns comes from the teacher
-    overrides = tiny_config(blob_data, **{"model.params": "{}", "augment.policy": "none", "train.mixup_alpha": 0,
-                                          "train.epochs": 6, "train.teacher": str(blob_model),
-                                          "train.distill_weight": 1.0, "train.distill_temperature": 2.0})
+    overrides = tiny_config(
+        blob_data,
+        **{
+            "model.params": "{}",
+            "augment.policy": "none",
+            "train.mixup_alpha": 0,
+            "train.epochs": 6,
+            "train.teacher": str(blob_model),
+            "train.distill_weight": 1.0,
+            "train.distill_temperature": 2.0,
+        },
+    )
     trainer = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
     assert trainer.teacher_probabilities is not None
     assert torch.allclose(trainer.teacher_probabilities.sum(1), torch.ones(len(trainer.train_data.labels)))
@@ -309,9 +367,11 @@ def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch
     import ferlab.training.trainer as trainer_module
 
     trained = []
+
     def interrupted(config: object, runs_dir: Path) -> None:
         trained.append(config)
         raise TrainingInterrupted("interrupted; resume with ...")
+
     monkeypatch.setattr(trainer_module, "train", interrupted)
     configs = []
     for name in ("first", "second"):
@@ -328,5 +388,7 @@ def test_a_teacher_with_another_input_is_refused(blob_data: Path, blob_model: Pa
         Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
     with pytest.raises(FerlabError, match="train.teacher must be a str, got True"):
         build_config({"name": "student"}, tiny_config(blob_data, **{"train.teacher": "true"}))
-    with pytest.raises(FerlabError, match="distill_weight = 1.5 is out of range: allowed 0 <= train.distill_weight <= 1"):
+    with pytest.raises(
+        FerlabError, match="distill_weight = 1.5 is out of range: allowed 0 <= train.distill_weight <= 1"
+    ):
         build_config({"name": "student"}, tiny_config(blob_data, **{"train.distill_weight": 1.5}))

@@ -80,13 +80,19 @@ def test_a_camera_snapshot_is_analysed_like_an_upload(app: AppTest) -> None:
     assert not app.exception and "**Face 1:" in texts(app.markdown) and len(app.get("vega_lite_chart")) == 1
 
 
-def test_live_webcam_without_streamlit_webrtc_says_what_to_install(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "streamlit_webrtc", None)  # as if not installed; the real one is tested in Chromium
+def test_live_webcam_without_streamlit_webrtc_says_what_to_install(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        sys.modules, "streamlit_webrtc", None
+    )  # as if not installed; the real one is tested in Chromium
     app.radio[0].set_value("Live webcam").run()
     assert not app.exception and "needs the optional package streamlit-webrtc" in texts(app.info)
 
 
-def test_models_are_chosen_in_the_sidebar_and_bad_ones_explained(blob_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_are_chosen_in_the_sidebar_and_bad_ones_explained(
+    blob_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(MODEL_ENV, str(blob_model))
     monkeypatch.setenv(EXTRA_MODELS_ENV, str(blob_model / "model.pt"))
     at = AppTest.from_file(WEBAPP, default_timeout=60).run()
@@ -116,7 +122,10 @@ def test_ferlab_app_runs_streamlit_on_localhost_with_the_models_in_its_environme
     assert result.exit_code == 0, result.output
     [(argv, env)] = calls
     assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4] == WEBAPP
-    assert argv[argv.index("--server.address") + 1] == "127.0.0.1" and argv[argv.index("--server.maxUploadSize") + 1] == "10"
+    assert (
+        argv[argv.index("--server.address") + 1] == "127.0.0.1"
+        and argv[argv.index("--server.maxUploadSize") + 1] == "10"
+    )
     assert env[MODEL_ENV] == str(blob_model) and env[EXTRA_MODELS_ENV] == str(blob_model / "model.pt")
     result = CliRunner().invoke(command, ["--add-model", str(blob_model / "missing.pt"), "--model", str(blob_model)])
     assert result.exit_code == 2 and "missing.pt" in result.output and len(calls) == 1

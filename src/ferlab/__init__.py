@@ -1,9 +1,9 @@
 """ferlab: train, evaluate, explain and serve facial expression recognition models.
 
-    import ferlab
-    predictor = ferlab.load()            # the shipped default model
-    for face in predictor.predict("photo.jpg"):
-        print(face.box, face.label, face.confidence, face.probabilities)
+import ferlab
+predictor = ferlab.load()            # the shipped default model
+for face in predictor.predict("photo.jpg"):
+    print(face.box, face.label, face.confidence, face.probabilities)
 """
 
 from __future__ import annotations

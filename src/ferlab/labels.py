@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from ferlab.errors import FerlabError
 
 EMOTIONS: tuple[str, ...] = (
-    "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt",
+    "angry",
+    "disgust",
+    "fear",
+    "happy",
+    "sad",
+    "surprise",
+    "neutral",
+    "contempt",
 )
 
 _SYNONYMS: dict[str, str] = {
@@ -46,9 +53,7 @@ def canonical_emotion(name: str) -> str:
     try:
         return _SYNONYMS[key]
     except KeyError:
-        raise FerlabError(
-            f"unknown emotion class name {name!r}; known names: {', '.join(sorted(_SYNONYMS))}"
-        ) from None
+        raise FerlabError(f"unknown emotion class name {name!r}; known names: {', '.join(sorted(_SYNONYMS))}") from None
 
 
 @dataclass(frozen=True)
@@ -72,17 +77,13 @@ class LabelSet:
         """Index of a class given any spelling of its name."""
         emotion = canonical_emotion(name)
         if emotion not in self.classes:
-            raise FerlabError(
-                f"class {name!r} is not in label set {self.name!r} ({', '.join(self.classes)})"
-            )
+            raise FerlabError(f"class {name!r} is not in label set {self.name!r} ({', '.join(self.classes)})")
         return self.classes.index(emotion)
 
 
 FER2013 = LabelSet("fer2013", ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
 """FER2013's 7 classes in the order of the csv's emotion ids 0..6."""
-FERPLUS = LabelSet(
-    "ferplus", ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt")
-)
+FERPLUS = LabelSet("ferplus", ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt"))
 """FER+'s 8 emotions in the order of its vote columns (neutral, happiness, surprise, ...)."""
 FIVE = LabelSet("five", ("angry", "fear", "happy", "sad", "surprise"))
 """The 5-class set of the transfer-learning report."""
@@ -94,9 +95,7 @@ def get_label_set(name: str) -> LabelSet:
     try:
         return LABEL_SETS[name]
     except KeyError:
-        raise FerlabError(
-            f"unknown label set {name!r}; known: {', '.join(LABEL_SETS)}"
-        ) from None
+        raise FerlabError(f"unknown label set {name!r}; known: {', '.join(LABEL_SETS)}") from None
 
 
 def label_set_for(classes: set[str]) -> LabelSet:
@@ -137,9 +136,7 @@ class LabelMapping:
         return "; ".join(parts)
 
 
-def map_labels(
-    source: LabelSet, target: LabelSet, merge: dict[str, str] | None = None
-) -> LabelMapping:
+def map_labels(source: LabelSet, target: LabelSet, merge: dict[str, str] | None = None) -> LabelMapping:
     """Map `source` classes onto `target`: same emotions map, `merge` folds extra ones in.
 
     Classes of `source` absent from `target` and not merged are dropped, and the mapping

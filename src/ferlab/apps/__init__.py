@@ -38,7 +38,11 @@ def installed_models() -> list[str]:
     $FERLAB_MODEL, the shipped models by name, then $FERLAB_MODELS; references that do not
     resolve are kept, so choosing one shows why it fails.
     """
-    references = [default_model(), *shipped_models(), *filter(None, os.environ.get(EXTRA_MODELS_ENV, "").split(os.pathsep))]
+    references = [
+        default_model(),
+        *shipped_models(),
+        *filter(None, os.environ.get(EXTRA_MODELS_ENV, "").split(os.pathsep)),
+    ]
     return list(dict.fromkeys(references))
 
 
@@ -124,8 +128,14 @@ class Explainer:
         if face.detector_score is None:  # detect=False: the whole image was the face
             crop = whole_image_face(rgb, spec.input_size, spec.in_channels)
         else:
-            crop = crop_face(rgb, Face(face.box, face.detector_score), spec.input_size, spec.in_channels,
-                             self.predictor.margin, align=False)
+            crop = crop_face(
+                rgb,
+                Face(face.box, face.detector_score),
+                spec.input_size,
+                spec.in_channels,
+                self.predictor.margin,
+                align=False,
+            )
         with self._lock:
             heatmap, _ = gradcam(self.bundle, crop, self.predictor.classes.index(face.label))
         return overlay(crop, heatmap)

@@ -57,7 +57,10 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 async def limited_stream(
-    request: Request, limit: int, idle_timeout: float = BODY_IDLE_TIMEOUT_S, timeout: float = BODY_TIMEOUT_S,
+    request: Request,
+    limit: int,
+    idle_timeout: float = BODY_IDLE_TIMEOUT_S,
+    timeout: float = BODY_TIMEOUT_S,
 ) -> AsyncIterator[bytes]:
     """The request body chunk by chunk, failing as soon as it passes `limit` bytes.
 
@@ -71,7 +74,9 @@ async def limited_stream(
         if not declared.isdigit():
             raise ApiError(400, "bad_request", "Content-Length is not a number")
         if int(declared) > limit:
-            raise ApiError(413, "payload_too_large", f"the request body is {int(declared):,} bytes; the limit is {limit:,}")
+            raise ApiError(
+                413, "payload_too_large", f"the request body is {int(declared):,} bytes; the limit is {limit:,}"
+            )
     received = 0
     deadline = anyio.current_time() + timeout
     chunks = request.stream().__aiter__()
@@ -83,9 +88,13 @@ async def limited_stream(
             except StopAsyncIteration:
                 return
         if waiting.cancelled_caught:
-            raise ApiError(408, "request_timeout", f"the request body did not arrive in time ({received:,} bytes "
-                                                   f"received; at most {idle_timeout:g} s between pieces, "
-                                                   f"{timeout:g} s in all)")
+            raise ApiError(
+                408,
+                "request_timeout",
+                f"the request body did not arrive in time ({received:,} bytes "
+                f"received; at most {idle_timeout:g} s between pieces, "
+                f"{timeout:g} s in all)",
+            )
         received += len(chunk)
         if received > limit:
             raise ApiError(413, "payload_too_large", f"the request body is over the {limit:,}-byte limit")
@@ -101,7 +110,9 @@ def parse_detect(value: Any) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    shown = repr(value) if isinstance(value, (str, int, float)) and len(repr(value)) <= 40 else f"a {type(value).__name__}"
+    shown = (
+        repr(value) if isinstance(value, (str, int, float)) and len(repr(value)) <= 40 else f"a {type(value).__name__}"
+    )
     raise ApiError(422, "invalid_detect", f"detect must be true or false, not {shown}")
 
 
@@ -117,8 +128,12 @@ async def read_multipart(request: Request, limit: int, **timeouts: float) -> tup
         if not isinstance(upload, UploadFile):
             raise ApiError(422, "missing_file", "send the image as a multipart file field named 'file'")
         declared = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
-        if not declared.startswith("image/") and declared != "application/octet-stream":  # the decoder has the last word
-            raise ApiError(415, "unsupported_media_type", f"the file is declared as {declared}; send a JPEG, PNG or WebP image")
+        if (
+            not declared.startswith("image/") and declared != "application/octet-stream"
+        ):  # the decoder has the last word
+            raise ApiError(
+                415, "unsupported_media_type", f"the file is declared as {declared}; send a JPEG, PNG or WebP image"
+            )
         return await upload.read(), form.get("detect")
     finally:
         await form.close()
@@ -155,8 +170,11 @@ def check_image_size(data: bytes, max_pixels: int) -> None:
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
     except Image.DecompressionBombError:  # Pillow's own cap, far above ours: too large, not unreadable
-        raise ApiError(413, "image_too_large", f"the image is over Pillow's decompression-bomb limit; "
-                                               f"the limit is {max_pixels:,} pixels") from None
+        raise ApiError(
+            413,
+            "image_too_large",
+            f"the image is over Pillow's decompression-bomb limit; the limit is {max_pixels:,} pixels",
+        ) from None
     except (OSError, ValueError, SyntaxError):
         raise ApiError(400, "not_an_image", "the file is not a readable JPEG, PNG or WebP image") from None
     if width * height > max_pixels:
@@ -233,12 +251,33 @@ def create_app(
             "classifies the whole image as one face crop. Faces come largest first with calibrated "
             "probabilities, highest first; with no face, `faces` is empty and `reason` says why."
         ),
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {"type": "string", "format": "binary"}, "detect": {"type": "boolean", "default": True}}}},
-            "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
-                "image": {"type": "string", "format": "byte"}, "detect": {"type": "boolean", "default": True}}}},
-        }}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "detect": {"type": "boolean", "default": True},
+                            },
+                        }
+                    },
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["image"],
+                            "properties": {
+                                "image": {"type": "string", "format": "byte"},
+                                "detect": {"type": "boolean", "default": True},
+                            },
+                        }
+                    },
+                },
+            }
+        },
     )
     async def predict(request: Request) -> dict[str, Any]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -247,18 +286,25 @@ def create_app(
         elif content_type == "application/json":
             data, body_detect = await read_json(request, max_upload_bytes, **timeouts)
         else:
-            raise ApiError(415, "unsupported_media_type", "send multipart/form-data (field 'file') or "
-                                                          f"application/json, not {content_type or 'no content type'}")
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"send multipart/form-data (field 'file') or application/json, not {content_type or 'no content type'}",
+            )
         query_detect = request.query_params.get("detect")
-        detect = parse_detect(query_detect if query_detect is not None else True if body_detect is None else body_detect)
+        detect = parse_detect(
+            query_detect if query_detect is not None else True if body_detect is None else body_detect
+        )
         check_image_size(data, max_pixels)
         try:
             rgb, faces = await anyio.to_thread.run_sync(decode_and_predict, predictor, data, detect, limiter=limiter)
         except FerlabError as exc:  # truncated or otherwise undecodable despite a valid header
             raise ApiError(400, "not_an_image", str(exc)) from None
         return {
-            "model": model_info["name"], "image": {"width": rgb.shape[1], "height": rgb.shape[0]},
-            "faces": [face.to_dict() for face in faces], "reason": faces.reason,
+            "model": model_info["name"],
+            "image": {"width": rgb.shape[1], "height": rgb.shape[0]},
+            "faces": [face.to_dict() for face in faces],
+            "reason": faces.reason,
         }
 
     return app

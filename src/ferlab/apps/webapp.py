@@ -51,8 +51,10 @@ def show_model_card(card: dict[str, Any]) -> None:
     ]
     test = card["test"] or {}
     if "accuracy" in test:
-        lines.append(f"**Test accuracy:** {test['accuracy']:.1%}"
-                     + (f" (macro F1 {test['macro_f1']:.3f})" if "macro_f1" in test else ""))
+        lines.append(
+            f"**Test accuracy:** {test['accuracy']:.1%}"
+            + (f" (macro F1 {test['macro_f1']:.3f})" if "macro_f1" in test else "")
+        )
     else:
         lines.append("**Test accuracy:** not recorded")
     lines.append(f"**Calibration temperature:** {card['temperature']:.2f}")
@@ -63,8 +65,9 @@ def show_model_card(card: dict[str, Any]) -> None:
 
 
 def probability_chart(face: FacePrediction) -> None:
-    frame = pd.DataFrame({"probability": list(face.probabilities.values())},
-                         index=pd.Index(list(face.probabilities), name="expression"))
+    frame = pd.DataFrame(
+        {"probability": list(face.probabilities.values())}, index=pd.Index(list(face.probabilities), name="expression")
+    )
     st.bar_chart(frame, horizontal=True, sort=False, height=40 + 28 * len(frame))
 
 
@@ -77,8 +80,10 @@ def show_analysis(predictor: Predictor, data: bytes, name: str, detect: bool, ex
         return
     faces = predictor.predict(rgb, detect=detect)
     if not faces:
-        st.warning(f"No face found in **{name}**. Try a photo with a clear, frontal face, or switch off "
-                   "'Find faces' if the image is already a face crop.")
+        st.warning(
+            f"No face found in **{name}**. Try a photo with a clear, frontal face, or switch off "
+            "'Find faces' if the image is already a face crop."
+        )
         st.image(rgb, caption=name)
         return
     canvas = rgb.copy()
@@ -89,12 +94,17 @@ def show_analysis(predictor: Predictor, data: bytes, name: str, detect: bool, ex
         with st.container(border=True):
             st.markdown(f"**Face {number}: {face.label}** ({face.confidence:.0%} confidence, calibrated)")
             if face.uncertain:
-                st.info(f"Uncertain: the top expression has only {face.confidence:.0%} probability, "
-                        "so the model is not sure. Read the other bars too.")
+                st.info(
+                    f"Uncertain: the top expression has only {face.confidence:.0%} probability, "
+                    "so the model is not sure. Read the other bars too."
+                )
             picture, chart = st.columns([1, 3])
             x, y, w, h = face.box
-            picture.image(explainer.overlay(rgb, face) if explainer else rgb[y:y + h, x:x + w],
-                          caption="Grad-CAM: where the model looked" if explainer else f"face {number}", width="stretch")
+            picture.image(
+                explainer.overlay(rgb, face) if explainer else rgb[y : y + h, x : x + w],
+                caption="Grad-CAM: where the model looked" if explainer else f"face {number}",
+                width="stretch",
+            )
             with chart:
                 probability_chart(face)
 
@@ -105,8 +115,10 @@ def live_webcam(predictor: Predictor, reference: str) -> None:
         import av
         from streamlit_webrtc import webrtc_streamer
     except ImportError:
-        st.info("Live video needs the optional package streamlit-webrtc (`pip install 'ferlab[live]'`). "
-                "A camera snapshot works without it.")
+        st.info(
+            "Live video needs the optional package streamlit-webrtc (`pip install 'ferlab[live]'`). "
+            "A camera snapshot works without it."
+        )
         return
     from ferlab.inference.tracking import FaceTracker
     from ferlab.inference.video import draw_tracks
@@ -124,19 +136,24 @@ def live_webcam(predictor: Predictor, reference: str) -> None:
         return av.VideoFrame.from_ndarray(rgb, format="rgb24")
 
     webrtc_streamer(
-        key=f"live:{reference}", video_frame_callback=analyse_frame,
+        key=f"live:{reference}",
+        video_frame_callback=analyse_frame,
         rtc_configuration={"iceServers": ice_servers},
         media_stream_constraints={"video": True, "audio": False},
     )
-    st.caption("Works on localhost without internet. From another machine the page must be served over HTTPS "
-               f"and ${ICE_SERVERS_ENV} must name a reachable STUN/TURN server.")
+    st.caption(
+        "Works on localhost without internet. From another machine the page must be served over HTTPS "
+        f"and ${ICE_SERVERS_ENV} must name a reachable STUN/TURN server."
+    )
 
 
 def main() -> None:
     st.set_page_config(page_title="ferlab: facial expressions", layout="wide")
     st.title("Facial expression recognition")
     reference = st.sidebar.selectbox(
-        "Model", installed_models(), format_func=lambda ref: ref if model_name(ref) == ref else f"{model_name(ref)} ({ref})",
+        "Model",
+        installed_models(),
+        format_func=lambda ref: ref if model_name(ref) == ref else f"{model_name(ref)} ({ref})",
     )
     try:
         predictor = get_predictor(reference)
@@ -144,8 +161,9 @@ def main() -> None:
         st.error(f"Cannot load the model: {exc}")
         st.stop()
     detect = st.sidebar.toggle("Find faces", value=True, help="Off: the whole image is one face crop.")
-    explain = st.sidebar.toggle("Grad-CAM overlay", value=False, key="gradcam",
-                                help="Show where in each face the model looked for its answer.")
+    explain = st.sidebar.toggle(
+        "Grad-CAM overlay", value=False, key="gradcam", help="Show where in each face the model looked for its answer."
+    )
     show_model_card(model_card(predictor.bundle, reference))
     explainer = get_explainer(reference) if explain else None
 
@@ -153,8 +171,11 @@ def main() -> None:
     if source == SOURCES[2]:
         live_webcam(predictor, reference)
         return
-    upload = (st.file_uploader("A photo with one or more faces", type=UPLOAD_TYPES) if source == SOURCES[0]
-              else st.camera_input("Take a snapshot"))
+    upload = (
+        st.file_uploader("A photo with one or more faces", type=UPLOAD_TYPES)
+        if source == SOURCES[0]
+        else st.camera_input("Take a snapshot")
+    )
     if upload is not None:
         show_analysis(predictor, upload.getvalue(), upload.name, detect, explainer)
 

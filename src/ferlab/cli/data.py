@@ -14,9 +14,7 @@ from ferlab.data.dataset import FaceDataset
 data_app = typer.Typer(help="Inspect datasets: counts, EDA plots, duplicate audit.", no_args_is_help=True)
 
 PathArg = Annotated[Path, typer.Argument(help="Dataset: class-folder tree, FER+ folder, or fer2013.csv.")]
-FormatOpt = Annotated[
-    str, typer.Option("--format", help="auto, folder, fer2013-csv or ferplus-folder.")
-]
+FormatOpt = Annotated[str, typer.Option("--format", help="auto, folder, fer2013-csv or ferplus-folder.")]
 FerplusLabelsOpt = Annotated[
     Optional[Path], typer.Option("--ferplus-labels", help="FER+ fer2013new.csv to pair with a fer2013.csv.")
 ]
@@ -29,8 +27,13 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split made whe
 
 
 def open_dataset(
-    path: Path, format: str, ferplus_labels: Optional[Path], size: int, channels: int,
-    ferplus_majority: str, seed: int,
+    path: Path,
+    format: str,
+    ferplus_labels: Optional[Path],
+    size: int,
+    channels: int,
+    ferplus_majority: str,
+    seed: int,
 ) -> FaceDataset:
     from ferlab.data.loader import load_dataset
     from ferlab.data.options import LoadOptions

@@ -17,48 +17,90 @@ _FERPLUS_HELP = "FER+ fer2013new.csv to pair with a fer2013.csv."
 
 @user_errors
 def audit(
-    path: Annotated[Path, typer.Argument(
-        help="Dataset to audit: class-folder tree, FER+ folder, or fer2013.csv.",
-    )],
-    against: Annotated[Optional[Path], typer.Option(
-        "--against",
-        help="A second dataset: find its (query split) images in PATH instead of auditing PATH alone.",
-    )] = None,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="Dataset to audit: class-folder tree, FER+ folder, or fer2013.csv.",
+        ),
+    ],
+    against: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--against",
+            help="A second dataset: find its (query split) images in PATH instead of auditing PATH alone.",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for pairs.csv and summary.md.")] = Path("audit"),
-    max_hamming: Annotated[int, typer.Option(
-        "--max-hamming", help="Hash bits (of 64) two images may differ in to be compared at all.",
-    )] = 12,
-    min_correlation: Annotated[float, typer.Option(
-        "--min-correlation", help="Pixel correlation a near duplicate needs.",
-    )] = 0.9,
-    max_shift: Annotated[int, typer.Option(
-        "--max-shift", help="Try shifts of up to this many pixels before correlating.",
-    )] = 2,
-    reference_split: Annotated[Optional[list[str]], typer.Option(
-        "--reference-split", help="Split of PATH a clean query image must not duplicate (repeatable).",
-        show_default="train",
-    )] = None,
-    query_split: Annotated[Optional[list[str]], typer.Option(
-        "--query-split", help="Split to deduplicate (repeatable).",
-        show_default="test of PATH, or every split of --against",
-    )] = None,
-    write_clean_split: Annotated[Optional[Path], typer.Option(
-        "--write-clean-split", help="Write the source ids of the query images with no duplicate to this file.",
-    )] = None,
-    split_seed: Annotated[int, typer.Option(
-        "--split-seed", help="Seed of the train/val/test split made for data without splits (a run's data.split_seed).",
-    )] = 0,
+    max_hamming: Annotated[
+        int,
+        typer.Option(
+            "--max-hamming",
+            help="Hash bits (of 64) two images may differ in to be compared at all.",
+        ),
+    ] = 12,
+    min_correlation: Annotated[
+        float,
+        typer.Option(
+            "--min-correlation",
+            help="Pixel correlation a near duplicate needs.",
+        ),
+    ] = 0.9,
+    max_shift: Annotated[
+        int,
+        typer.Option(
+            "--max-shift",
+            help="Try shifts of up to this many pixels before correlating.",
+        ),
+    ] = 2,
+    reference_split: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--reference-split",
+            help="Split of PATH a clean query image must not duplicate (repeatable).",
+            show_default="train",
+        ),
+    ] = None,
+    query_split: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--query-split",
+            help="Split to deduplicate (repeatable).",
+            show_default="test of PATH, or every split of --against",
+        ),
+    ] = None,
+    write_clean_split: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--write-clean-split",
+            help="Write the source ids of the query images with no duplicate to this file.",
+        ),
+    ] = None,
+    split_seed: Annotated[
+        int,
+        typer.Option(
+            "--split-seed",
+            help="Seed of the train/val/test split made for data without splits (a run's data.split_seed).",
+        ),
+    ] = 0,
     format: Annotated[str, typer.Option("--format", help=_FORMAT_HELP)] = "auto",
     ferplus_labels: Annotated[Optional[Path], typer.Option("--ferplus-labels", help=_FERPLUS_HELP)] = None,
     against_format: Annotated[str, typer.Option("--against-format", help=_FORMAT_HELP)] = "auto",
-    against_ferplus_labels: Annotated[Optional[Path], typer.Option(
-        "--against-ferplus-labels", help=_FERPLUS_HELP,
-    )] = None,
+    against_ferplus_labels: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--against-ferplus-labels",
+            help=_FERPLUS_HELP,
+        ),
+    ] = None,
 ) -> None:
     """Find exact and near-duplicate images (perceptual hash, then pixel correlation) and
     the query images that duplicate a reference image, e.g. test images also in train."""
     from ferlab.data.audit import (
-        AuditThresholds, find_duplicates, leakage_splits, summary_markdown, write_pairs_csv,
+        AuditThresholds,
+        find_duplicates,
+        leakage_splits,
+        summary_markdown,
+        write_pairs_csv,
     )
     from ferlab.data.loader import load_dataset
     from ferlab.data.options import LoadOptions
@@ -69,7 +111,10 @@ def audit(
     other = None
     if against is not None:
         other = load_dataset(
-            against, format=against_format, ferplus_labels=against_ferplus_labels, options=options,  # type: ignore[arg-type]
+            against,
+            format=against_format,
+            ferplus_labels=against_ferplus_labels,
+            options=options,  # type: ignore[arg-type]
         )
     reference, queried = leakage_splits(dataset, other, reference_split or ("train",), query_split)
     if other is not None:  # only the query splits of the second dataset are searched for
@@ -101,8 +146,10 @@ def audit(
         f"from {result.candidates} hash candidates in {seconds:.1f} s; {thresholds.describe()}"
     )
     for (split_a, split_b), counts in result.by_split_pair().items():
-        typer.echo(f"  {split_a}/{split_b}: {counts['exact']} exact, {counts['near']} near, "
-                   f"{counts['label_differs']} with different labels")
+        typer.echo(
+            f"  {split_a}/{split_b}: {counts['exact']} exact, {counts['near']} near, "
+            f"{counts['label_differs']} with different labels"
+        )
     typer.echo(
         f"leakage: {len(leaked)} of {len(clean) + len(leaked)} {'/'.join(queried)} images of {query_name} "
         f"duplicate {'/'.join(reference)} of {dataset.origin}; {len(clean)} clean"

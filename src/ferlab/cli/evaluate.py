@@ -14,36 +14,61 @@ from ferlab.cli.main import user_errors
 def evaluate(
     model: Annotated[str, typer.Argument(help="Shipped model name (ferplus8, ...), run folder or model.pt.")],
     data: Annotated[Path, typer.Option("--data", help="Dataset to evaluate on (any layout ferlab reads).")],
-    split: Annotated[str, typer.Option("--split", help="train, val, test, or all (every image, whatever its split).")] = "test",
+    split: Annotated[
+        str, typer.Option("--split", help="train, val, test, or all (every image, whatever its split).")
+    ] = "test",
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Output folder (default: ./eval/<model>-<data>-<split>/).")
     ] = None,
     format: Annotated[str, typer.Option("--format", help="Dataset layout (auto-detected).")] = "auto",
-    ferplus_labels: Annotated[Optional[Path], typer.Option("--ferplus-labels", help="fer2013new.csv for a fer2013.csv.")] = None,
+    ferplus_labels: Annotated[
+        Optional[Path], typer.Option("--ferplus-labels", help="fer2013new.csv for a fer2013.csv.")
+    ] = None,
     ferplus_majority: Annotated[str, typer.Option("--ferplus-majority", help="strict or plurality.")] = "strict",
     tta: Annotated[
-        Optional[list[str]], typer.Option("--tta", help="Also report this test-time augmentation: flip or tencrop "
-                                          "(repeat the option for both).")
+        Optional[list[str]],
+        typer.Option(
+            "--tta", help="Also report this test-time augmentation: flip or tencrop (repeat the option for both)."
+        ),
     ] = None,
     dedup: Annotated[
-        Optional[Path], typer.Option("--dedup", help="Clean list from `ferlab data audit --write-clean-split`: "
-                                     "also report metrics without near-copies of training images.")
+        Optional[Path],
+        typer.Option(
+            "--dedup",
+            help="Clean list from `ferlab data audit --write-clean-split`: "
+            "also report metrics without near-copies of training images.",
+        ),
     ] = None,
     no_gradcam: Annotated[bool, typer.Option("--no-gradcam", help="Skip the Grad-CAM example grid.")] = False,
     detect: Annotated[
-        bool, typer.Option("--detect", help="Photos, not crops: detect, align and classify the largest face in "
-                           "each image file, as `ferlab predict` does.")
+        bool,
+        typer.Option(
+            "--detect",
+            help="Photos, not crops: detect, align and classify the largest face in "
+            "each image file, as `ferlab predict` does.",
+        ),
     ] = False,
-    detector: Annotated[str, typer.Option("--detector", help="With --detect: auto (yunet), yunet, haar or mediapipe.")] = "auto",
+    detector: Annotated[
+        str, typer.Option("--detector", help="With --detect: auto (yunet), yunet, haar or mediapipe.")
+    ] = "auto",
 ) -> None:
     """Accuracy, per-class report, confusion matrix, ROC/AUC, calibration, Grad-CAM examples and report.md."""
     from ferlab.evaluation.evaluator import metrics_table
     from ferlab.evaluation.report import run_evaluation
 
     out_dir, summary = run_evaluation(
-        model, data, split=split, out=out, data_format=format, ferplus_labels=ferplus_labels,
-        ferplus_majority=ferplus_majority, tta=tuple(tta or ()), dedup=dedup, gradcam_examples=not no_gradcam,  # type: ignore[arg-type]
-        detect=detect, detector=detector,
+        model,
+        data,
+        split=split,
+        out=out,
+        data_format=format,
+        ferplus_labels=ferplus_labels,
+        ferplus_majority=ferplus_majority,
+        tta=tuple(tta or ()),
+        dedup=dedup,
+        gradcam_examples=not no_gradcam,  # type: ignore[arg-type]
+        detect=detect,
+        detector=detector,
     )
     typer.echo(f"{summary['model']} on {data}: {summary['scored']}")
     typer.echo(f"protocol: {summary['protocol']}")
@@ -52,7 +77,9 @@ def evaluate(
     typer.echo(metrics_table(summary["all"]))
     if "deduplicated" in summary:
         d = summary["deduplicated"]
-        typer.echo(f"without near-copies of training images ({d['removed']} removed): accuracy {100 * d['accuracy']:.2f}%")
+        typer.echo(
+            f"without near-copies of training images ({d['removed']} removed): accuracy {100 * d['accuracy']:.2f}%"
+        )
     for method, metrics in summary.get("tta", {}).items():
         typer.echo(f"with {method} TTA: accuracy {100 * metrics['accuracy']:.2f}%")
     typer.echo(f"wrote {out_dir / 'report.md'}")
@@ -63,13 +90,22 @@ def bench(
     models: Annotated[list[str], typer.Argument(help="Shipped model names, run folders or model.pt files.")],
     data: Annotated[list[Path], typer.Option("--data", help="A dataset (repeat for several).")],
     split: Annotated[
-        str, typer.Option("--split", help="auto (a dataset's own test split, or every image of one without "
-                          "splits), train, val, test or all.")
+        str,
+        typer.Option(
+            "--split",
+            help="auto (a dataset's own test split, or every image of one without splits), train, val, test or all.",
+        ),
     ] = "auto",
-    detect: Annotated[bool, typer.Option("--detect", help="Photos, not crops: the full detect-align-classify pipeline.")] = False,
-    detector: Annotated[str, typer.Option("--detector", help="With --detect: auto (yunet), yunet, haar or mediapipe.")] = "auto",
+    detect: Annotated[
+        bool, typer.Option("--detect", help="Photos, not crops: the full detect-align-classify pipeline.")
+    ] = False,
+    detector: Annotated[
+        str, typer.Option("--detector", help="With --detect: auto (yunet), yunet, haar or mediapipe.")
+    ] = "auto",
     tta: Annotated[str, typer.Option("--tta", help="none, flip or tencrop.")] = "none",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Also write the table (.md) and the figures (.json).")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Also write the table (.md) and the figures (.json).")
+    ] = None,
 ) -> None:
     """Every model on every dataset: one table of accuracy, macro-F1 and recall per class."""
     import json
@@ -93,10 +129,13 @@ def bench(
 def explain(
     image: Annotated[Path, typer.Argument(help="A photo or a face crop.")],
     model: Annotated[
-        Optional[str], typer.Option("--model", "-m", help="Shipped model name, run folder or model.pt (default: ferplus8).")
+        Optional[str],
+        typer.Option("--model", "-m", help="Shipped model name, run folder or model.pt (default: ferplus8)."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the overlay PNG.")] = Path("gradcam.png"),
-    class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class (default: the predicted one).")] = None,
+    class_name: Annotated[
+        Optional[str], typer.Option("--class", help="Explain this class (default: the predicted one).")
+    ] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="The image is a face crop: explain it whole.")] = False,
 ) -> None:
     """Grad-CAM overlay on the largest face (or the whole crop) for the predicted or named class."""

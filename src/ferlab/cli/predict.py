@@ -18,9 +18,17 @@ ModelOpt = Annotated[
 ]
 DetectorOpt = Annotated[str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")]
-PriorOpt = Annotated[str, typer.Option("--prior", help="train (the training class prior) or uniform (every class "
-                                        "equally likely: recalls the rare classes, e.g. disgust and fear).")]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")
+]
+PriorOpt = Annotated[
+    str,
+    typer.Option(
+        "--prior",
+        help="train (the training class prior) or uniform (every class "
+        "equally likely: recalls the rare classes, e.g. disgust and fear).",
+    ),
+]
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -47,7 +55,9 @@ def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     model: ModelOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write results to .csv or .json.")] = None,
-    annotate: Annotated[Optional[Path], typer.Option("--annotate", help="Folder for copies with boxes and labels.")] = None,
+    annotate: Annotated[
+        Optional[Path], typer.Option("--annotate", help="Folder for copies with boxes and labels.")
+    ] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Images are face crops: classify them whole.")] = False,
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
@@ -73,7 +83,7 @@ def predict(
     failures = 0
     for start in range(0, len(paths), batch):
         decoded: list[tuple[Path, np.ndarray]] = []
-        for path in paths[start:start + batch]:
+        for path in paths[start : start + batch]:
             try:
                 decoded.append((path, as_rgb(path)))
             except FerlabError as exc:
@@ -92,8 +102,14 @@ def predict(
             if annotate is not None:
                 canvas = rgb.copy()
                 for number, face in enumerate(faces, start=1):
-                    draw_face(canvas, face.box, f"{number} {face.label} {face.confidence:.2f}", face.probabilities,
-                              face.uncertain, face.landmarks)
+                    draw_face(
+                        canvas,
+                        face.box,
+                        f"{number} {face.label} {face.confidence:.2f}",
+                        face.probabilities,
+                        face.uncertain,
+                        face.landmarks,
+                    )
                 annotate.mkdir(parents=True, exist_ok=True)
                 name = f"{path.stem}.annotated.png"
                 if name in annotated:  # photos with the same name in different folders
@@ -116,21 +132,35 @@ def write_records(records: list[dict[str, object]], out: Path, classes: tuple[st
         return
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "face", "x", "y", "w", "h", "detector_score", "label", "confidence", "uncertain", *classes])
+        writer.writerow(
+            ["file", "face", "x", "y", "w", "h", "detector_score", "label", "confidence", "uncertain", *classes]
+        )
         for r in records:
             if r["face"] is None:
                 writer.writerow([r["file"], "", "", "", "", "", "", "", "", "", *[""] * len(classes)])
                 continue
             probabilities = r["probabilities"]
-            writer.writerow([r["file"], r["face"], *r["box"], r["detector_score"], r["label"],  # type: ignore[misc]
-                             f"{r['confidence']:.4f}", r["uncertain"], *(f"{probabilities[c]:.4f}" for c in classes)])  # type: ignore[index]
+            writer.writerow(
+                [
+                    r["file"],
+                    r["face"],
+                    *r["box"],
+                    r["detector_score"],
+                    r["label"],  # type: ignore[misc]
+                    f"{r['confidence']:.4f}",
+                    r["uncertain"],
+                    *(f"{probabilities[c]:.4f}" for c in classes),
+                ]
+            )  # type: ignore[index]
 
 
 @user_errors
 def video(
     file: Annotated[Path, typer.Argument(help="A video file OpenCV can read.")],
     model: ModelOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for frames.csv, annotated.mp4 and emotions.png.")] = Path("video-out"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for frames.csv, annotated.mp4 and emotions.png.")] = Path(
+        "video-out"
+    ),
     every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame (others reuse the last result).")] = 1,
     smoothing: Annotated[float, typer.Option("--smoothing", help="Temporal smoothing weight in [0, 1).")] = 0.6,
     detector: DetectorOpt = "auto",
@@ -170,11 +200,21 @@ def export(
     model: Annotated[str, typer.Argument(help="Run folder, model.pt or shipped model name.")],
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Output file (default: ./<model>.onnx in the working directory); "
-                                     "with --int8 a folder (default: the ONNX cache, where predict finds it).")
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="Output file (default: ./<model>.onnx in the working directory); "
+            "with --int8 a folder (default: the ONNX cache, where predict finds it).",
+        ),
     ] = None,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write a static int8 copy, calibrated on training faces; "
-                                       "predict, serve and the apps then run it (precision auto).")] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also write a static int8 copy, calibrated on training faces; "
+            "predict, serve and the apps then run it (precision auto).",
+        ),
+    ] = False,
     calibration: Annotated[
         Optional[Path], typer.Option("--calibration", help="With --int8: the dataset whose train split calibrates it.")
     ] = None,
@@ -201,13 +241,19 @@ def export(
     target = out or Path.cwd() / f"{model_label(model, path)}.onnx"
     export_onnx(bundle, target)
     spec = bundle.spec
-    faces = np.random.default_rng(0).integers(0, 256, (4, spec.input_size, spec.input_size, spec.in_channels), dtype=np.uint8)
+    faces = np.random.default_rng(0).integers(
+        0, 256, (4, spec.input_size, spec.input_size, spec.in_channels), dtype=np.uint8
+    )
     import onnxruntime as ort
 
     from ferlab.data.tensors import normalize, to_uint8_tensor
 
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    onnx_logits = session.run(None, {"input": normalize(to_uint8_tensor(faces), spec.input_mean, spec.input_std).numpy()})[0]
+    onnx_logits = session.run(
+        None, {"input": normalize(to_uint8_tensor(faces), spec.input_mean, spec.input_std).numpy()}
+    )[0]
     difference = float(np.abs(onnx_logits - Classifier(bundle, "torch").logits(faces)).max())
-    typer.echo(f"wrote {target} (max |logit difference| vs torch on random faces: {difference:.2e}); "
-               f"classes {', '.join(bundle.label_set.classes)}, temperature {bundle.temperature:.3f}")
+    typer.echo(
+        f"wrote {target} (max |logit difference| vs torch on random faces: {difference:.2e}); "
+        f"classes {', '.join(bundle.label_set.classes)}, temperature {bundle.temperature:.3f}"
+    )

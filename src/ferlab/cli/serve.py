@@ -17,7 +17,9 @@ from ferlab.errors import FerlabError
 
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8)."),
+    typer.Option(
+        "--model", "-m", help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8)."
+    ),
 ]
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind; the default keeps the server on this machine.")]
 UploadOpt = Annotated[int, typer.Option("--max-upload-mb", min=1, help="Largest upload accepted, in MB.")]
@@ -35,8 +37,11 @@ def _warn_if_public(host: str) -> None:
     except ValueError:
         loopback = False
     if not loopback:
-        typer.secho(f"warning: binding {host} exposes the server beyond this machine; it has no authentication",
-                    fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"warning: binding {host} exposes the server beyond this machine; it has no authentication",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 @user_errors
@@ -46,10 +51,17 @@ def serve(
     model: ModelOpt = None,
     max_upload_mb: UploadOpt = 10,
     max_megapixels: Annotated[
-        float, typer.Option("--max-megapixels", min=0.01, help="Largest image accepted, in megapixels (decoding costs memory).")
+        float,
+        typer.Option(
+            "--max-megapixels", min=0.01, help="Largest image accepted, in megapixels (decoding costs memory)."
+        ),
     ] = 25.0,
-    detector: Annotated[str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")] = "auto",
-    backend: Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")] = "auto",
+    detector: Annotated[
+        str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")
+    ] = "auto",
+    backend: Annotated[
+        str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")
+    ] = "auto",
 ) -> None:
     """Serve the REST API: POST /v1/predict, GET /v1/models, GET /healthz; interactive docs at /docs."""
     _check_port(port)
@@ -63,8 +75,12 @@ def serve(
     predictor = load(reference, detector=detector, backend=backend)  # type: ignore[arg-type]
     _ = predictor.detector  # load the detector now: a bad --detector fails here, not on the first request
     _warn_if_public(host)
-    api = create_app(predictor, reference=reference, max_upload_bytes=max_upload_mb * 1024 * 1024,
-                     max_pixels=int(max_megapixels * 1_000_000))
+    api = create_app(
+        predictor,
+        reference=reference,
+        max_upload_bytes=max_upload_mb * 1024 * 1024,
+        max_pixels=int(max_megapixels * 1_000_000),
+    )
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 
@@ -93,9 +109,23 @@ def app_command(
     _warn_if_public(host)
     webapp = os.path.join(os.path.dirname(apps_init), "webapp.py")
     command = [
-        sys.executable, "-m", "streamlit", "run", webapp, "--server.address", host, "--server.port", str(port),
-        "--server.maxUploadSize", str(max_upload_mb), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        webapp,
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.maxUploadSize",
+        str(max_upload_mb),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
     ]
     raise typer.Exit(run_child(command, environment))
 

@@ -65,7 +65,9 @@ def train(
             failed.append(str(path))
     names = [experiment.name for experiment in experiments]
     if len(set(names)) < len(names):
-        raise FerlabError(f"two configs share a run name ({', '.join(sorted(set(n for n in names if names.count(n) > 1)))})")
+        raise FerlabError(
+            f"two configs share a run name ({', '.join(sorted(set(n for n in names if names.count(n) > 1)))})"
+        )
     for experiment in experiments:
         try:
             _report(*train_run(experiment, runs_dir))
@@ -96,7 +98,9 @@ def _report(run_dir: Path, metrics: dict[str, Any]) -> None:
 @runs_app.command("compare")
 @user_errors
 def compare(
-    runs: Annotated[Optional[list[Path]], typer.Argument(help="Run folders (default: every run in --runs-dir).")] = None,
+    runs: Annotated[
+        Optional[list[Path]], typer.Argument(help="Run folders (default: every run in --runs-dir).")
+    ] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders are.")] = Path("runs"),
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Also write the table: .md for Markdown, .csv for CSV.")

@@ -60,8 +60,10 @@ class AuditThresholds:
             raise FerlabError(f"max shift must be 0 or more pixels, got {self.max_shift}")
 
     def describe(self) -> str:
-        return (f"hash distance <= {self.max_hamming} bits, correlation >= {self.min_correlation:g}, "
-                f"shifts up to {self.max_shift} px")
+        return (
+            f"hash distance <= {self.max_hamming} bits, correlation >= {self.min_correlation:g}, "
+            f"shifts up to {self.max_shift} px"
+        )
 
 
 @dataclass(frozen=True)
@@ -149,8 +151,10 @@ class AuditResult:
 
 
 def leakage_splits(
-    dataset: FaceDataset, against: FaceDataset | None,
-    reference_splits: Sequence[str] = ("train",), query_splits: Sequence[str] | None = None,
+    dataset: FaceDataset,
+    against: FaceDataset | None,
+    reference_splits: Sequence[str] = ("train",),
+    query_splits: Sequence[str] | None = None,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Checked (reference, query) splits of a leakage question.
 
@@ -184,8 +188,7 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) box-filter resampling: row i averages the input pixels it covers."""
     edges = np.arange(n_out + 1) * n_in / n_out
     pixels = np.arange(n_in)
-    overlap = (np.minimum(edges[1:, None], pixels[None, :] + 1)
-               - np.maximum(edges[:-1, None], pixels[None, :]))
+    overlap = np.minimum(edges[1:, None], pixels[None, :] + 1) - np.maximum(edges[:-1, None], pixels[None, :])
     return (np.clip(overlap, 0, None) * n_out / n_in).astype(np.float32)
 
 
@@ -213,19 +216,28 @@ def perceptual_hash(images: np.ndarray, batch: int = 4096, progress: bool = Fals
     rows = _dct_matrix(_HASH_SIZE, _HASH_BLOCK) @ _area_matrix(images.shape[1], _HASH_SIZE)
     cols = _dct_matrix(_HASH_SIZE, _HASH_BLOCK) @ _area_matrix(images.shape[2], _HASH_SIZE)
     hashes = np.empty(len(images), dtype=np.uint64)
-    for start in tqdm(range(0, len(images), batch), desc="hashing", unit="batch", leave=False,
-                      disable=not progress or len(images) < 100_000):  # ~0.5 s per 100k
-        coefficients = (rows @ _gray(images[start:start + batch]) @ cols.T).reshape(-1, 64)
+    for start in tqdm(
+        range(0, len(images), batch),
+        desc="hashing",
+        unit="batch",
+        leave=False,
+        disable=not progress or len(images) < 100_000,
+    ):  # ~0.5 s per 100k
+        coefficients = (rows @ _gray(images[start : start + batch]) @ cols.T).reshape(-1, 64)
         median = np.median(coefficients[:, 1:], axis=1, keepdims=True)
         bits = coefficients > median
         bits[:, 0] = False
-        hashes[start:start + batch] = np.bitwise_or.reduce(np.where(bits, _BIT_WEIGHTS, np.uint64(0)), axis=1)
+        hashes[start : start + batch] = np.bitwise_or.reduce(np.where(bits, _BIT_WEIGHTS, np.uint64(0)), axis=1)
     return hashes
 
 
 def hash_candidates(
-    hashes_a: np.ndarray, hashes_b: np.ndarray | None, max_distance: int,
-    chunk: int = 1024, max_candidates: int = 5_000_000, progress: bool = False,
+    hashes_a: np.ndarray,
+    hashes_b: np.ndarray | None,
+    max_distance: int,
+    chunk: int = 1024,
+    max_candidates: int = 5_000_000,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance) of every pair within `max_distance` bits, by brute force.
 
@@ -236,14 +248,15 @@ def hash_candidates(
     other = hashes_a if hashes_b is None else hashes_b
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     total = 0
-    for start in tqdm(range(0, len(hashes_a), chunk), desc="comparing hashes", unit="chunk",
-                      leave=False, disable=not progress):
-        rows = hashes_a[start:start + chunk]
+    for start in tqdm(
+        range(0, len(hashes_a), chunk), desc="comparing hashes", unit="chunk", leave=False, disable=not progress
+    ):
+        rows = hashes_a[start : start + chunk]
         first = start if within else 0  # within: only columns from the chunk's own rows on
         distance = np.bitwise_count(rows[:, None] ^ other[None, first:])
         close = distance <= max_distance
         if within:  # the chunk's own block: keep j > i only
-            close[:, :len(rows)] &= np.triu(np.ones((len(rows), len(rows)), dtype=bool), k=1)
+            close[:, : len(rows)] &= np.triu(np.ones((len(rows), len(rows)), dtype=bool), k=1)
         i, j = np.nonzero(close)
         found.append((i + start, j + first, distance[i, j]))
         total += len(i)
@@ -301,8 +314,12 @@ def _box_sums(
     prefix = below @ images @ left.T  # prefix[:, i, j] = images[:, :row_cuts[i], :col_cuts[j]].sum()
     r0, r1 = np.split(row_at, 2)
     c0, c1 = np.split(col_at, 2)
-    return (prefix[:, r1[:, None], c1[None, :]] - prefix[:, r0[:, None], c1[None, :]]
-            - prefix[:, r1[:, None], c0[None, :]] + prefix[:, r0[:, None], c0[None, :]])
+    return (
+        prefix[:, r1[:, None], c1[None, :]]
+        - prefix[:, r0[:, None], c1[None, :]]
+        - prefix[:, r1[:, None], c0[None, :]]
+        + prefix[:, r0[:, None], c0[None, :]]
+    )
 
 
 def find_duplicates(
@@ -321,8 +338,7 @@ def find_duplicates(
     """
     thresholds = thresholds or AuditThresholds()
     other = dataset if against is None else against
-    common = (min(dataset.images.shape[1], other.images.shape[1]),
-              min(dataset.images.shape[2], other.images.shape[2]))
+    common = (min(dataset.images.shape[1], other.images.shape[1]), min(dataset.images.shape[2], other.images.shape[2]))
     if thresholds.max_shift > min(common) // 4:
         raise FerlabError(
             f"max shift {thresholds.max_shift} px is too large for {common[0]}x{common[1]} images "
@@ -339,24 +355,33 @@ def find_duplicates(
     same_shape = dataset.images.shape[1:] == other.images.shape[1:]
     correlation = np.empty(len(i), dtype=np.float32)
     exact = np.zeros(len(i), dtype=bool)
-    for start in tqdm(range(0, len(i), batch), desc="confirming pairs", unit="batch", leave=False,
-                      disable=not progress or len(i) < 20 * batch):
+    for start in tqdm(
+        range(0, len(i), batch),
+        desc="confirming pairs",
+        unit="batch",
+        leave=False,
+        disable=not progress or len(i) < 20 * batch,
+    ):
         part = slice(start, start + batch)
         images_a, images_b = dataset.images[i[part]], other.images[j[part]]
         if same_shape:
             exact[part] = (images_a == images_b).all(axis=(1, 2, 3))
-        correlation[part] = shifted_correlation(
-            _gray(images_a, common), _gray(images_b, common), thresholds.max_shift
-        )
+        correlation[part] = shifted_correlation(_gray(images_a, common), _gray(images_b, common), thresholds.max_shift)
     keep = exact | (correlation >= thresholds.min_correlation)
     names_a, names_b = dataset.class_names, other.class_names
     pairs = [
         DuplicatePair(
-            index_a=int(a), index_b=int(b),
-            source_a=str(dataset.sources[a]), source_b=str(other.sources[b]),
-            split_a=str(dataset.splits[a]), split_b=str(other.splits[b]),
-            label_a=names_a[dataset.labels[a]], label_b=names_b[other.labels[b]],
-            hamming=int(d), correlation=round(float(c), 4), kind="exact" if e else "near",
+            index_a=int(a),
+            index_b=int(b),
+            source_a=str(dataset.sources[a]),
+            source_b=str(other.sources[b]),
+            split_a=str(dataset.splits[a]),
+            split_b=str(other.splits[b]),
+            label_a=names_a[dataset.labels[a]],
+            label_b=names_b[other.labels[b]],
+            hamming=int(d),
+            correlation=round(float(c), 4),
+            kind="exact" if e else "near",
         )
         for a, b, d, c, e in zip(i[keep], j[keep], distance[keep], correlation[keep], exact[keep])
     ]
@@ -365,8 +390,16 @@ def find_duplicates(
 
 
 PAIR_COLUMNS: tuple[str, ...] = (
-    "kind", "hamming", "correlation", "same_label",
-    "source_a", "split_a", "label_a", "source_b", "split_b", "label_b",
+    "kind",
+    "hamming",
+    "correlation",
+    "same_label",
+    "source_a",
+    "split_a",
+    "label_a",
+    "source_b",
+    "split_b",
+    "label_b",
 )
 
 
@@ -396,9 +429,11 @@ def summary_markdown(
     n_leaked = len(result.leaked(reference, queried))
     agree = sum(p.same_label for p in result.pairs)
     lines = [
-        "# Duplicate audit", "",
+        "# Duplicate audit",
+        "",
         f"- dataset (a): `{a_name}` ({len(result.dataset)} images)",
-        f"- against (b): `{b_name}` ({len(result.query())} images)" if result.against is not None
+        f"- against (b): `{b_name}` ({len(result.query())} images)"
+        if result.against is not None
         else "- within the dataset: all pairs across and within splits (a is in the earlier split)",
         f"- thresholds: {result.thresholds.describe()}",
         f"- hash candidates checked: {result.candidates}",
@@ -406,7 +441,9 @@ def summary_markdown(
         f"- label agreement: {agree} of {len(result.pairs)} pairs carry the same label",
         f"- leakage: {n_leaked} of {n_query} query images ({', '.join(queried)} of `{b_name}`) "
         f"have a duplicate in {', '.join(reference)} of `{a_name}`; {n_query - n_leaked} are clean",
-        "", "## Per split pair", "",
+        "",
+        "## Per split pair",
+        "",
     ]
     lines += _table(
         ("split a", "split b", "exact", "near", "label differs"),

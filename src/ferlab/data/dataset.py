@@ -13,8 +13,16 @@ from ferlab.labels import LabelMapping, LabelSet
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 FERPLUS_VOTE_COLUMNS: tuple[str, ...] = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
-    "unknown", "NF",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
 )
 
 
@@ -90,9 +98,7 @@ class FaceDataset:
             raise FerlabError(f"unknown split {name!r}; splits are {', '.join(SPLITS)}")
         mask = self.splits == name
         if not mask.any():
-            raise FerlabError(
-                f"split {name!r} is empty in {self.origin}; present: {', '.join(self.split_names())}"
-            )
+            raise FerlabError(f"split {name!r} is empty in {self.origin}; present: {', '.join(self.split_names())}")
         return self.subset(mask)
 
     def class_counts(self) -> dict[str, dict[str, int]]:
@@ -126,9 +132,7 @@ class FaceDataset:
     def remap(self, mapping: LabelMapping) -> FaceDataset:
         """Relabel to `mapping.target`, dropping samples whose class the target lacks."""
         if mapping.source != self.label_set:
-            raise FerlabError(
-                f"mapping is from {mapping.source.name}, dataset labels are {self.label_set.name}"
-            )
+            raise FerlabError(f"mapping is from {mapping.source.name}, dataset labels are {self.label_set.name}")
         new_labels = np.asarray(mapping.index, dtype=np.int64)[self.labels]
         keep = new_labels >= 0
         if not keep.any():

@@ -80,8 +80,7 @@ def plot_sample_grid(dataset: FaceDataset, path: Path, per_class: int = 8, seed:
     rng = np.random.default_rng(seed)
     pool = dataset.split("train") if "train" in dataset.split_names() else dataset
     classes = dataset.class_names
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 1.0),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 1.0), squeeze=False)
     for row, name in enumerate(classes):
         members = np.flatnonzero(pool.labels == row)
         chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []
@@ -102,23 +101,33 @@ def run_eda(dataset: FaceDataset, out_dir: Path) -> EdaReport:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = split_checks(dataset)
     distribution, samples, summary = (
-        out_dir / "class_distribution.png", out_dir / "samples.png", out_dir / "summary.md",
+        out_dir / "class_distribution.png",
+        out_dir / "samples.png",
+        out_dir / "summary.md",
     )
     plot_class_distribution(dataset, distribution)
     plot_sample_grid(dataset, samples)
     lines = [
-        "# Dataset EDA", "", summarize(dataset).to_markdown(), "",
-        "## Sharpness and size per split", "",
+        "# Dataset EDA",
+        "",
+        summarize(dataset).to_markdown(),
+        "",
+        "## Sharpness and size per split",
+        "",
         "| split | mean sharpness (Laplacian variance) | most common original size |",
         "|---|---:|---|",
         *(f"| {s} | {report.sharpness[s]:.1f} | {report.common_size[s]} |" for s in report.sharpness),
         "",
-        "## Warnings", "",
+        "## Warnings",
+        "",
         *([f"- {w}" for w in report.warnings] or ["None."]),
         "",
-        "## Plots", "",
-        f"![class distribution]({distribution.name})", "",
-        f"![sample faces per class]({samples.name})", "",
+        "## Plots",
+        "",
+        f"![class distribution]({distribution.name})",
+        "",
+        f"![sample faces per class]({samples.name})",
+        "",
     ]
     summary.write_text("\n".join(lines))
     report.files = [distribution, samples, summary]

@@ -102,17 +102,22 @@ def read_fer2013_csv(path: Path, options: LoadOptions, ferplus_votes: Path | Non
     if not ok.any():
         raise FerlabError(f"{path}: no usable rows")
     rows = np.flatnonzero(ok)
-    resized = np.stack([resize(images[i][:, :, None], options.size) for i in rows]) \
-        if options.size != FER2013_SIDE else images[rows][:, :, :, None]
+    resized = (
+        np.stack([resize(images[i][:, :, None], options.size) for i in rows])
+        if options.size != FER2013_SIDE
+        else images[rows][:, :, :, None]
+    )
     if options.channels == 3:
         resized = np.repeat(resized, 3, axis=3)
     labels = labels[rows].astype(np.int64)
     return FaceDataset(
-        images=np.ascontiguousarray(resized), labels=labels,
+        images=np.ascontiguousarray(resized),
+        labels=labels,
         splits=assign_missing_splits(labels, splits[rows], options),
         sources=np.array([f"{path.name}:{i}" for i in rows], dtype=str),
         label_set=label_set,
         original_sizes=np.full((len(rows), 2), FER2013_SIDE, dtype=np.int32),
         original_modes=np.full(len(rows), "L", dtype=str),
-        votes=None if votes is None else votes[rows], origin=str(path),
+        votes=None if votes is None else votes[rows],
+        origin=str(path),
     )

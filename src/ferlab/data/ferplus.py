@@ -15,7 +15,9 @@ from ferlab.errors import FerlabError
 from ferlab.labels import FERPLUS
 
 FERPLUS_SPLIT_FOLDERS: dict[str, str] = {
-    "FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test",
+    "FER2013Train": "train",
+    "FER2013Valid": "val",
+    "FER2013Test": "test",
 }
 _N_EMOTIONS = len(FERPLUS)  # the vote columns after these are unknown and not-a-face
 
@@ -42,9 +44,7 @@ def majority_labels(votes: np.ndarray, policy: str = "strict") -> np.ndarray:
     return np.where(valid, winner, -1)
 
 
-def labels_from_votes(
-    votes: np.ndarray, options: LoadOptions, origin: Path | str
-) -> tuple[np.ndarray, np.ndarray]:
+def labels_from_votes(votes: np.ndarray, options: LoadOptions, origin: Path | str) -> tuple[np.ndarray, np.ndarray]:
     """Majority labels and the mask of samples kept, logging how many were dropped."""
     labels = majority_labels(votes, options.ferplus_majority)
     keep = labels >= 0
@@ -52,7 +52,10 @@ def labels_from_votes(
     if dropped:
         logger.info(
             "dropped %d of %d FER+ samples in %s whose %s majority is unknown, not a face or unclear",
-            dropped, len(labels), origin, options.ferplus_majority,
+            dropped,
+            len(labels),
+            origin,
+            options.ferplus_majority,
         )
     if not keep.any():
         raise FerlabError(f"{origin}: no FER+ sample has a usable majority label")
@@ -87,8 +90,7 @@ def split_folders(root: Path) -> list[tuple[Path, str]]:
     if (root / "label.csv").is_file():
         return [(root, FERPLUS_SPLIT_FOLDERS.get(root.name, ""))]
     found = [
-        (root / name, split) for name, split in FERPLUS_SPLIT_FOLDERS.items()
-        if (root / name / "label.csv").is_file()
+        (root / name, split) for name, split in FERPLUS_SPLIT_FOLDERS.items() if (root / name / "label.csv").is_file()
     ]
     return found
 
@@ -122,9 +124,13 @@ def read_ferplus_folder(root: Path, options: LoadOptions) -> FaceDataset:
     splits = np.array(split_names, dtype=object)[keep][ok]
     labels = labels[keep][ok]
     return FaceDataset(
-        images=images, labels=labels,
+        images=images,
+        labels=labels,
         splits=assign_missing_splits(labels, splits, options),
         sources=np.array([p.relative_to(root).as_posix() for p in kept_paths], dtype=str)[ok],
-        label_set=FERPLUS, original_sizes=sizes, original_modes=modes,
-        votes=votes[keep][ok], origin=str(root),
+        label_set=FERPLUS,
+        original_sizes=sizes,
+        original_modes=modes,
+        votes=votes[keep][ok],
+        origin=str(root),
     )

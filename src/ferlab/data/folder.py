@@ -15,9 +15,13 @@ from ferlab.errors import FerlabError
 from ferlab.labels import canonical_emotion, label_set_for
 
 _SPLIT_FOLDERS: dict[str, str] = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val",
-    "test": "test", "testing": "test",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
 }
 
 # FER2013's file-name prefixes are its original Usage column.
@@ -50,7 +54,11 @@ def list_folder(root: Path) -> list[tuple[Path, str, str]]:
         emotion = canonical_emotion(folder.name)  # errors listing the known names
         for path in sorted(folder.iterdir()):
             # A dangling symlink is listed too, so the reader reports it as unreadable.
-            if (path.is_file() or path.is_symlink()) and not path.name.startswith(".") and path.suffix.lower() in extensions:
+            if (
+                (path.is_file() or path.is_symlink())
+                and not path.name.startswith(".")
+                and path.suffix.lower() in extensions
+            ):
                 entries.append((path, _split_of(path.name, folder_split), emotion))
     if not entries:
         raise FerlabError(f"{root}: the class folders hold no image files")
@@ -72,6 +80,12 @@ def read_folder(root: Path, options: LoadOptions) -> FaceDataset:
     sources = np.array([p.relative_to(root).as_posix() for p in paths], dtype=str)[ok]
     logger.info("read %d images of %d classes from %s", len(images), len(label_set), root)
     return FaceDataset(
-        images=images, labels=labels, splits=splits, sources=sources, label_set=label_set,
-        original_sizes=sizes, original_modes=modes, origin=str(root),
+        images=images,
+        labels=labels,
+        splits=splits,
+        sources=sources,
+        label_set=label_set,
+        original_sizes=sizes,
+        original_modes=modes,
+        origin=str(root),
     )

@@ -43,9 +43,7 @@ def open_image(source: str | Path | bytes) -> Image.Image:
             with Image.open(stream) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise FerlabError(
-                        f"{name}: {width}x{height} is larger than the {MAX_PIXELS:,}-pixel limit"
-                    )
+                    raise FerlabError(f"{name}: {width}x{height} is larger than the {MAX_PIXELS:,}-pixel limit")
                 image.load()
                 return ImageOps.exif_transpose(image)
     except FerlabError:
@@ -121,9 +119,7 @@ def read_face_files(
     modes = np.empty(len(paths), dtype=object)
     ok = np.zeros(len(paths), dtype=bool)
     failures: list[str] = []
-    for i, path in enumerate(
-        tqdm(paths, desc=describe, unit="img", leave=False, disable=len(paths) < 2000)
-    ):
+    for i, path in enumerate(tqdm(paths, desc=describe, unit="img", leave=False, disable=len(paths) < 2000)):
         try:
             image = open_image(path)
             array = decoded_array(image, channels, str(path))
@@ -166,7 +162,13 @@ def as_rgb(image: str | Path | bytes | Image.Image | np.ndarray, bgr: bool = Fal
         raise FerlabError(f"an image array must hold numbers (uint8, uint16, float...), not {array.dtype}")
     if array.dtype != np.uint8:
         values = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        high = 1.0 if array.dtype.kind == "f" and values.max() <= 1.0 else 65535.0 if array.dtype == np.uint16 else max(1.0, values.max())
+        high = (
+            1.0
+            if array.dtype.kind == "f" and values.max() <= 1.0
+            else 65535.0
+            if array.dtype == np.uint16
+            else max(1.0, values.max())
+        )
         array = np.clip(values / high * 255, 0, 255).astype(np.uint8)
     if array.ndim == 2:
         return np.repeat(array[:, :, None], 3, axis=2)

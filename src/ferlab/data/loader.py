@@ -89,8 +89,11 @@ def _cache_key(fmt: str, sources: list[Path], options: LoadOptions) -> str:
 def _save(dataset: FaceDataset, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
-        "images": dataset.images, "labels": dataset.labels, "splits": dataset.splits.astype(str),
-        "sources": dataset.sources.astype(str), "original_sizes": dataset.original_sizes,
+        "images": dataset.images,
+        "labels": dataset.labels,
+        "splits": dataset.splits.astype(str),
+        "sources": dataset.sources.astype(str),
+        "original_sizes": dataset.original_sizes,
         "original_modes": dataset.original_modes.astype(str),
         "label_set": np.array([dataset.label_set.name, *dataset.label_set.classes]),
         "origin": np.array(dataset.origin),
@@ -106,10 +109,15 @@ def _load(path: Path) -> FaceDataset:
     with np.load(path, allow_pickle=False) as data:
         name, *classes = data["label_set"].tolist()
         return FaceDataset(
-            images=data["images"], labels=data["labels"], splits=data["splits"],
-            sources=data["sources"], label_set=LabelSet(name, tuple(classes)),
-            original_sizes=data["original_sizes"], original_modes=data["original_modes"],
-            votes=data["votes"] if "votes" in data.files else None, origin=str(data["origin"]),
+            images=data["images"],
+            labels=data["labels"],
+            splits=data["splits"],
+            sources=data["sources"],
+            label_set=LabelSet(name, tuple(classes)),
+            original_sizes=data["original_sizes"],
+            original_modes=data["original_modes"],
+            votes=data["votes"] if "votes" in data.files else None,
+            origin=str(data["origin"]),
         )
 
 

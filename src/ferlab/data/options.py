@@ -31,8 +31,9 @@ class LoadOptions:
             raise FerlabError(f"channels must be 1 (gray) or 3 (RGB), got {self.channels}")
         if not 8 <= self.size <= 1024:
             raise FerlabError(f"image size must be between 8 and 1024 pixels, got {self.size}")
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
+        if not (
+            0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
+        ):
             raise FerlabError("val_fraction and test_fraction must be in [0, 1) and sum below 1")
         if self.ferplus_majority not in ("strict", "plurality"):
             raise FerlabError(f"ferplus_majority must be 'strict' or 'plurality', got {self.ferplus_majority!r}")

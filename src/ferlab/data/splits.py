@@ -43,6 +43,9 @@ def assign_missing_splits(labels: np.ndarray, splits: np.ndarray, options: LoadO
     elif not (splits == "val").any() and (splits == "train").any():
         train = np.flatnonzero(splits == "train")
         splits[_stratified_take(train, labels, options.val_fraction, options.seed)] = "val"
-        logger.info("no validation split in the source: took %.0f%% of train (seed %d)",
-                    100 * options.val_fraction, options.seed)
+        logger.info(
+            "no validation split in the source: took %.0f%% of train (seed %d)",
+            100 * options.val_fraction,
+            options.seed,
+        )
     return splits.astype(str)

@@ -32,19 +32,29 @@ def classification_speed(predictor: Predictor, batch: int, seconds: float = 3.0)
     return done / (time.perf_counter() - started)
 
 
-def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, name: str | None = None,
-               command: str | None = None) -> dict[str, Any]:
+def write_card(
+    run_dir: Path, data: Path, out: Path, dedup: Path | None = None, name: str | None = None, command: str | None = None
+) -> dict[str, Any]:
     """Evaluate the run's model on the test split and write its Markdown model card."""
     bundle = load_bundle(run_dir)
     spec = bundle.spec
-    eval_dir, summary = run_evaluation(run_dir, data, split="test", dedup=dedup, tta=("flip", "tencrop"),
-                                       out=run_dir / "eval" / f"{Path(data).name}-test")  # the card's report stays with its run
+    eval_dir, summary = run_evaluation(
+        run_dir,
+        data,
+        split="test",
+        dedup=dedup,
+        tta=("flip", "tencrop"),
+        out=run_dir / "eval" / f"{Path(data).name}-test",
+    )  # the card's report stays with its run
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
     config_text = (run_dir / "config.yaml").read_text()
     config = build_config(read_config_file(run_dir / "config.yaml"))
     train = config.train
-    validation = (f"the validation images with no near-copy in training (`{config.data.val_clean}`)"
-                  if config.data.val_clean else "the validation split")
+    validation = (
+        f"the validation images with no near-copy in training (`{config.data.val_clean}`)"
+        if config.data.val_clean
+        else "the validation split"
+    )
     params = sum(p.numel() for p in bundle.model.parameters())
     predictor = Predictor(bundle)
     speed_1, speed_64 = classification_speed(predictor, 1), classification_speed(predictor, 64)
@@ -63,8 +73,12 @@ def write_card(run_dir: Path, data: Path, out: Path, dedup: Path | None = None, 
         f"{train_metrics['train_seconds'] / 60:.0f} minutes on "
         + (f"{train_metrics['threads']} CPU threads" if "threads" in train_metrics else "the CPU")
         + (f", starting from the weights in `{spec.pretrained}`" if spec.pretrained else "")
-        + (f", distilled from `{train.teacher}` at temperature {train.distill_temperature} with weight "
-           f"{train.distill_weight}" if train.teacher else "")
+        + (
+            f", distilled from `{train.teacher}` at temperature {train.distill_temperature} with weight "
+            f"{train.distill_weight}"
+            if train.teacher
+            else ""
+        )
         + ("; the training time of those models is not included." if spec.pretrained or train.teacher else "."),
         f"- Reproduce: `{command or 'ferlab train <config>'}` then "
         f"`ferlab runs card {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`.",

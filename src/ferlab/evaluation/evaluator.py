@@ -66,7 +66,8 @@ class EvaluationResult:
             "samples": int(len(labels)),
             "accuracy": float((predicted == labels).mean()),
             "top2_accuracy": float(top_k_accuracy_score(labels, calibrated, k=2, labels=class_ids))
-            if len(self.classes) > 2 else 1.0,
+            if len(self.classes) > 2
+            else 1.0,
             "macro_f1": float(f1_score(labels, predicted, labels=class_ids, average="macro", zero_division=0)),
             "weighted_f1": float(f1_score(labels, predicted, labels=class_ids, average="weighted", zero_division=0)),
             "ece_uncalibrated": expected_calibration_error(raw, labels),
@@ -101,7 +102,9 @@ def align_labels(dataset: FaceDataset, model_labels: LabelSet) -> tuple[FaceData
         dataset = dataset.remap(mapping)
     missing = [c for c in model_labels.classes if c not in shared]
     if missing:
-        notes.append(f"model classes absent from the data, predictions restricted to the shared classes: {', '.join(missing)}")
+        notes.append(
+            f"model classes absent from the data, predictions restricted to the shared classes: {', '.join(missing)}"
+        )
     return dataset, [model_labels.classes.index(c) for c in shared], notes
 
 
@@ -111,25 +114,40 @@ def split_part(dataset: FaceDataset, split: str) -> FaceDataset:
 
 
 def evaluate(
-    bundle: ModelBundle, dataset: FaceDataset, split: str = "test", tta: TTA = "none",
+    bundle: ModelBundle,
+    dataset: FaceDataset,
+    split: str = "test",
+    tta: TTA = "none",
     backend: BackendName = "torch",
 ) -> EvaluationResult:
     """The model on one split (`all`: every image) of a dataset whose images are face crops."""
     part = split_part(dataset, split)
     part, outputs, notes = align_labels(part, bundle.label_set)
     if part.image_shape != (bundle.spec.input_size, bundle.spec.input_size, bundle.spec.in_channels):
-        raise FerlabError(f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
-                          f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size")
+        raise FerlabError(
+            f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
+            f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size"
+        )
     logits = Classifier(bundle, backend).logits(part.images, tta)[:, outputs]
     return EvaluationResult(
-        classes=part.label_set.classes, labels=part.labels, logits=logits, sources=part.sources,
-        temperature=bundle.temperature, notes=notes, faces=part.images,
+        classes=part.label_set.classes,
+        labels=part.labels,
+        logits=logits,
+        sources=part.sources,
+        temperature=bundle.temperature,
+        notes=notes,
+        faces=part.images,
     )
 
 
 def evaluate_photos(
-    bundle: ModelBundle, dataset: FaceDataset, root: Path, split: str = "test", tta: TTA = "none",
-    detector: str = "auto", backend: BackendName = "torch",
+    bundle: ModelBundle,
+    dataset: FaceDataset,
+    root: Path,
+    split: str = "test",
+    tta: TTA = "none",
+    detector: str = "auto",
+    backend: BackendName = "torch",
 ) -> EvaluationResult:
     """The model through the full photo pipeline on one split: every original image file is
     read at full resolution, faces are detected and cropped (landmark-aligned) as
@@ -143,8 +161,10 @@ def evaluate_photos(
     part, outputs, notes = align_labels(part, bundle.label_set)
     files = [root / source for source in part.sources]
     if not all(f.is_file() for f in files[:1]):
-        raise FerlabError(f"--detect needs the dataset's image files; {files[0] if files else root} is not one "
-                          "(a .csv dataset holds only 48x48 crops)")
+        raise FerlabError(
+            f"--detect needs the dataset's image files; {files[0] if files else root} is not one "
+            "(a .csv dataset holds only 48x48 crops)"
+        )
     predictor = Predictor(bundle, detector=detector, backend=backend, tta=tta)
     spec = bundle.spec
     crops, detected = [], []
@@ -152,17 +172,26 @@ def evaluate_photos(
         rgb = as_rgb(path)
         faces = predictor.detect(rgb)
         detected.append(bool(faces))
-        crops.append(predictor.crops(rgb, faces[:1])[0] if faces else
-                     whole_image_face(rgb, spec.input_size, spec.in_channels))
+        crops.append(
+            predictor.crops(rgb, faces[:1])[0] if faces else whole_image_face(rgb, spec.input_size, spec.in_channels)
+        )
     faces_array = np.stack(crops)
     logits = predictor.classifier.logits(faces_array, tta)[:, outputs]
     found = np.array(detected)
-    notes.append(f"photo pipeline: detector {predictor.detector.name}, landmark-aligned crops; a face was found in "
-                 f"{int(found.sum())} of {len(found)} images (the largest face is classified; an image without "
-                 "one is classified whole, as a face crop)")
+    notes.append(
+        f"photo pipeline: detector {predictor.detector.name}, landmark-aligned crops; a face was found in "
+        f"{int(found.sum())} of {len(found)} images (the largest face is classified; an image without "
+        "one is classified whole, as a face crop)"
+    )
     return EvaluationResult(
-        classes=part.label_set.classes, labels=part.labels, logits=logits, sources=part.sources,
-        temperature=bundle.temperature, notes=notes, faces=faces_array, detected=found,
+        classes=part.label_set.classes,
+        labels=part.labels,
+        logits=logits,
+        sources=part.sources,
+        temperature=bundle.temperature,
+        notes=notes,
+        faces=faces_array,
+        detected=found,
     )
 
 
@@ -186,7 +215,10 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 
 def write_metrics(
-    result: EvaluationResult, out_dir: Path, clean: set[str] | None = None, split: str = "test",
+    result: EvaluationResult,
+    out_dir: Path,
+    clean: set[str] | None = None,
+    split: str = "test",
 ) -> dict[str, Any]:
     """metrics.json and classification_report.{txt,md}; with `clean`, the deduplicated figures too."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,8 +237,14 @@ def write_metrics(
     (out_dir / "classification_report.md").write_text("\n".join(report_sections(summary, split)) + "\n")
     predicted = result.probabilities.argmax(1)
     (out_dir / "classification_report.txt").write_text(
-        classification_report(result.labels, predicted, labels=list(range(len(result.classes))),
-                              target_names=list(result.classes), digits=3, zero_division=0)
+        classification_report(
+            result.labels,
+            predicted,
+            labels=list(range(len(result.classes))),
+            target_names=list(result.classes),
+            digits=3,
+            zero_division=0,
+        )
     )
     return summary
 
@@ -218,11 +256,19 @@ def report_sections(summary: dict[str, Any], split: str) -> list[str]:
     if "face_found" in summary:
         sections += ["", "## Only the images where a face was found", "", metrics_table(summary["face_found"])]
     if "deduplicated" in summary:
-        sections += ["", f"## Without near-copies of training images ({summary['deduplicated']['removed']} removed)",
-                     "", metrics_table(summary["deduplicated"])]
+        sections += [
+            "",
+            f"## Without near-copies of training images ({summary['deduplicated']['removed']} removed)",
+            "",
+            metrics_table(summary["deduplicated"]),
+        ]
     if "near_copies" in summary:
-        sections += ["", f"## Only the {split} images that have a near-copy in training", "",
-                     metrics_table(summary["near_copies"])]
+        sections += [
+            "",
+            f"## Only the {split} images that have a near-copy in training",
+            "",
+            metrics_table(summary["near_copies"]),
+        ]
     return sections
 
 

@@ -33,8 +33,15 @@ def plot_confusion(result: EvaluationResult, path: Path) -> None:
         limit = matrix.max() / 2 if matrix.size else 0
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, format(matrix[i, j], fmt), ha="center", va="center", fontsize=7,
-                        color="white" if matrix[i, j] > limit else "black")
+                ax.text(
+                    j,
+                    i,
+                    format(matrix[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if matrix[i, j] > limit else "black",
+                )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -84,8 +91,10 @@ def plot_gradcam_examples(
     predicted = result.probabilities.argmax(1)
     rng = np.random.default_rng(seed)
     rows = []
-    for title, pool in (("correct", np.flatnonzero(predicted == result.labels)),
-                        ("wrong", np.flatnonzero(predicted != result.labels))):
+    for title, pool in (
+        ("correct", np.flatnonzero(predicted == result.labels)),
+        ("wrong", np.flatnonzero(predicted != result.labels)),
+    ):
         rows.append((title, rng.choice(pool, size=min(per_row, len(pool)), replace=False) if len(pool) else []))
     fig, axes = plt.subplots(2, per_row, figsize=(per_row * 1.6, 4), squeeze=False)
     for r, (title, picks) in enumerate(rows):
@@ -97,7 +106,9 @@ def plot_gradcam_examples(
             i = picks[c]
             heatmap, _ = gradcam(bundle, result.faces[i], output_index[predicted[i]])
             ax.imshow(overlay(result.faces[i], heatmap))
-            ax.set_title(f"{title}: {result.classes[predicted[i]]}\ntrue {result.classes[result.labels[i]]}", fontsize=7)
+            ax.set_title(
+                f"{title}: {result.classes[predicted[i]]}\ntrue {result.classes[result.labels[i]]}", fontsize=7
+            )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

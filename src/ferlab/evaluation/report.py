@@ -21,7 +21,12 @@ from ferlab.data.loader import detect_format, load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import FerlabError
 from ferlab.evaluation.evaluator import (
-    ALL, EvaluationResult, evaluate, evaluate_photos, report_sections, write_metrics,
+    ALL,
+    EvaluationResult,
+    evaluate,
+    evaluate_photos,
+    report_sections,
+    write_metrics,
 )
 from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
 from ferlab.inference.engine import TTA
@@ -65,8 +70,10 @@ def describe_split(dataset: FaceDataset, split: str, native: set[str] | None, se
     count = int((dataset.splits == split).sum())
     text = f"split `{split}`, {count} of {total} images"
     if native is not None and not native:
-        text += (f": a seeded stratified part (seed {seed}) carved out of a dataset without splits; "
-                 "`--split all` scores every image")
+        text += (
+            f": a seeded stratified part (seed {seed}) carved out of a dataset without splits; "
+            "`--split all` scores every image"
+        )
     elif native is not None and split not in native:
         text += f": carved out of the training images (seed {seed}), the dataset has no `{split}` split of its own"
     return text
@@ -128,8 +135,14 @@ def run_evaluation(
 
     result = score("none")
     summary = write_metrics(result, out_dir, clean, split)
-    summary.update(model=name, data=str(data), split=split, scored=scored, protocol=_protocol(bundle, detect),
-                   images=int(len(result.labels)))
+    summary.update(
+        model=name,
+        data=str(data),
+        split=split,
+        scored=scored,
+        protocol=_protocol(bundle, detect),
+        images=int(len(result.labels)),
+    )
     if methods:
         summary["tta"] = {}
         for method in methods:
@@ -146,12 +159,20 @@ def run_evaluation(
     return out_dir, summary
 
 
-def _load(bundle: ModelBundle, run_dir: Path | None, data: Path, data_format: str, ferplus_labels: Path | None,
-          ferplus_majority: str) -> tuple[FaceDataset, int]:
+def _load(
+    bundle: ModelBundle,
+    run_dir: Path | None,
+    data: Path,
+    data_format: str,
+    ferplus_labels: Path | None,
+    ferplus_majority: str,
+) -> tuple[FaceDataset, int]:
     spec = bundle.spec
     seed = _split_seed(run_dir)
     options = LoadOptions(
-        size=spec.input_size, channels=spec.in_channels, seed=seed,
+        size=spec.input_size,
+        channels=spec.in_channels,
+        seed=seed,
         ferplus_majority=ferplus_majority,  # type: ignore[arg-type]
     )
     dataset = load_dataset(data, format=data_format, ferplus_labels=ferplus_labels, options=options)  # type: ignore[arg-type]
@@ -162,8 +183,10 @@ def _protocol(bundle: ModelBundle, detect: bool) -> str:
     spec = bundle.spec
     size = f"{spec.input_size}x{spec.input_size} {'gray' if spec.in_channels == 1 else 'RGB'}"
     if detect:
-        return (f"photo pipeline: each image file is read at full size, faces are detected and the largest is "
-                f"warped onto the training crops' landmark template at {size}, as `ferlab predict` does")
+        return (
+            f"photo pipeline: each image file is read at full size, faces are detected and the largest is "
+            f"warped onto the training crops' landmark template at {size}, as `ferlab predict` does"
+        )
     return f"face crops: each image is taken as a face crop and resized to the model's input ({size})"
 
 
@@ -176,29 +199,56 @@ def _split_seed(run_dir: Path | None) -> int:
 
 
 def _write_report(
-    out_dir: Path, result: EvaluationResult, summary: dict[str, Any], name: str, path: Path, data: Path, split: str,
-    run_dir: Path | None, gradcam_examples: bool,
+    out_dir: Path,
+    result: EvaluationResult,
+    summary: dict[str, Any],
+    name: str,
+    path: Path,
+    data: Path,
+    split: str,
+    run_dir: Path | None,
+    gradcam_examples: bool,
 ) -> None:
-    lines = [f"# Evaluation of `{name}`", "",
-             f"- Model: `{path}`.",
-             f"- Data: `{data}`, {summary['scored']}; {summary['images']} images scored.",
-             f"- Protocol: {summary['protocol']}.",
-             f"- Classes: {', '.join(result.classes)}.", ""]
+    lines = [
+        f"# Evaluation of `{name}`",
+        "",
+        f"- Model: `{path}`.",
+        f"- Data: `{data}`, {summary['scored']}; {summary['images']} images scored.",
+        f"- Protocol: {summary['protocol']}.",
+        f"- Classes: {', '.join(result.classes)}.",
+        "",
+    ]
     lines += [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
     if run_dir is not None and (run_dir / "curves.png").is_file():
-        lines += ["## Training curves", "", f"![training curves]({os.path.relpath(run_dir / 'curves.png', out_dir)})", ""]
+        lines += [
+            "## Training curves",
+            "",
+            f"![training curves]({os.path.relpath(run_dir / 'curves.png', out_dir)})",
+            "",
+        ]
     lines += report_sections(summary, split) + [""]
     if "tta" in summary:
         lines += ["## Test-time augmentation", ""]
         for method, tta in summary["tta"].items():
-            lines.append(f"- With `{method}`: accuracy {100 * tta['accuracy']:.2f}% "
-                         f"({100 * (tta['accuracy'] - summary['all']['accuracy']):+.2f} points), "
-                         f"macro-F1 {tta['macro_f1']:.3f}.")
+            lines.append(
+                f"- With `{method}`: accuracy {100 * tta['accuracy']:.2f}% "
+                f"({100 * (tta['accuracy'] - summary['all']['accuracy']):+.2f} points), "
+                f"macro-F1 {tta['macro_f1']:.3f}."
+            )
         lines.append("")
     lines += [
-        "## Confusion matrix", "", "![confusion matrix](confusion_matrix.png)", "",
-        "## ROC curves", "", "![ROC](roc.png)", "",
-        "## Calibration", "", "![reliability diagram](reliability.png)", "",
+        "## Confusion matrix",
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "## ROC curves",
+        "",
+        "![ROC](roc.png)",
+        "",
+        "## Calibration",
+        "",
+        "![reliability diagram](reliability.png)",
+        "",
     ]
     if gradcam_examples:
         lines += ["## Grad-CAM on correct and wrong predictions", "", "![Grad-CAM](gradcam_examples.png)", ""]
@@ -209,8 +259,13 @@ def _write_report(
 
 
 def benchmark(
-    models: Sequence[str | Path], datasets: Sequence[Path], *, split: str = "auto", detect: bool = False,
-    detector: str = "auto", tta: TTA = "none",
+    models: Sequence[str | Path],
+    datasets: Sequence[Path],
+    *,
+    split: str = "auto",
+    detect: bool = False,
+    detector: str = "auto",
+    tta: TTA = "none",
 ) -> list[dict[str, Any]]:
     """One row per (model, dataset): split scored, images, accuracy, macro-F1, recall per class.
 
@@ -228,16 +283,25 @@ def benchmark(
             native = native_splits(data, "auto")
             chosen = resolve_split(split, native)
             dataset, _ = _load(bundle, run_dir, data, "auto", None, "strict")
-            result = (evaluate_photos(bundle, dataset, Path(data), chosen, tta, detector) if detect
-                      else evaluate(bundle, dataset, chosen, tta))
+            result = (
+                evaluate_photos(bundle, dataset, Path(data), chosen, tta, detector)
+                if detect
+                else evaluate(bundle, dataset, chosen, tta)
+            )
             metrics = result.metrics()
-            rows.append({
-                "model": model_label(reference, path), "data": data_label(data), "split": chosen,
-                "images": metrics["samples"], "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-                "recall": {c: row["recall"] for c, row in metrics["per_class"].items() if row["support"] > 0},
-                "faces_found": None if result.detected is None else int(np.sum(result.detected)),
-                "notes": result.notes,
-            })
+            rows.append(
+                {
+                    "model": model_label(reference, path),
+                    "data": data_label(data),
+                    "split": chosen,
+                    "images": metrics["samples"],
+                    "accuracy": metrics["accuracy"],
+                    "macro_f1": metrics["macro_f1"],
+                    "recall": {c: row["recall"] for c, row in metrics["per_class"].items() if row["support"] > 0},
+                    "faces_found": None if result.detected is None else int(np.sum(result.detected)),
+                    "notes": result.notes,
+                }
+            )
     return rows
 
 
@@ -245,8 +309,16 @@ def benchmark_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows of `benchmark` as one Markdown table (recall per class; - where not scored)."""
     classes = [c for c in EMOTIONS if any(c in row["recall"] for row in rows)]
     detect = any(row["faces_found"] is not None for row in rows)
-    head = ["model", "data", "split", "images", *(["faces found"] if detect else []), "accuracy", "macro-F1",
-            *(f"recall {c}" for c in classes)]
+    head = [
+        "model",
+        "data",
+        "split",
+        "images",
+        *(["faces found"] if detect else []),
+        "accuracy",
+        "macro-F1",
+        *(f"recall {c}" for c in classes),
+    ]
     lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 3)]
     for row in rows:
         cells = [row["model"], row["data"], row["split"], str(row["images"])]

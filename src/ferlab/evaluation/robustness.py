@@ -104,9 +104,9 @@ def occlusion(face: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     out = face.copy()
     height, width = face.shape[:2]
     if severity in (1, 3):
-        out[int(0.28 * height):int(0.45 * height), int(0.1 * width):int(0.9 * width)] = 20
+        out[int(0.28 * height) : int(0.45 * height), int(0.1 * width) : int(0.9 * width)] = 20
     if severity in (2, 3):
-        out[int(0.66 * height):int(0.88 * height), int(0.28 * width):int(0.72 * width)] = 20
+        out[int(0.66 * height) : int(0.88 * height), int(0.28 * width) : int(0.72 * width)] = 20
     return out
 
 
@@ -150,8 +150,10 @@ class Score:
 
     @classmethod
     def of(cls, labels: np.ndarray, predicted: np.ndarray, classes: int) -> Score:
-        return cls(float((labels == predicted).mean()),
-                   float(f1_score(labels, predicted, labels=range(classes), average="macro", zero_division=0)))
+        return cls(
+            float((labels == predicted).mean()),
+            float(f1_score(labels, predicted, labels=range(classes), average="macro", zero_division=0)),
+        )
 
 
 def per_class_recall(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -175,8 +177,9 @@ class ScoredModel:
         spec = self.bundle.spec
         return self.classifier.logits(model_input(rgb_faces, spec.input_size, spec.in_channels))[:, self.outputs]
 
-    def probabilities(self, logits: np.ndarray, temperature: float | None = None,
-                      uniform_prior: bool = False) -> np.ndarray:
+    def probabilities(
+        self, logits: np.ndarray, temperature: float | None = None, uniform_prior: bool = False
+    ) -> np.ndarray:
         """Softmax at the model's temperature (or another), optionally rebalanced to uniform classes."""
         probabilities = softmax(logits, self.bundle.temperature if temperature is None else temperature)
         if uniform_prior:

@@ -11,8 +11,12 @@ LANDMARK_COLOR = (255, 230, 0)
 
 
 def draw_face(
-    rgb: np.ndarray, box: tuple[int, int, int, int], title: str, probabilities: dict[str, float] | None = None,
-    uncertain: bool = False, landmarks: tuple[tuple[float, float], ...] | None = None,
+    rgb: np.ndarray,
+    box: tuple[int, int, int, int],
+    title: str,
+    probabilities: dict[str, float] | None = None,
+    uncertain: bool = False,
+    landmarks: tuple[tuple[float, float], ...] | None = None,
 ) -> None:
     """Draw in place: box, title above it, the landmarks if given, and (optionally) a bar per class beside it."""
     x, y, w, h = box
@@ -36,5 +40,13 @@ def draw_face(
         if row + line > rgb.shape[0] or bar_x + width > rgb.shape[1]:
             break
         cv2.rectangle(rgb, (bar_x, row), (bar_x + int(width * p), row + line - 2), color, -1)
-        cv2.putText(rgb, f"{name} {p:.2f}", (bar_x + 2, row + line - 5), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            rgb,
+            f"{name} {p:.2f}",
+            (bar_x + 2, row + line - 5),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale * 0.8,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )

@@ -96,8 +96,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
-def decode_yunet(outputs: dict[str, np.ndarray], height: int, width: int, score_threshold: float,
-                 iou_threshold: float = 0.3) -> list[tuple[np.ndarray, float, np.ndarray]]:
+def decode_yunet(
+    outputs: dict[str, np.ndarray], height: int, width: int, score_threshold: float, iou_threshold: float = 0.3
+) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """(box x, y, w, h; score; landmarks (5, 2)) per face from YuNet's raw outputs for an H x W input.
 
     As OpenCV's `FaceDetectorYN`: for stride S and the cell at row r, column c, score =
@@ -108,7 +109,7 @@ def decode_yunet(outputs: dict[str, np.ndarray], height: int, width: int, score_
     for stride in (8, 16, 32):
         cls = outputs[f"cls_{stride}"].reshape(-1)
         obj = outputs[f"obj_{stride}"].reshape(-1)
-        candidates = np.flatnonzero((cls * obj >= score_threshold ** 2) & (cls > 0))  # cheap pre-filter
+        candidates = np.flatnonzero((cls * obj >= score_threshold**2) & (cls > 0))  # cheap pre-filter
         score = np.sqrt(np.clip(cls[candidates], 0, 1) * np.clip(obj[candidates], 0, 1))
         passed = score >= score_threshold
         keep, score = candidates[passed], score[passed]
@@ -146,13 +147,22 @@ class YuNetDetector:
 
     name = "yunet"
 
-    def __init__(self, score_threshold: float = 0.6, iou_threshold: float = 0.3, max_side: int = DETECT_SIDE,
-                 min_side: int = MIN_SIDE, retry_scale: float = 0.6, threads: int | None = None,
-                 model_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        score_threshold: float = 0.6,
+        iou_threshold: float = 0.3,
+        max_side: int = DETECT_SIDE,
+        min_side: int = MIN_SIDE,
+        retry_scale: float = 0.6,
+        threads: int | None = None,
+        model_path: Path | None = None,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise FerlabError("the yunet detector needs onnxruntime (pip install onnxruntime); use --detector haar") from None
+            raise FerlabError(
+                "the yunet detector needs onnxruntime (pip install onnxruntime); use --detector haar"
+            ) from None
         path = Path(model_path or YUNET_FILE)
         if not path.is_file():
             raise FerlabError(f"YuNet model file missing ({path}); reinstall ferlab")
@@ -191,8 +201,11 @@ class YuNetDetector:
         longest = max(height, width)
         scale = min(self.max_side, max(self.min_side, longest)) / longest
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        work = rgb if scale == 1.0 else cv2.resize(
-            rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        work = (
+            rgb
+            if scale == 1.0
+            else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        )
         found = self._run(work)
         offset = np.zeros(2)
         if not found and self.retry_scale < 1:
@@ -200,7 +213,7 @@ class YuNetDetector:
             inner = (max(1, round(size[0] * self.retry_scale)), max(1, round(size[1] * self.retry_scale)))
             canvas = np.full((size[1], size[0], 3), 127, np.uint8)
             x0, y0 = (size[0] - inner[0]) // 2, (size[1] - inner[1]) // 2
-            canvas[y0:y0 + inner[1], x0:x0 + inner[0]] = cv2.resize(work, inner, interpolation=cv2.INTER_AREA)
+            canvas[y0 : y0 + inner[1], x0 : x0 + inner[0]] = cv2.resize(work, inner, interpolation=cv2.INTER_AREA)
             found = self._run(canvas)
             offset = np.array([x0, y0], float)
             scale *= inner[0] / size[0]
@@ -213,8 +226,16 @@ class YuNetDetector:
             if w < 2 or h < 2:
                 continue
             landmarks = tuple((float(px), float(py)) for px, py in (points - offset) / scale)
-            faces.append(Face(_int_box(x0, y0, w, h), score, left_eye=landmarks[1], right_eye=landmarks[0],
-                              landmarks=landmarks, detector=self.name))
+            faces.append(
+                Face(
+                    _int_box(x0, y0, w, h),
+                    score,
+                    left_eye=landmarks[1],
+                    right_eye=landmarks[0],
+                    landmarks=landmarks,
+                    detector=self.name,
+                )
+            )
         return _largest_first(faces)
 
 
@@ -236,8 +257,11 @@ class HaarDetector:
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         min_side = max(20, min(gray.shape) // 12)
         boxes, _, weights = self.cascade.detectMultiScale3(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(min_side, min_side), outputRejectLevels=True,
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(min_side, min_side),
+            outputRejectLevels=True,
         )
         faces = []
         for (x, y, w, h), weight in zip(boxes, np.ravel(weights) if len(boxes) else []):
@@ -278,8 +302,15 @@ class MediaPipeDetector:
             # BlazeFace keypoint 0 is the subject's right eye (image left), 1 the left eye.
             right = (keypoints[0].x * width / scale, keypoints[0].y * height / scale)
             left = (keypoints[1].x * width / scale, keypoints[1].y * height / scale)
-            faces.append(Face(_int_box(x / scale, y / scale, w / scale, h / scale), float(detection.score[0]),
-                              left_eye=left, right_eye=right, detector=self.name))
+            faces.append(
+                Face(
+                    _int_box(x / scale, y / scale, w / scale, h / scale),
+                    float(detection.score[0]),
+                    left_eye=left,
+                    right_eye=right,
+                    detector=self.name,
+                )
+            )
         return _largest_first(faces)
 
 

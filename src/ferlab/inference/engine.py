@@ -58,8 +58,14 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is chosen on purpose
             torch.onnx.export(
-                bundle.model.eval(), (dummy,), str(temporary), input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
+                bundle.model.eval(),
+                (dummy,),
+                str(temporary),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
             )
     except Exception as exc:  # exporter failures come in many types
         temporary.unlink(missing_ok=True)
@@ -131,8 +137,9 @@ class OnnxBackend:
         return self.session.run(None, {"input": batch.numpy()})[0]
 
 
-def create_backend(bundle: ModelBundle, name: BackendName = "auto", precision: Precision = "auto",
-                   threads: int | None = 1) -> Backend:
+def create_backend(
+    bundle: ModelBundle, name: BackendName = "auto", precision: Precision = "auto", threads: int | None = 1
+) -> Backend:
     """ONNX Runtime when installed (and `auto` or `onnx`), else torch; int8 where an int8 export exists."""
     if name not in ("auto", "onnx", "torch"):
         raise FerlabError(f"unknown backend {name!r}; use auto, onnx or torch")
@@ -161,12 +168,18 @@ def _views(batch: torch.Tensor, tta: TTA) -> list[torch.Tensor]:
         raise FerlabError(f"unknown test-time augmentation {tta!r}; use none, flip or tencrop")
     size = batch.shape[-1]
     crop = max(2, round(size * TENCROP_SCALE))
-    offsets = [(0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop),
-               ((size - crop) // 2, (size - crop) // 2)]
+    offsets = [
+        (0, 0),
+        (0, size - crop),
+        (size - crop, 0),
+        (size - crop, size - crop),
+        ((size - crop) // 2, (size - crop) // 2),
+    ]
     views = []
     for top, left in offsets:
-        patch = F.interpolate(batch[:, :, top:top + crop, left:left + crop], size=(size, size),
-                              mode="bilinear", align_corners=False)
+        patch = F.interpolate(
+            batch[:, :, top : top + crop, left : left + crop], size=(size, size), mode="bilinear", align_corners=False
+        )
         views += [patch, patch.flip(-1)]
     return views
 
@@ -174,8 +187,13 @@ def _views(batch: torch.Tensor, tta: TTA) -> list[torch.Tensor]:
 class Classifier:
     """A model bundle plus the backend that runs it."""
 
-    def __init__(self, bundle: ModelBundle, backend: BackendName = "torch", precision: Precision = "fp32",
-                 threads: int | None = 1) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        backend: BackendName = "torch",
+        precision: Precision = "fp32",
+        threads: int | None = 1,
+    ) -> None:
         self.bundle = bundle
         self.backend = create_backend(bundle, backend, precision, threads)
 
@@ -187,10 +205,12 @@ class Classifier:
         spec = self.bundle.spec
         expected = (spec.input_size, spec.input_size, spec.in_channels)
         if faces.ndim != 4 or faces.shape[1:] != expected:
-            raise FerlabError(f"faces must be (N, {expected[0]}, {expected[1]}, {expected[2]}) uint8, got {faces.shape}")
+            raise FerlabError(
+                f"faces must be (N, {expected[0]}, {expected[1]}, {expected[2]}) uint8, got {faces.shape}"
+            )
         outputs = []
         for start in range(0, len(faces), BATCH):
-            batch = to_uint8_tensor(faces[start:start + BATCH]).float()
+            batch = to_uint8_tensor(faces[start : start + BATCH]).float()
             views = [self.backend(normalize(v, spec.input_mean, spec.input_std)) for v in _views(batch, tta)]
             outputs.append(np.mean(views, axis=0))
         if not outputs:

@@ -55,8 +55,11 @@ class FacePrediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "box": list(self.box), "detector_score": self.detector_score, "label": self.label,
-            "confidence": self.confidence, "uncertain": self.uncertain,
+            "box": list(self.box),
+            "detector_score": self.detector_score,
+            "label": self.label,
+            "confidence": self.confidence,
+            "uncertain": self.uncertain,
             "probabilities": self.probabilities,
             "landmarks": None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
         }
@@ -191,7 +194,7 @@ class Predictor:
         probabilities = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.classes)))
         results, start = [], 0
         for boxes in per_image:
-            faces = self._results(boxes, probabilities[start:start + len(boxes)])
+            faces = self._results(boxes, probabilities[start : start + len(boxes)])
             start += len(boxes)
             if not faces:
                 faces.reason = "no face found (try detect=False for an image that is already a face crop)"

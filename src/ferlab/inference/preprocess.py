@@ -52,7 +52,7 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     dst = target[:, 0] + 1j * target[:, 1]
     src_mean, dst_mean = src.mean(), dst.mean()
     src, dst = src - src_mean, dst - dst_mean
-    variance = float((src.real ** 2 + src.imag ** 2).sum())
+    variance = float((src.real**2 + src.imag**2).sum())
     if variance < 1e-12:
         raise ValueError("source points coincide")
     z = (np.conj(src) * dst).sum() / variance  # scale * (cos + i sin)
@@ -127,8 +127,9 @@ def warp(rgb: np.ndarray, matrix: np.ndarray, size: int, channels: int = 3) -> n
     return crop.reshape(size, size, channels)
 
 
-def crop_face(rgb: np.ndarray, face: Face, size: int, channels: int, margin: float = DEFAULT_MARGIN,
-              align: bool = True) -> np.ndarray:
+def crop_face(
+    rgb: np.ndarray, face: Face, size: int, channels: int, margin: float = DEFAULT_MARGIN, align: bool = True
+) -> np.ndarray:
     """The face as a uint8 (size, size, channels) array framed like the training crops.
 
     `align=True` warps the landmarks (or eyes) onto the training template; `align=False`

@@ -40,7 +40,9 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, bat
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
-        raise FerlabError("int8 quantisation needs onnxruntime's quantisation tools: pip install onnx onnxruntime") from None
+        raise FerlabError(
+            "int8 quantisation needs onnxruntime's quantisation tools: pip install onnx onnxruntime"
+        ) from None
     if len(calibration) == 0:
         raise FerlabError("int8 quantisation needs calibration faces")
     int8_path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,11 +50,15 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, bat
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         staged = Path(scratch) / "int8.onnx"
-        batches = [calibration[i:i + batch].astype(np.float32) for i in range(0, len(calibration), batch)]
+        batches = [calibration[i : i + batch].astype(np.float32) for i in range(0, len(calibration), batch)]
         quantize_static(
-            str(prepared), str(staged), _FaceReader(batches),
-            quant_format=QuantFormat.QDQ, per_channel=False,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            str(prepared),
+            str(staged),
+            _FaceReader(batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=False,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
         os.chmod(staged, 0o644)
@@ -60,7 +66,9 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, bat
     return int8_path
 
 
-def calibration_faces(data: str | Path, bundle: ModelBundle, count: int = CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
+def calibration_faces(
+    data: str | Path, bundle: ModelBundle, count: int = CALIBRATION_FACES, seed: int = 0
+) -> np.ndarray:
     """`count` random faces of a dataset's train split at the model's input (uint8 NHWC)."""
     from ferlab.data.loader import load_dataset
     from ferlab.data.options import LoadOptions

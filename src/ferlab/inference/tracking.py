@@ -35,7 +35,9 @@ class FaceTracker:
     `max_missed` processed frames without a matching face.
     """
 
-    def __init__(self, classes: tuple[str, ...], smoothing: float = 0.6, min_iou: float = 0.3, max_missed: int = 5) -> None:
+    def __init__(
+        self, classes: tuple[str, ...], smoothing: float = 0.6, min_iou: float = 0.3, max_missed: int = 5
+    ) -> None:
         if not 0 <= smoothing < 1:
             raise ValueError("smoothing must be in [0, 1)")
         self.classes = classes

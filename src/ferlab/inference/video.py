@@ -31,7 +31,9 @@ def _open(source: str | int) -> cv2.VideoCapture:
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         what = f"camera {source}" if isinstance(source, int) else f"video {source}"
-        raise FerlabError(f"cannot open {what}" + ("" if isinstance(source, int) else ": missing, or not a video OpenCV can decode"))
+        raise FerlabError(
+            f"cannot open {what}" + ("" if isinstance(source, int) else ": missing, or not a video OpenCV can decode")
+        )
     return capture
 
 
@@ -83,8 +85,17 @@ def process_video(
                     n_faces += len(faces)
                     for track in tracks:
                         label, confidence = tracker.label(track)
-                        rows.writerow([frame_index, f"{seconds:.3f}", track.face_id, *track.box, label, f"{confidence:.4f}",
-                                       *(f"{p:.4f}" for p in track.probabilities)])
+                        rows.writerow(
+                            [
+                                frame_index,
+                                f"{seconds:.3f}",
+                                track.face_id,
+                                *track.box,
+                                label,
+                                f"{confidence:.4f}",
+                                *(f"{p:.4f}" for p in track.probabilities),
+                            ]
+                        )
                         timeline.setdefault(track.face_id, []).append((seconds, track.probabilities.copy()))
                 draw_tracks(rgb, tracker, tracks, predictor.uncertain_below)
                 writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -97,8 +108,9 @@ def process_video(
     if frame_index == 0:
         raise FerlabError(f"{path}: no frame could be decoded")
     plot_timeline(timeline, classes, plot_path)
-    return VideoSummary(frame_index, processed, with_faces, n_faces, time.perf_counter() - started,
-                        [csv_path, video_path, plot_path])
+    return VideoSummary(
+        frame_index, processed, with_faces, n_faces, time.perf_counter() - started, [csv_path, video_path, plot_path]
+    )
 
 
 def plot_timeline(timeline: dict[int, list[tuple[float, np.ndarray]]], classes: tuple[str, ...], path: Path) -> None:

@@ -15,6 +15,7 @@ from torch import nn
 
 from ferlab.errors import FerlabError
 
+
 @dataclass(frozen=True)
 class ModelSpec:
     """The declared facts about a model that trainers, data pipelines and explainers use.
@@ -90,13 +91,11 @@ class FerModel(nn.Module):
         ``k=0`` freezes the whole backbone; ``k`` at least the number of layers unfreezes all.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise FerlabError(
-                f"the number of layers to unfreeze must be an integer >= 0, got {k!r}"
-            )
+            raise FerlabError(f"the number of layers to unfreeze must be an integer >= 0, got {k!r}")
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         layers = self.backbone_layers()
-        for _, module in layers[len(layers) - min(k, len(layers)):]:
+        for _, module in layers[len(layers) - min(k, len(layers)) :]:
             for p in module.parameters(recurse=False):
                 p.requires_grad_(True)
         for p in self.head.parameters():
@@ -142,9 +141,11 @@ def summary(model: nn.Module, input_size: int | None = None, in_channels: int | 
         hooks = []
         for name, module in model.named_modules():
             if name and not any(True for _ in module.children()):
+
                 def hook(_m, _inp, out, name=name):
                     if isinstance(out, torch.Tensor):
                         shapes[name] = tuple(out.shape[1:])
+
                 hooks.append(module.register_forward_hook(hook))
         was_training = model.training
         model.eval()
@@ -174,9 +175,7 @@ def summary(model: nn.Module, input_size: int | None = None, in_channels: int | 
             f"{spec.num_classes} classes, Grad-CAM layer {spec.gradcam_layer}"
         )
     for i, r in enumerate(rows):
-        lines.append(
-            f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}"
-        )
+        lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}")
         if i == 0:
             lines.append(rule)
     total, trainable = param_counts(model)
@@ -186,8 +185,13 @@ def summary(model: nn.Module, input_size: int | None = None, in_channels: int | 
         f"Trainable params: {trainable:,}",
         f"Non-trainable params: {total - trainable:,}",
     ]
-    moving = sum(b.numel() for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                 for b in (m.running_mean, m.running_var) if b is not None)
+    moving = sum(
+        b.numel()
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for b in (m.running_mean, m.running_var)
+        if b is not None
+    )
     if moving:
         lines.append(
             f"Keras would report {total + moving:,} params, {total - trainable + moving:,} non-trainable "

@@ -76,13 +76,17 @@ def load_torch_file(path: Path, what: str, allow: Sequence[Any] = ()) -> Any:
         # torch's own message advises turning weights_only off: exactly what must not be done.
         text = str(exc)
         if any(word in text for word in ("GLOBAL", "global", "Can only build", "allowlisted")):
-            raise FerlabError(f"{path}: not a {what}: it holds Python objects other than tensors and plain "
-                              "values, and ferlab never loads those (unpickling them could run code)") from None
+            raise FerlabError(
+                f"{path}: not a {what}: it holds Python objects other than tensors and plain "
+                "values, and ferlab never loads those (unpickling them could run code)"
+            ) from None
         raise FerlabError(f"{path}: not a readable {what} (damaged or cut short)") from None
     except Exception as exc:  # torch raises many types for foreign, empty or truncated files
         reason = " ".join(str(exc).split())[:160]
-        raise FerlabError(f"{path}: not a readable {what}, damaged or cut short "
-                          f"({type(exc).__name__}{': ' + reason if reason else ''})") from None
+        raise FerlabError(
+            f"{path}: not a readable {what}, damaged or cut short "
+            f"({type(exc).__name__}{': ' + reason if reason else ''})"
+        ) from None
 
 
 def save_bundle(bundle: ModelBundle, path: Path) -> None:

@@ -23,9 +23,7 @@ def check_input(name: str, input_size: object, in_channels: object, min_size: in
     if isinstance(in_channels, bool) or in_channels not in (1, 3):
         raise FerlabError(f"{name}: in_channels must be 1 (gray) or 3 (RGB), got {in_channels!r}")
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < min_size:
-        raise FerlabError(
-            f"{name}: input_size must be an integer >= {min_size}, got {input_size!r}"
-        )
+        raise FerlabError(f"{name}: input_size must be an integer >= {min_size}, got {input_size!r}")
 
 
 def check_rate(name: str, option: str, value: object) -> float:
@@ -76,9 +74,7 @@ class SeparableConv2d(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, bias: bool = False) -> None:
         super().__init__()
-        self.depthwise = nn.Conv2d(
-            in_ch, in_ch, kernel_size, padding=kernel_size // 2, groups=in_ch, bias=False
-        )
+        self.depthwise = nn.Conv2d(in_ch, in_ch, kernel_size, padding=kernel_size // 2, groups=in_ch, bias=False)
         self.pointwise = nn.Conv2d(in_ch, out_ch, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,8 +88,9 @@ class TfSameConv2d(nn.Conv2d):
     forward. Same parameters and state-dict keys as `nn.Conv2d`.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1, bias: bool = False) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, groups: int = 1, bias: bool = False
+    ) -> None:
         padding = kernel_size // 2 if stride == 1 else 0
         super().__init__(in_ch, out_ch, kernel_size, stride, padding, groups=groups, bias=bias)
 
@@ -130,8 +127,7 @@ class DropPath(nn.Module):
 class TransferHead(nn.Sequential):
     """The report's transfer head: global avg pool -> Dense(hidden, ReLU) -> Dropout -> logits."""
 
-    def __init__(self, in_features: int, num_classes: int, hidden: int = 128,
-                 dropout: float = 0.5) -> None:
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 128, dropout: float = 0.5) -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)

@@ -66,13 +66,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
-    if not isinstance(obj, Mapping) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    if (
+        not isinstance(obj, Mapping)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
         raise FerlabError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     state = dict(obj)
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -97,7 +99,7 @@ def load_backbone_weights(model: FerModel, source: str | Path) -> str:
     state = read_state_dict(path)
     backbone = model.backbone
     if any(k.startswith("backbone.") for k in state):
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     ignore = tuple(getattr(backbone, "ignore_prefixes", ()))
     if ignore:
         state = {k: v for k, v in state.items() if not k.startswith(ignore)}
@@ -114,9 +116,11 @@ def load_backbone_weights(model: FerModel, source: str | Path) -> str:
     unexpected = [k for k in state if k not in expected]
     mismatched = [
         f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in expected if k in state and state[k].shape != expected[k].shape
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
     ]
     if missing or unexpected or mismatched:
+
         def some(items: list[str]) -> str:
             return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
 
@@ -127,8 +131,6 @@ def load_backbone_weights(model: FerModel, source: str | Path) -> str:
             problems.append(f"{len(unexpected)} unexpected key(s): {some(unexpected)}")
         if mismatched:
             problems.append(f"{len(mismatched)} shape mismatch(es): {some(mismatched)}")
-        raise FerlabError(
-            f"{path} does not fit the {model.spec.name} backbone: " + "; ".join(problems)
-        )
+        raise FerlabError(f"{path} does not fit the {model.spec.name} backbone: " + "; ".join(problems))
     backbone.load_state_dict(state, strict=True)
     return str(path)

@@ -23,8 +23,10 @@ def class_prior(info: dict, classes: int) -> np.ndarray:
     """The training class prior a bundle records in `info["class_prior"]`."""
     prior = info.get("class_prior")
     if prior is None:
-        raise FerlabError("this model does not record its training class prior, so it cannot be rebalanced "
-                          "(models trained since ferlab 0.2 do; retrain it, or use prior='train')")
+        raise FerlabError(
+            "this model does not record its training class prior, so it cannot be rebalanced "
+            "(models trained since ferlab 0.2 do; retrain it, or use prior='train')"
+        )
     values = np.asarray(prior, dtype=np.float64)
     if values.shape != (classes,) or (values <= 0).any():
         raise FerlabError(f"the model's class prior {prior!r} does not fit its {classes} classes")

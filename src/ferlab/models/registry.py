@@ -46,9 +46,7 @@ def register_model(name: str, *, pretrained: bool = False) -> Callable[[Builder]
             raise TypeError(f"builder for {name!r} must take num_classes first")
         for p in params[1:]:
             if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is inspect.Parameter.empty:
-                raise TypeError(
-                    f"option {p.name!r} of {name!r} must be keyword-only with a default"
-                )
+                raise TypeError(f"option {p.name!r} of {name!r} must be keyword-only with a default")
             defaults[p.name] = p.default
         if pretrained:
             defaults["pretrained"] = None
@@ -64,9 +62,7 @@ def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise FerlabError(
-            f"unknown model {name!r}; available models: {', '.join(available_models())}"
-        ) from None
+        raise FerlabError(f"unknown model {name!r}; available models: {', '.join(available_models())}") from None
 
 
 def available_models() -> list[str]:

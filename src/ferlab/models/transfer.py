@@ -55,14 +55,29 @@ class Backbone(nn.Module):
     out_channels: int
 
 
-def _make(name: str, backbone: Backbone, num_classes: int, input_size: int, in_channels: int,
-          hidden: int, dropout: float, gradcam_layer: str,
-          mean: tuple[float, ...], std: tuple[float, ...]) -> FerModel:
+def _make(
+    name: str,
+    backbone: Backbone,
+    num_classes: int,
+    input_size: int,
+    in_channels: int,
+    hidden: int,
+    dropout: float,
+    gradcam_layer: str,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> FerModel:
     head = TransferHead(backbone.out_channels, num_classes, hidden, dropout)
     mean, std = norm_stats(in_channels, mean, std)
     spec = ModelSpec(
-        name=name, num_classes=num_classes, input_size=input_size, in_channels=in_channels,
-        gradcam_layer=gradcam_layer, input_mean=mean, input_std=std, transfer=True,
+        name=name,
+        num_classes=num_classes,
+        input_size=input_size,
+        in_channels=in_channels,
+        gradcam_layer=gradcam_layer,
+        input_mean=mean,
+        input_std=std,
+        transfer=True,
     )
     return FerModel(backbone, head, spec)
 
@@ -73,8 +88,7 @@ def _check(name: str, input_size: int, in_channels: int, hidden: int, dropout: f
     return check_rate(name, "dropout", dropout)
 
 
-def _cna(in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module],
-         groups: int = 1) -> nn.Sequential:
+def _cna(in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], groups: int = 1) -> nn.Sequential:
     """torchvision's Conv2dNormActivation: keys 0 (conv) and 1 (BN)."""
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
@@ -114,8 +128,13 @@ class MobileNetV2Backbone(Backbone):
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
         setting = [  # t, c, n, s
-            (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-            (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+            (1, 16, 1, 1),
+            (6, 24, 2, 2),
+            (6, 32, 3, 2),
+            (6, 64, 4, 2),
+            (6, 96, 3, 1),
+            (6, 160, 3, 2),
+            (6, 320, 1, 1),
         ]
         layers: list[nn.Module] = [_cna(in_channels, 32, 3, 2, nn.ReLU6)]
         ch = 32
@@ -143,8 +162,18 @@ def mobilenet_v2(
 ) -> FerModel:
     """MobileNetV2 backbone (torchvision layout, ImageNet normalisation) + the report's head."""
     dropout = _check("mobilenet_v2", input_size, in_channels, hidden, dropout)
-    return _make("mobilenet_v2", MobileNetV2Backbone(in_channels), num_classes, input_size,
-                 in_channels, hidden, dropout, "backbone.features.18", IMAGENET_MEAN, IMAGENET_STD)
+    return _make(
+        "mobilenet_v2",
+        MobileNetV2Backbone(in_channels),
+        num_classes,
+        input_size,
+        in_channels,
+        hidden,
+        dropout,
+        "backbone.features.18",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+    )
 
 
 # -- EfficientNet-B0 -----------------------------------------------------------------------
@@ -165,8 +194,7 @@ class SqueezeExcitation(nn.Module):
 
 
 class MBConv(nn.Module):
-    def __init__(self, inp: int, oup: int, kernel: int, stride: int, expand_ratio: int,
-                 drop_path: float) -> None:
+    def __init__(self, inp: int, oup: int, kernel: int, stride: int, expand_ratio: int, drop_path: float) -> None:
         super().__init__()
         self.use_res_connect = stride == 1 and inp == oup
         hidden = inp * expand_ratio
@@ -195,8 +223,12 @@ class EfficientNetB0Backbone(Backbone):
     def __init__(self, in_channels: int = 3, drop_path: float = 0.2) -> None:
         super().__init__()
         setting = [  # expand, kernel, stride, in, out, repeats
-            (1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
-            (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
+            (1, 3, 1, 32, 16, 1),
+            (6, 3, 2, 16, 24, 2),
+            (6, 5, 2, 24, 40, 2),
+            (6, 3, 2, 40, 80, 3),
+            (6, 5, 1, 80, 112, 3),
+            (6, 5, 2, 112, 192, 4),
             (6, 3, 1, 192, 320, 1),
         ]
         total = sum(s[-1] for s in setting)
@@ -205,8 +237,11 @@ class EfficientNetB0Backbone(Backbone):
         for expand, kernel, stride, inp, out, repeats in setting:
             stage = []
             for i in range(repeats):
-                stage.append(MBConv(inp if i == 0 else out, out, kernel, stride if i == 0 else 1,
-                                    expand, drop_path * index / total))
+                stage.append(
+                    MBConv(
+                        inp if i == 0 else out, out, kernel, stride if i == 0 else 1, expand, drop_path * index / total
+                    )
+                )
                 index += 1
             layers.append(nn.Sequential(*stage))
         layers.append(_cna(320, 1280, 1, 1, nn.SiLU))
@@ -231,9 +266,18 @@ def efficientnet_b0(
     """EfficientNet-B0 backbone (torchvision layout, ImageNet normalisation) + the report's head."""
     dropout = _check("efficientnet_b0", input_size, in_channels, hidden, dropout)
     drop_path = check_rate("efficientnet_b0", "drop_path", drop_path)
-    return _make("efficientnet_b0", EfficientNetB0Backbone(in_channels, drop_path), num_classes,
-                 input_size, in_channels, hidden, dropout, "backbone.features.8",
-                 IMAGENET_MEAN, IMAGENET_STD)
+    return _make(
+        "efficientnet_b0",
+        EfficientNetB0Backbone(in_channels, drop_path),
+        num_classes,
+        input_size,
+        in_channels,
+        hidden,
+        dropout,
+        "backbone.features.8",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+    )
 
 
 # -- EfficientNet-Lite0 --------------------------------------------------------------------
@@ -242,8 +286,7 @@ def efficientnet_b0(
 class LiteMBConv(nn.Module):
     """EfficientNet-Lite's MBConv: no squeeze-excitation, ReLU6, TF 'SAME' padding."""
 
-    def __init__(self, inp: int, oup: int, kernel: int, stride: int, expand_ratio: int,
-                 drop_path: float) -> None:
+    def __init__(self, inp: int, oup: int, kernel: int, stride: int, expand_ratio: int, drop_path: float) -> None:
         super().__init__()
         hidden = inp * expand_ratio
         self.expand = expand_ratio != 1
@@ -290,8 +333,12 @@ class EfficientNetLite0Backbone(Backbone):
     def __init__(self, in_channels: int = 3, drop_path: float = 0.2) -> None:
         super().__init__()
         setting = [  # repeats, kernel, stride, expand, in, out
-            (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
-            (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
+            (1, 3, 1, 1, 32, 16),
+            (2, 3, 2, 6, 16, 24),
+            (2, 5, 2, 6, 24, 40),
+            (3, 3, 2, 6, 40, 80),
+            (3, 5, 1, 6, 80, 112),
+            (4, 5, 2, 6, 112, 192),
             (1, 3, 1, 6, 192, 320),
         ]
         total = sum(s[0] for s in setting)
@@ -300,9 +347,16 @@ class EfficientNetLite0Backbone(Backbone):
         blocks = []
         for repeats, kernel, stride, expand, inp, out in setting:
             for i in range(repeats):
-                blocks.append(LiteMBConv(inp if i == 0 else out, out, kernel,
-                                         stride if i == 0 else 1, expand,
-                                         drop_path * len(blocks) / total))
+                blocks.append(
+                    LiteMBConv(
+                        inp if i == 0 else out,
+                        out,
+                        kernel,
+                        stride if i == 0 else 1,
+                        expand,
+                        drop_path * len(blocks) / total,
+                    )
+                )
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, eps=1e-3, momentum=0.01)
@@ -335,9 +389,18 @@ def efficientnet_lite0(
     """
     dropout = _check("efficientnet_lite0", input_size, in_channels, hidden, dropout)
     drop_path = check_rate("efficientnet_lite0", "drop_path", drop_path)
-    return _make("efficientnet_lite0", EfficientNetLite0Backbone(in_channels, drop_path),
-                 num_classes, input_size, in_channels, hidden, dropout, "backbone._head_act",
-                 LITE_MEAN, LITE_STD)
+    return _make(
+        "efficientnet_lite0",
+        EfficientNetLite0Backbone(in_channels, drop_path),
+        num_classes,
+        input_size,
+        in_channels,
+        hidden,
+        dropout,
+        "backbone._head_act",
+        LITE_MEAN,
+        LITE_STD,
+    )
 
 
 # -- ResNet50V2 ----------------------------------------------------------------------------
@@ -410,11 +473,24 @@ def resnet50v2(
 ) -> FerModel:
     """Keras' ResNet50V2 backbone (inputs scaled to [-1, 1]) + the report's head."""
     dropout = _check("resnet50v2", input_size, in_channels, hidden, dropout)
-    return _make("resnet50v2", ResNet50V2Backbone(in_channels), num_classes, input_size,
-                 in_channels, hidden, dropout, "backbone.post_relu", GRAY_MEAN * 3, GRAY_STD * 3)
+    return _make(
+        "resnet50v2",
+        ResNet50V2Backbone(in_channels),
+        num_classes,
+        input_size,
+        in_channels,
+        hidden,
+        dropout,
+        "backbone.post_relu",
+        GRAY_MEAN * 3,
+        GRAY_STD * 3,
+    )
 
 
 __all__ = [
-    "Backbone", "EfficientNetB0Backbone", "EfficientNetLite0Backbone", "MobileNetV2Backbone",
+    "Backbone",
+    "EfficientNetB0Backbone",
+    "EfficientNetLite0Backbone",
+    "MobileNetV2Backbone",
     "ResNet50V2Backbone",
 ]

@@ -27,10 +27,13 @@ def geometric(batch: torch.Tensor, config: AugmentConfig, generator: torch.Gener
     shift_y = _uniform(n, -config.shift, config.shift, generator) * 2
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if config.flip else torch.ones(n)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack([
-        torch.stack([cos * flip, -sin, shift_x], dim=1),
-        torch.stack([sin * flip, cos, shift_y], dim=1),
-    ], dim=1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, shift_x], dim=1),
+            torch.stack([sin * flip, cos, shift_y], dim=1),
+        ],
+        dim=1,
+    )
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -86,8 +89,12 @@ def erase(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator
     left = torch.rand(n, generator=generator) * (width - w)
     rows = torch.arange(height, dtype=torch.float32).view(1, height, 1)
     cols = torch.arange(width, dtype=torch.float32).view(1, 1, width)
-    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + h).view(n, 1, 1))
-              & (cols >= left.view(n, 1, 1)) & (cols < (left + w).view(n, 1, 1))).unsqueeze(1)
+    inside = (
+        (rows >= top.view(n, 1, 1))
+        & (rows < (top + h).view(n, 1, 1))
+        & (cols >= left.view(n, 1, 1))
+        & (cols < (left + w).view(n, 1, 1))
+    ).unsqueeze(1)
     fill = (torch.rand(n, generator=generator) * 255).view(n, 1, 1, 1)
     return torch.where(inside & _chosen(n, config.erase, generator), fill, batch)
 

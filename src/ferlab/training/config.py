@@ -173,8 +173,10 @@ class Range:
     def describe(self, key: str) -> str:
         """`0 < train.lr <= 10`."""
         number = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
-        return (f"{number(self.low)} {'<' if self.low_open else '<='} {key} "
-                f"{'<' if self.high_open else '<='} {number(self.high)}" + (f" ({self.note})" if self.note else ""))
+        return (
+            f"{number(self.low)} {'<' if self.low_open else '<='} {key} "
+            f"{'<' if self.high_open else '<='} {number(self.high)}" + (f" ({self.note})" if self.note else "")
+        )
 
 
 _ANY_SEED = Range(0, 2**32 - 1)  # numpy's seeds
@@ -265,7 +267,9 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         elif value is None and default is not None:
             raise FerlabError(f"config {where}{name} needs a value (it has no 'none' setting)")
         else:
-            kwargs[name] = _coerce(value, default if default is not None else _example_of(hints[name]), f"{where}{name}")
+            kwargs[name] = _coerce(
+                value, default if default is not None else _example_of(hints[name]), f"{where}{name}"
+            )
     return cls(**kwargs)
 
 
@@ -379,7 +383,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         loaded = parse_yaml(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         reason = " ".join(str(exc).split()) if not isinstance(exc, RecursionError) else "nested too deeply"
-        raise FerlabError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'} ({reason})") from None
+        raise FerlabError(
+            f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'} ({reason})"
+        ) from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

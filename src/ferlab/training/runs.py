@@ -55,8 +55,7 @@ def compare_runs(run_dirs: list[Path]) -> tuple[list[str], list[list[str]]]:
     runs = [_read_run(d) for d in run_dirs]
     keys = sorted({k for r in runs for k in r["config"]})
     differing = [
-        k for k in keys
-        if k != "name" and len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1
+        k for k in keys if k != "name" and len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1
     ]
     header = ["run", *differing, "best epoch", "val acc", "val macro-F1", "test acc", "test macro-F1", "train min"]
     rows = []
@@ -64,12 +63,18 @@ def compare_runs(run_dirs: list[Path]) -> tuple[list[str], list[list[str]]]:
         m = r["metrics"]
         val, test = m.get("val", {}), m.get("test", {})
         pct = lambda d, k: f"{100 * d[k]:.2f}" if k in d else "-"  # noqa: E731
-        rows.append([
-            r["run"], *(str(r["config"].get(k)) for k in differing),
-            str(m.get("best_epoch", "-")), pct(val, "accuracy"), pct(val, "macro_f1"),
-            pct(test, "accuracy"), pct(test, "macro_f1"),
-            f"{m['train_seconds'] / 60:.1f}" if "train_seconds" in m else m.get("status", "-"),
-        ])
+        rows.append(
+            [
+                r["run"],
+                *(str(r["config"].get(k)) for k in differing),
+                str(m.get("best_epoch", "-")),
+                pct(val, "accuracy"),
+                pct(val, "macro_f1"),
+                pct(test, "accuracy"),
+                pct(test, "macro_f1"),
+                f"{m['train_seconds'] / 60:.1f}" if "train_seconds" in m else m.get("status", "-"),
+            ]
+        )
     return header, rows
 
 

@@ -37,7 +37,13 @@ from ferlab.evaluation.calibration import expected_calibration_error, fit_temper
 from ferlab.labels import get_label_set, map_labels
 from ferlab.models.base import FerModel, summary
 from ferlab.models.bundle import (
-    ModelBundle, atomic_save, bundle_file, load_bundle, load_torch_file, remove_stale_temporaries, save_bundle,
+    ModelBundle,
+    atomic_save,
+    bundle_file,
+    load_bundle,
+    load_torch_file,
+    remove_stale_temporaries,
+    save_bundle,
 )
 from ferlab.models.prior import prior_of_targets
 from ferlab.models.registry import create_model
@@ -96,8 +102,10 @@ def load_training_data(config: ExperimentConfig, input_size: int, channels: int)
     """The configured dataset at the model's input size, remapped and subsampled as asked."""
     data = config.data
     options = LoadOptions(
-        size=input_size, channels=channels,
-        seed=data.split_seed, ferplus_majority=data.ferplus_majority,  # type: ignore[arg-type]
+        size=input_size,
+        channels=channels,
+        seed=data.split_seed,
+        ferplus_majority=data.ferplus_majority,  # type: ignore[arg-type]
     )
     dataset = load_dataset(data.path, format=data.format, ferplus_labels=data.ferplus_labels, options=options)  # type: ignore[arg-type]
     if data.label_set and data.label_set != dataset.label_set.name:
@@ -110,12 +118,16 @@ def load_training_data(config: ExperimentConfig, input_size: int, channels: int)
         train_index = np.flatnonzero(dataset.splits == "train")
         _, counts = np.unique(dataset.labels[train_index], return_counts=True)
         if data.max_train_samples < max(2, len(counts)):
-            raise FerlabError(f"config data.max_train_samples = {data.max_train_samples} is too small: the training "
-                              f"split has {len(counts)} classes, so keep at least {max(2, len(counts))} images")
+            raise FerlabError(
+                f"config data.max_train_samples = {data.max_train_samples} is too small: the training "
+                f"split has {len(counts)} classes, so keep at least {max(2, len(counts))} images"
+            )
         # Stratified when every class can give images to both sides, else a plain random draw.
         stratify = counts.min() > 1 and len(train_index) - data.max_train_samples >= len(counts)
         keep, _ = train_test_split(
-            train_index, train_size=data.max_train_samples, random_state=config.seed,
+            train_index,
+            train_size=data.max_train_samples,
+            random_state=config.seed,
             stratify=dataset.labels[train_index] if stratify else None,
         )
         dataset = dataset.subset(np.sort(np.concatenate([keep, np.flatnonzero(dataset.splits != "train")])))
@@ -135,12 +147,16 @@ def _deduplicated_validation(dataset: FaceDataset, clean_list: Path) -> FaceData
     is_val = dataset.splits == "val"
     keep = np.isin(dataset.sources, list(read_clean_list(clean_list)))
     if (keep & (dataset.splits == "train")).any():
-        raise FerlabError(f"data.val_clean: {clean_list} lists training images, so it was made for another split "
-                          "of this data (a different data.split_seed?); audit again with the same splits")
+        raise FerlabError(
+            f"data.val_clean: {clean_list} lists training images, so it was made for another split "
+            "of this data (a different data.split_seed?); audit again with the same splits"
+        )
     kept = int((keep & is_val).sum())
     if kept == 0:
-        raise FerlabError(f"data.val_clean: none of the validation images is in {clean_list}; "
-                          "make it with ferlab data audit DATA --query-split val --write-clean-split FILE")
+        raise FerlabError(
+            f"data.val_clean: none of the validation images is in {clean_list}; "
+            "make it with ferlab data audit DATA --query-split val --write-clean-split FILE"
+        )
     logger.info("validation: %d of %d images have no near-copy in training (%s)", kept, int(is_val.sum()), clean_list)
     return dataset.subset(~is_val | keep)
 
@@ -181,13 +197,17 @@ class Trainer:
         seed_everything(config.seed)
         self.bf16 = train.bf16 and native_bf16()
         if train.bf16 and not self.bf16:
-            logger.warning("train.bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), where bf16 autocast "
-                           "runs 7-20x slower than float32; training in float32")
+            logger.warning(
+                "train.bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), where bf16 autocast "
+                "runs 7-20x slower than float32; training in float32"
+            )
         try:  # before any data is loaded: a bad model option fails in a second, not after the decoding
             probe = create_model(config.model.name, 2, **_without_pretrained(config.model.params))
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise FerlabError(f"config model.params {config.model.params} do not build a {config.model.name} "
-                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+            raise FerlabError(
+                f"config model.params {config.model.params} do not build a {config.model.name} "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+            ) from None
         self.dataset = load_training_data(config, probe.spec.input_size, probe.spec.in_channels)
         self.label_set = self.dataset.label_set
         self.model: FerModel = create_model(config.model.name, len(self.label_set), **config.model.params)
@@ -201,8 +221,11 @@ class Trainer:
             self.input_digests["data.val_clean"] = _sha256(Path(config.data.val_clean))
         self.teacher_probabilities = self._teacher_probabilities(train.teacher) if train.teacher else None
         self.class_weights = (
-            torch.tensor(balanced_class_weights(self.train_data.labels.numpy(), len(self.label_set)), dtype=torch.float32)
-            if train.class_weights else None
+            torch.tensor(
+                balanced_class_weights(self.train_data.labels.numpy(), len(self.label_set)), dtype=torch.float32
+            )
+            if train.class_weights
+            else None
         )
         self.batch_size = min(train.batch_size, len(self.train_data.labels) // 2 * 2)
         if self.batch_size < 2:
@@ -227,8 +250,13 @@ class Trainer:
         teacher = load_bundle(teacher_path)
         self.input_digests["train.teacher"] = _sha256(bundle_file(teacher_path))
         if teacher.info.get("data") not in (None, self.config.data.path):
-            logger.warning("the teacher %s was trained on %s, this run on %s: make sure it never saw this run's "
-                           "validation or test images", teacher_path, teacher.info.get("data"), self.config.data.path)
+            logger.warning(
+                "the teacher %s was trained on %s, this run on %s: make sure it never saw this run's "
+                "validation or test images",
+                teacher_path,
+                teacher.info.get("data"),
+                self.config.data.path,
+            )
         if teacher.label_set.classes != self.label_set.classes:
             raise FerlabError(
                 f"the teacher {teacher_path} predicts {', '.join(teacher.label_set.classes)}, the training data "
@@ -245,7 +273,7 @@ class Trainer:
         images = self.train_data.images
         logits = []
         for start in range(0, len(images), EVAL_BATCH):
-            batch = normalize(images[start:start + EVAL_BATCH], spec.input_mean, spec.input_std)
+            batch = normalize(images[start : start + EVAL_BATCH], spec.input_mean, spec.input_std)
             with self._autocast():
                 logits.append(model(batch).float())
         return torch.softmax(torch.cat(logits) / train.distill_temperature, dim=1)
@@ -293,8 +321,11 @@ class Trainer:
             )
         if train.scheduler == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="min" if train.monitor == "val_loss" else "max",
-                factor=train.plateau_factor, patience=train.plateau_patience, min_lr=train.min_lr,
+                self.optimizer,
+                mode="min" if train.monitor == "val_loss" else "max",
+                factor=train.plateau_factor,
+                patience=train.plateau_patience,
+                min_lr=train.min_lr,
             )
         elif train.scheduler == "cosine":
             warmup, total = train.warmup_epochs, max(1, phase.epochs)
@@ -347,7 +378,7 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(range(n_batches), desc="train", unit="batch", leave=False, disable=True if n_batches < 5 else None)
         for b in bar:
-            index = order[b * self.batch_size:(b + 1) * self.batch_size]
+            index = order[b * self.batch_size : (b + 1) * self.batch_size]
             images = augment(data.images[index], config.augment, generator)
             x, targets = self._prepare(images), data.targets[index]
             taught = self.teacher_probabilities[index] if self.teacher_probabilities is not None else None
@@ -372,7 +403,8 @@ class Trainer:
             rate = seen / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", img_s=f"{rate:.0f}")
         return {
-            "train_loss": total_loss / max(1, seen), "train_accuracy": correct / max(1, seen),
+            "train_loss": total_loss / max(1, seen),
+            "train_accuracy": correct / max(1, seen),
             "images_per_s": seen / max(1e-9, time.perf_counter() - started),
         }
 
@@ -382,7 +414,7 @@ class Trainer:
         outputs = []
         for start in range(0, len(images), EVAL_BATCH):
             with self._autocast():
-                outputs.append(self.model(self._prepare(images[start:start + EVAL_BATCH])).float())
+                outputs.append(self.model(self._prepare(images[start : start + EVAL_BATCH])).float())
         return torch.cat(outputs)
 
     def evaluate(self, data: SplitTensors, logits: torch.Tensor | None = None) -> dict[str, float]:
@@ -392,7 +424,9 @@ class Trainer:
         return {
             "loss": float(F.cross_entropy(logits, data.labels)),
             "accuracy": float((predicted == labels).mean()),
-            "macro_f1": float(f1_score(labels, predicted, average="macro", labels=range(len(self.label_set)), zero_division=0)),
+            "macro_f1": float(
+                f1_score(labels, predicted, average="macro", labels=range(len(self.label_set)), zero_division=0)
+            ),
         }
 
     # -- checkpoints ------------------------------------------------------------------
@@ -559,9 +593,15 @@ class Trainer:
         model = self.model.to(memory_format=torch.contiguous_format)
         save_bundle(
             ModelBundle(
-                model=model, label_set=self.label_set, temperature=temperature,
-                info={"run": self.config.name, "data": self.config.data.path, "metrics": metrics,
-                      "class_prior": prior_of_targets(self.train_data.targets.numpy())},
+                model=model,
+                label_set=self.label_set,
+                temperature=temperature,
+                info={
+                    "run": self.config.name,
+                    "data": self.config.data.path,
+                    "metrics": metrics,
+                    "class_prior": prior_of_targets(self.train_data.targets.numpy()),
+                },
             ),
             self.run_dir / "model.pt",
         )
@@ -580,8 +620,13 @@ def rng_states() -> dict[str, Any]:
     version, python_state, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"key": str(key), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "numpy": {
+            "key": str(key),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "python": {"version": int(version), "state": [int(v) for v in python_state], "gauss_next": gauss_next},
     }
 
@@ -591,8 +636,13 @@ def set_rng_states(saved: dict[str, Any]) -> None:
     torch.set_rng_state(saved["torch"])
     numpy_state, python_state = saved["numpy"], saved["python"]
     if isinstance(numpy_state, dict):
-        numpy_state = (numpy_state["key"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
-                       numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+        numpy_state = (
+            numpy_state["key"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
     np.random.set_state(numpy_state)
     if isinstance(python_state, dict):
         python_state = (python_state["version"], tuple(python_state["state"]), python_state["gauss_next"])
