@@ -23,12 +23,16 @@ from ferlab.models.layers import (
 from ferlab.models.registry import register_model
 
 
-def _spec(name: str, num_classes: int, input_size: int, in_channels: int,
-          gradcam_layer: str) -> ModelSpec:
+def _spec(name: str, num_classes: int, input_size: int, in_channels: int, gradcam_layer: str) -> ModelSpec:
     mean, std = norm_stats(in_channels, GRAY_MEAN * 3, GRAY_STD * 3)
     return ModelSpec(
-        name=name, num_classes=num_classes, input_size=input_size, in_channels=in_channels,
-        gradcam_layer=gradcam_layer, input_mean=mean, input_std=std,
+        name=name,
+        num_classes=num_classes,
+        input_size=input_size,
+        in_channels=in_channels,
+        gradcam_layer=gradcam_layer,
+        input_mean=mean,
+        input_std=std,
     )
 
 
@@ -56,14 +60,18 @@ def _seed_cnn(
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     ch = in_channels
     for i, width in enumerate(widths, start=1):
-        layers[f"block{i}"] = nn.Sequential(OrderedDict([
-            ("conv1", nn.Conv2d(ch, width, 3, padding=1)),
-            ("relu1", nn.ReLU()),
-            ("bn1", nn.BatchNorm2d(width, eps=1e-3, momentum=0.01)),
-            ("conv2", nn.Conv2d(width, width, 3, padding=1)),
-            ("relu2", nn.ReLU()),
-            ("bn2", nn.BatchNorm2d(width, eps=1e-3, momentum=0.01)),
-        ]))
+        layers[f"block{i}"] = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", nn.Conv2d(ch, width, 3, padding=1)),
+                    ("relu1", nn.ReLU()),
+                    ("bn1", nn.BatchNorm2d(width, eps=1e-3, momentum=0.01)),
+                    ("conv2", nn.Conv2d(width, width, 3, padding=1)),
+                    ("relu2", nn.ReLU()),
+                    ("bn2", nn.BatchNorm2d(width, eps=1e-3, momentum=0.01)),
+                ]
+            )
+        )
         layers[f"pool{i}"] = nn.MaxPool2d(2)
         layers[f"drop{i}"] = nn.Dropout(dropout)
         ch = width
@@ -81,8 +89,7 @@ def _seed_cnn(
     head_layers["out"] = nn.Linear(features, num_classes)
     head = nn.Sequential(head_layers)
 
-    model = FerModel(backbone, head, _spec(name, num_classes, input_size, in_channels,
-              f"backbone.block{len(widths)}"))
+    model = FerModel(backbone, head, _spec(name, num_classes, input_size, in_channels, f"backbone.block{len(widths)}"))
     keras_init_(model)
     return model
 
@@ -108,8 +115,7 @@ def seed_cnn(
     The report's prose describes a fourth block (512 filters) and a second dense layer
     (256), which gives 7.18M parameters, not its ~5.8M: that reading is `seed_cnn_4block`.
     """
-    return _seed_cnn("seed_cnn", num_classes, (64, 128, 256), input_size, in_channels,
-                     dropout, dense, dense_dropout)
+    return _seed_cnn("seed_cnn", num_classes, (64, 128, 256), input_size, in_channels, dropout, dense, dense_dropout)
 
 
 @register_model("seed_cnn_4block")
@@ -132,40 +138,46 @@ def seed_cnn_4block(
     `seed_cnn` is. The full-data Report 2 runs of docs/experiments.md used this network
     (it was called `seed_cnn` then).
     """
-    return _seed_cnn("seed_cnn_4block", num_classes, (64, 128, 256, 512), input_size, in_channels,
-                     dropout, dense, dense_dropout)
+    return _seed_cnn(
+        "seed_cnn_4block", num_classes, (64, 128, 256, 512), input_size, in_channels, dropout, dense, dense_dropout
+    )
 
 
 # -- baseline_cnn --------------------------------------------------------------------------
 
 
 @register_model("baseline_cnn")
-def baseline_cnn(
-    num_classes: int, *, input_size: int = 48, in_channels: int = 1, dropout: float = 0.5
-) -> FerModel:
+def baseline_cnn(num_classes: int, *, input_size: int = 48, in_channels: int = 1, dropout: float = 0.5) -> FerModel:
     """The report's V1 baseline: 3 x (Conv3x3-ReLU-MaxPool) 32/64/128, Dense 128, Dropout."""
     check_input("baseline_cnn", input_size, in_channels, 8)
     dropout = check_rate("baseline_cnn", "dropout", dropout)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     ch = in_channels
     for i, width in enumerate((32, 64, 128), start=1):
-        layers[f"conv{i}"] = nn.Sequential(OrderedDict([
-            ("conv", nn.Conv2d(ch, width, 3, padding=1)),
-            ("relu", nn.ReLU()),
-        ]))
+        layers[f"conv{i}"] = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv", nn.Conv2d(ch, width, 3, padding=1)),
+                    ("relu", nn.ReLU()),
+                ]
+            )
+        )
         layers[f"pool{i}"] = nn.MaxPool2d(2)
         ch = width
     side = input_size // 8
-    head = nn.Sequential(OrderedDict([
-        ("flatten", nn.Flatten(1)),
-        ("fc1", nn.Linear(ch * side * side, 128)),
-        ("relu", nn.ReLU()),
-        ("dropout", nn.Dropout(dropout)),
-        ("out", nn.Linear(128, num_classes)),
-    ]))
+    head = nn.Sequential(
+        OrderedDict(
+            [
+                ("flatten", nn.Flatten(1)),
+                ("fc1", nn.Linear(ch * side * side, 128)),
+                ("relu", nn.ReLU()),
+                ("dropout", nn.Dropout(dropout)),
+                ("out", nn.Linear(128, num_classes)),
+            ]
+        )
+    )
     model = FerModel(
-        nn.Sequential(layers), head, _spec("baseline_cnn", num_classes, input_size, in_channels,
-              "backbone.conv3")
+        nn.Sequential(layers), head, _spec("baseline_cnn", num_classes, input_size, in_channels, "backbone.conv3")
     )
     keras_init_(model)
     return model
@@ -210,19 +222,22 @@ def vgg13_fer(
         layers[f"pool{i}"] = nn.MaxPool2d(2)
         layers[f"drop{i}"] = nn.Dropout(dropout)
     side = input_size // 16
-    head = nn.Sequential(OrderedDict([
-        ("flatten", nn.Flatten(1)),
-        ("fc1", nn.Linear(ch * side * side, fc)),
-        ("relu1", nn.ReLU()),
-        ("drop1", nn.Dropout(fc_dropout)),
-        ("fc2", nn.Linear(fc, fc)),
-        ("relu2", nn.ReLU()),
-        ("drop2", nn.Dropout(fc_dropout)),
-        ("out", nn.Linear(fc, num_classes)),
-    ]))
+    head = nn.Sequential(
+        OrderedDict(
+            [
+                ("flatten", nn.Flatten(1)),
+                ("fc1", nn.Linear(ch * side * side, fc)),
+                ("relu1", nn.ReLU()),
+                ("drop1", nn.Dropout(fc_dropout)),
+                ("fc2", nn.Linear(fc, fc)),
+                ("relu2", nn.ReLU()),
+                ("drop2", nn.Dropout(fc_dropout)),
+                ("out", nn.Linear(fc, num_classes)),
+            ]
+        )
+    )
     model = FerModel(
-        nn.Sequential(layers), head, _spec("vgg13_fer", num_classes, input_size, in_channels,
-              "backbone.block4")
+        nn.Sequential(layers), head, _spec("vgg13_fer", num_classes, input_size, in_channels, "backbone.block4")
     )
     keras_init_(model)
     return model
@@ -243,9 +258,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.downsample: nn.Module | None = None
         if stride != 1 or in_ch != out_ch:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
+            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -291,25 +304,32 @@ def resnet18_fer(
     width = check_positive_int("resnet18_fer", "width", width)
     dropout = check_rate("resnet18_fer", "dropout", dropout)
     backbone = _ResNetFerBackbone(in_channels, width)
-    head = nn.Sequential(OrderedDict([
-        ("pool", nn.AdaptiveAvgPool2d(1)),
-        ("flatten", nn.Flatten(1)),
-        ("dropout", nn.Dropout(dropout)),
-        ("fc", nn.Linear(backbone.out_channels, num_classes)),
-    ]))
-    model = FerModel(backbone, head, _spec("resnet18_fer", num_classes, input_size, in_channels,
-              "backbone.layer4"))
+    head = nn.Sequential(
+        OrderedDict(
+            [
+                ("pool", nn.AdaptiveAvgPool2d(1)),
+                ("flatten", nn.Flatten(1)),
+                ("dropout", nn.Dropout(dropout)),
+                ("fc", nn.Linear(backbone.out_channels, num_classes)),
+            ]
+        )
+    )
+    model = FerModel(backbone, head, _spec("resnet18_fer", num_classes, input_size, in_channels, "backbone.layer4"))
     torch_init_(model)
     nn.init.normal_(head.fc.weight, 0, 0.01)
     return model
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(OrderedDict([
-        ("conv", nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)),
-        ("bn", nn.BatchNorm2d(out_ch)),
-        ("relu", nn.ReLU()),
-    ]))
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv", nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)),
+                ("bn", nn.BatchNorm2d(out_ch)),
+                ("relu", nn.ReLU()),
+            ]
+        )
+    )
 
 
 class _Residual(nn.Module):
@@ -342,25 +362,32 @@ def resnet9_fer(
     check_input("resnet9_fer", input_size, in_channels, 8)
     w = check_positive_int("resnet9_fer", "width", width)
     dropout = check_rate("resnet9_fer", "dropout", dropout)
-    backbone = nn.Sequential(OrderedDict([
-        ("prep", _conv_bn_relu(in_channels, w)),
-        ("layer1", _conv_bn_relu(w, 2 * w)),
-        ("pool1", nn.MaxPool2d(2)),
-        ("res1", _Residual(2 * w)),
-        ("layer2", _conv_bn_relu(2 * w, 4 * w)),
-        ("pool2", nn.MaxPool2d(2)),
-        ("layer3", _conv_bn_relu(4 * w, 8 * w)),
-        ("pool3", nn.MaxPool2d(2)),
-        ("res3", _Residual(8 * w)),
-    ]))
-    head = nn.Sequential(OrderedDict([
-        ("pool", nn.AdaptiveMaxPool2d(1)),
-        ("flatten", nn.Flatten(1)),
-        ("dropout", nn.Dropout(dropout)),
-        ("fc", nn.Linear(8 * w, num_classes)),
-    ]))
-    model = FerModel(backbone, head, _spec("resnet9_fer", num_classes, input_size, in_channels,
-              "backbone.res3"))
+    backbone = nn.Sequential(
+        OrderedDict(
+            [
+                ("prep", _conv_bn_relu(in_channels, w)),
+                ("layer1", _conv_bn_relu(w, 2 * w)),
+                ("pool1", nn.MaxPool2d(2)),
+                ("res1", _Residual(2 * w)),
+                ("layer2", _conv_bn_relu(2 * w, 4 * w)),
+                ("pool2", nn.MaxPool2d(2)),
+                ("layer3", _conv_bn_relu(4 * w, 8 * w)),
+                ("pool3", nn.MaxPool2d(2)),
+                ("res3", _Residual(8 * w)),
+            ]
+        )
+    )
+    head = nn.Sequential(
+        OrderedDict(
+            [
+                ("pool", nn.AdaptiveMaxPool2d(1)),
+                ("flatten", nn.Flatten(1)),
+                ("dropout", nn.Dropout(dropout)),
+                ("fc", nn.Linear(8 * w, num_classes)),
+            ]
+        )
+    )
+    model = FerModel(backbone, head, _spec("resnet9_fer", num_classes, input_size, in_channels, "backbone.res3"))
     torch_init_(model)
     nn.init.normal_(head.fc.weight, 0, 0.01)
     return model
@@ -391,35 +418,46 @@ class _XceptionModule(nn.Module):
 
 
 @register_model("mini_xception")
-def mini_xception(num_classes: int, *, input_size: int = 48, in_channels: int = 1) -> FerModel:
+def mini_xception(num_classes: int, *, input_size: int = 48, in_channels: int = 1, width: int = 1) -> FerModel:
     """mini-Xception (Arriaga et al. 2017, oarriaga/face_classification; the `fer` package's model).
 
     Two valid 3x3 convs (8 filters), four residual modules of separable convs (16, 32, 64,
     128 filters), a 3x3 conv to the classes and global average pooling. 56,951 parameters
-    for 7 classes (Keras reports 58,423: it also counts BN moving statistics).
+    for 7 classes (Keras reports 58,423: it also counts BN moving statistics). `width`
+    multiplies every filter count: separable convs stay cheap, so width 2 still costs a
+    fraction of ResNet-9's multiply-adds (the fast live-video model).
     """
+    if width < 1:
+        raise FerlabError(f"mini_xception: width must be a positive integer, got {width}")
     check_input("mini_xception", input_size, in_channels, 16)
-    stem = nn.Sequential(OrderedDict([
-        ("conv1", nn.Conv2d(in_channels, 8, 3, bias=False)),
-        ("bn1", nn.BatchNorm2d(8, eps=1e-3)),
-        ("relu1", nn.ReLU()),
-        ("conv2", nn.Conv2d(8, 8, 3, bias=False)),
-        ("bn2", nn.BatchNorm2d(8, eps=1e-3)),
-        ("relu2", nn.ReLU()),
-    ]))
+    stem = nn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(in_channels, 8 * width, 3, bias=False)),
+                ("bn1", nn.BatchNorm2d(8 * width, eps=1e-3)),
+                ("relu1", nn.ReLU()),
+                ("conv2", nn.Conv2d(8 * width, 8 * width, 3, bias=False)),
+                ("bn2", nn.BatchNorm2d(8 * width, eps=1e-3)),
+                ("relu2", nn.ReLU()),
+            ]
+        )
+    )
     layers: OrderedDict[str, nn.Module] = OrderedDict([("stem", stem)])
-    ch = 8
-    for i, width in enumerate((16, 32, 64, 128), start=1):
-        layers[f"module{i}"] = _XceptionModule(ch, width)
-        ch = width
-    head = nn.Sequential(OrderedDict([
-        ("conv", nn.Conv2d(ch, num_classes, 3, padding=1)),
-        ("pool", nn.AdaptiveAvgPool2d(1)),
-        ("flatten", nn.Flatten(1)),
-    ]))
+    ch = 8 * width
+    for i, filters in enumerate((16, 32, 64, 128), start=1):
+        layers[f"module{i}"] = _XceptionModule(ch, filters * width)
+        ch = filters * width
+    head = nn.Sequential(
+        OrderedDict(
+            [
+                ("conv", nn.Conv2d(ch, num_classes, 3, padding=1)),
+                ("pool", nn.AdaptiveAvgPool2d(1)),
+                ("flatten", nn.Flatten(1)),
+            ]
+        )
+    )
     model = FerModel(
-        nn.Sequential(layers), head, _spec("mini_xception", num_classes, input_size, in_channels,
-              "backbone.module4")
+        nn.Sequential(layers), head, _spec("mini_xception", num_classes, input_size, in_channels, "backbone.module4")
     )
     keras_init_(model)
     return model
