@@ -19,7 +19,7 @@ import numpy as np
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import run_script
-from ferlab.evaluation.calibration import expected_calibration_error, fit_temperature
+from ferlab.models.calibration import expected_calibration_error, fit_temperature
 from ferlab.evaluation.robustness import CORRUPTIONS, SEVERITIES, ScoredModel, corrupt
 
 

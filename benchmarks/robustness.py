@@ -25,7 +25,7 @@ import numpy as np
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import run_script
-from ferlab.evaluation.calibration import expected_calibration_error
+from ferlab.models.calibration import expected_calibration_error
 from ferlab.evaluation.robustness import (
     CORRUPTIONS,
     SEVERITIES,

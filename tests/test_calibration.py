@@ -1,6 +1,6 @@
 import numpy as np
 
-from ferlab.evaluation.calibration import expected_calibration_error, fit_temperature, reliability_bins, softmax
+from ferlab.models.calibration import expected_calibration_error, fit_temperature, reliability_bins, softmax
 
 
 def overconfident_logits(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

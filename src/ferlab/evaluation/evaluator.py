@@ -17,7 +17,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score, r
 
 from ferlab.data.dataset import FaceDataset
 from ferlab.errors import FerlabError
-from ferlab.evaluation.calibration import expected_calibration_error, softmax
+from ferlab.models.calibration import expected_calibration_error, softmax
 from ferlab.inference.engine import TTA, BackendName, Classifier
 from ferlab.labels import LabelSet, map_labels
 from ferlab.inference.preprocess import whole_image_face

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
-from ferlab.evaluation.calibration import reliability_bins, softmax  # noqa: E402
+from ferlab.models.calibration import reliability_bins, softmax  # noqa: E402
 from ferlab.evaluation.evaluator import EvaluationResult, confusion  # noqa: E402
 from ferlab.evaluation.gradcam import gradcam, overlay  # noqa: E402
 from ferlab.models.bundle import ModelBundle  # noqa: E402

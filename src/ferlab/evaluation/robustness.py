@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from ferlab.data.imageio import resize
 from ferlab.errors import FerlabError
-from ferlab.evaluation.calibration import softmax
+from ferlab.models.calibration import softmax
 from ferlab.inference.engine import BackendName, Classifier
 from ferlab.inference.predictor import resolve_model
 from ferlab.inference.preprocess import to_channels

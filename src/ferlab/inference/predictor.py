@@ -16,7 +16,7 @@ from PIL import Image
 
 from ferlab.data.imageio import as_rgb
 from ferlab.errors import FerlabError
-from ferlab.evaluation.calibration import softmax
+from ferlab.models.calibration import softmax
 from ferlab.inference.detection import Face, FaceDetector, create_detector
 from ferlab.inference.engine import TTA, BackendName, Classifier, Precision
 from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_face

@@ -33,7 +33,7 @@ from ferlab.data.options import LoadOptions
 from ferlab.data.stats import balanced_class_weights
 from ferlab.data.tensors import normalize, to_uint8_tensor
 from ferlab.errors import FerlabError
-from ferlab.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
+from ferlab.models.calibration import expected_calibration_error, fit_temperature, softmax
 from ferlab.labels import get_label_set, map_labels
 from ferlab.models.base import FerModel, summary
 from ferlab.models.bundle import (

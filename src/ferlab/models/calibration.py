@@ -2,14 +2,14 @@
 
 A FER model that says 95% should be right 95% of the time; the first report's model was
 confidently wrong on webcam photos. Temperature scaling (Guo et al., 2017) fits one
-scalar on validation logits and never changes which class wins.
+scalar on validation logits and never changes which class wins. This module sits below
+training, inference and evaluation, which all use it; torch is imported only to fit a
+temperature, so applying one (the inference path) needs NumPy alone.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -40,6 +40,9 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature minimising negative log-likelihood on held-out (validation) logits."""
+    import torch
+    import torch.nn.functional as F
+
     logits_t = torch.as_tensor(logits, dtype=torch.float64)
     labels_t = torch.as_tensor(labels, dtype=torch.int64)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
