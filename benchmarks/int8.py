@@ -45,7 +45,7 @@ def main() -> int:
     spec = bundle.spec
     dataset = load_dataset(args.data, options=LoadOptions(size=spec.input_size, channels=spec.in_channels))
     part, outputs, _ = align_labels(dataset.split(args.split), bundle.label_set)
-    classifiers = {p: Classifier(bundle, "onnx", p, threads=1) for p in ("fp32", "int8")}
+    classifiers = {p: Classifier.for_bundle(bundle, "onnx", p, threads=1) for p in ("fp32", "int8")}
     accuracy = {
         p: float((c.logits(part.images)[:, outputs].argmax(1) == part.labels).mean()) for p, c in classifiers.items()
     }

@@ -98,17 +98,12 @@ def ferlab_worker(args: argparse.Namespace, spawned: float) -> dict[str, float]:
     }
     for n in (1, 5):
         row[f"frame_{n}_faces_ms"] = 1000 * _timed(lambda n=n: predictor.predict(frames[n], bgr=True))
-    spec = predictor.bundle.spec
-    crops = np.stack([np.repeat(f[..., None], spec.in_channels, axis=2) for f in faces])
-    if spec.input_size != crops.shape[1]:
+    spec = predictor.classifier.inputs  # not .bundle: that would import torch
+    crops = np.stack([np.repeat(f[..., None], spec.channels, axis=2) for f in faces])
+    if spec.size != crops.shape[1]:
         import cv2
 
-        crops = np.stack(
-            [
-                cv2.resize(c, (spec.input_size, spec.input_size)).reshape(spec.input_size, spec.input_size, -1)
-                for c in crops
-            ]
-        )
+        crops = np.stack([cv2.resize(c, (spec.size, spec.size)).reshape(spec.size, spec.size, -1) for c in crops])
     for threads, label in ((1, "1t"), (None, "default")):
         classifier = ferlab.load(args.model, threads=threads).classifier
         for batch in (1, 64):

@@ -302,7 +302,8 @@ def test_every_shipped_model_loads_and_has_a_card() -> None:
 
     shipped = shipped_models()
     assert {"ferplus8", "fer2013-7", "five"} <= set(shipped)
-    for name, path in shipped.items():
+    for name, entry in shipped.items():
+        path = entry.path
         bundle = load_bundle(path)
         assert path.with_suffix(".md").is_file() and len(bundle.label_set) >= 5, name
         assert path.stat().st_size < 25_000_000

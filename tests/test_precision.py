@@ -21,14 +21,14 @@ pytest.importorskip("onnxruntime")
 def test_int8_export_lands_where_the_runtime_finds_it_and_agrees_with_fp32(blob_model: Path, blob_data: Path) -> None:
     bundle = load_bundle(blob_model)
     with pytest.raises(FerlabError, match="no int8 export"):
-        Classifier(bundle, "onnx", "int8")
-    assert Classifier(bundle, "onnx", "auto").backend.precision == "fp32"  # type: ignore[attr-defined]
+        Classifier.for_bundle(bundle, "onnx", "int8")
+    assert Classifier.for_bundle(bundle, "onnx", "auto").backend.precision == "fp32"  # type: ignore[attr-defined]
     result = runner.invoke(app, ["export", str(blob_model), "--int8"])
     assert result.exit_code == 2 and "--calibration" in result.output
     result = runner.invoke(app, ["export", str(blob_model), "--int8", "--calibration", str(blob_data)])
     assert result.exit_code == 0, result.output
     assert any(p.name.endswith(".int8.onnx") for p in onnx_cache_dir().iterdir())
-    int8, fp32 = Classifier(bundle, "onnx", "auto"), Classifier(bundle, "onnx", "fp32")
+    int8, fp32 = Classifier.for_bundle(bundle, "onnx", "auto"), Classifier.for_bundle(bundle, "onnx", "fp32")
     assert int8.backend.precision == "int8" and fp32.backend.precision == "fp32"  # type: ignore[attr-defined]
     images = np.stack([np.asarray(p) for p in _blob_faces(blob_data)])
     agree = (int8.logits(images).argmax(1) == fp32.logits(images).argmax(1)).mean()
@@ -43,18 +43,18 @@ def _blob_faces(root: Path) -> list[np.ndarray]:
 
 def test_onnx_runs_one_intra_op_thread_unless_asked(blob_model: Path) -> None:
     bundle = load_bundle(blob_model)
-    default = Classifier(bundle, "onnx").backend.session.get_session_options()  # type: ignore[attr-defined]
+    default = Classifier.for_bundle(bundle, "onnx").backend.session.get_session_options()  # type: ignore[attr-defined]
     assert default.intra_op_num_threads == 1
-    two = Classifier(bundle, "onnx", threads=2).backend.session.get_session_options()  # type: ignore[attr-defined]
+    two = Classifier.for_bundle(bundle, "onnx", threads=2).backend.session.get_session_options()  # type: ignore[attr-defined]
     assert two.intra_op_num_threads == 2
 
 
 def test_unknown_precision_and_int8_on_torch_are_refused(blob_model: Path) -> None:
     bundle = load_bundle(blob_model)
     with pytest.raises(FerlabError, match="unknown precision"):
-        Classifier(bundle, "onnx", "fp16")  # type: ignore[arg-type]
+        Classifier.for_bundle(bundle, "onnx", "fp16")  # type: ignore[arg-type]
     with pytest.raises(FerlabError, match="onnx backend only"):
-        Classifier(bundle, "torch", "int8")
+        Classifier.for_bundle(bundle, "torch", "int8")
 
 
 def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Path, blob_data: Path) -> None:
@@ -87,3 +87,93 @@ def test_the_shipped_default_runs_int8_by_default() -> None:
     predictor = load()
     assert predictor.classifier.backend.precision == "int8"  # type: ignore[attr-defined]
     assert load(precision="fp32").classifier.backend.precision == "fp32"  # type: ignore[attr-defined]
+
+
+_TORCH_FREE_SCRIPT = """
+import sys
+import ferlab
+predictor = ferlab.load({model!r})
+faces = predictor.predict({image!r})
+print(predictor.classifier.backend.precision, len(faces), faces[0].label if faces else None)
+print(sorted(m for m in ("torch", "onnx") if m in sys.modules))
+"""
+
+
+def _run_torch_free(model: str | None, image: Path) -> list[str]:
+    import subprocess
+    import sys
+
+    script = _TORCH_FREE_SCRIPT.format(model=model, image=str(image))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()
+
+
+def test_the_shipped_default_predicts_without_importing_torch_or_onnx() -> None:
+    import matplotlib
+
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    precision_line, modules = _run_torch_free(None, photo)
+    assert precision_line.startswith("int8 1 "), precision_line
+    assert modules == "[]", f"the inference path imported {modules}"
+
+
+def test_a_model_file_runs_without_torch_once_its_export_is_cached(blob_model: Path, blob_data: Path) -> None:
+    """The first load exports and leaves a manifest in the cache (FERLAB_CACHE_DIR, inherited
+    by the child process); the second finds it by the file's digest and never imports torch."""
+    face = sorted((blob_data / "test").rglob("*.png"))[0]
+    first = load(str(blob_model), detector="haar")
+    assert first.classifier.backend.name == "onnx"
+    assert list(onnx_cache_dir().glob("*.json")), "no manifest was written next to the cached export"
+    expected = first.predict(face, detect=False)[0].label
+    script = _TORCH_FREE_SCRIPT.replace(
+        "faces = predictor.predict({image!r})", "faces = predictor.predict({image!r}, detect=False)"
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", script.format(model=str(blob_model), image=str(face))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    precision_line, modules = result.stdout.strip().splitlines()
+    assert precision_line == f"fp32 1 {expected}" and modules == "[]", result.stdout
+
+
+def test_the_torch_free_predictor_agrees_with_the_torch_backend(blob_model: Path, blob_data: Path) -> None:
+    faces = np.stack(_blob_faces(blob_data))
+    onnx = load(str(blob_model), precision="fp32")
+    torch_backend = load(str(blob_model), backend="torch")
+    np.testing.assert_allclose(onnx.classify(faces), torch_backend.classify(faces), atol=1e-4)
+    for tta in ("flip", "tencrop"):
+        np.testing.assert_allclose(
+            onnx.classifier.logits(faces, tta), torch_backend.classifier.logits(faces, tta), atol=1e-3
+        )
+
+
+def test_every_shipped_model_matches_its_registry_entry_and_manifest() -> None:
+    """weights/models.json and the manifests in weights/onnx describe the shipped .pt files
+    exactly (`python scripts/write_shipped_manifests.py` rewrites the manifests)."""
+    from ferlab.inference.engine import weights_digest
+    from ferlab.models.manifest import ModelManifest, file_sha256
+    from ferlab.models.shipped import DEFAULT_MODEL, shipped_models
+
+    shipped = shipped_models()
+    assert DEFAULT_MODEL in shipped and {"ferplus8", "fer2013-7", "five"} <= set(shipped)
+    for name, entry in shipped.items():
+        bundle = load_bundle(entry.path)
+        manifest = ModelManifest.load(entry.manifest_path)
+        assert manifest == ModelManifest.from_bundle(bundle, file_sha256(entry.path), weights_digest(bundle)), name
+        assert entry.classes == bundle.label_set.classes, name
+        card = entry.card_path.read_text()
+        assert f"**{entry.accuracy:.2f}%**" in card and f"macro-F1 {entry.macro_f1:.3f}" in card, name
+        assert entry.path.stat().st_size < 25_000_000
+
+
+def test_ferlab_models_lists_the_table_without_loading_a_model() -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "ferplus8" in result.output and "87.63" in result.output and "fer2013-7" in result.output

@@ -75,10 +75,10 @@ def test_prior_of_vote_targets_is_their_mean_and_never_zero() -> None:
 
 def test_a_model_without_a_recorded_prior_is_a_clear_error() -> None:
     with pytest.raises(FerlabError, match="class prior"):
-        class_prior({}, 3)
+        class_prior(None, 3)
     with pytest.raises(FerlabError, match="does not fit"):
-        class_prior({"class_prior": [0.5, 0.5]}, 3)
-    np.testing.assert_allclose(class_prior({"class_prior": [2, 1, 1]}, 3), [0.5, 0.25, 0.25])
+        class_prior([0.5, 0.5], 3)
+    np.testing.assert_allclose(class_prior([2, 1, 1], 3), [0.5, 0.25, 0.25])
 
 
 def test_training_corruptions_apply_with_their_probability_and_repeat_with_the_seed() -> None:

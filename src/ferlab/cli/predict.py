@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ferlab.cli.main import user_errors
+from ferlab.cli.common import user_errors
 from ferlab.errors import FerlabError
 
 ModelOpt = Annotated[
@@ -222,9 +222,9 @@ def export(
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
     import numpy as np
 
-    from ferlab.inference.engine import Classifier, export_onnx, onnx_cache_dir
+    from ferlab.inference.engine import Classifier, InputSpec, OnnxBackend, export_onnx, onnx_cache_dir
     from ferlab.inference.predictor import model_label, resolve_model
-    from ferlab.models.bundle import load_bundle
+    from ferlab.models.bundle import bundle_file, load_bundle
 
     if format != "onnx":
         raise FerlabError(f"unknown export format {format!r}; supported: onnx")
@@ -235,7 +235,9 @@ def export(
     if int8:
         from ferlab.inference.quantize import calibration_faces, export_int8
 
-        fp32_path, int8_path = export_int8(bundle, calibration_faces(calibration, bundle), out or onnx_cache_dir())
+        fp32_path, int8_path = export_int8(
+            bundle, calibration_faces(calibration, bundle), out or onnx_cache_dir(), bundle_file(path)
+        )
         typer.echo(f"wrote {fp32_path} and {int8_path} (int8, calibrated on 300 training faces of {calibration})")
         return
     target = out or Path.cwd() / f"{model_label(model, path)}.onnx"
@@ -244,16 +246,22 @@ def export(
     faces = np.random.default_rng(0).integers(
         0, 256, (4, spec.input_size, spec.input_size, spec.in_channels), dtype=np.uint8
     )
-    import onnxruntime as ort
-
-    from ferlab.data.tensors import normalize, to_uint8_tensor
-
-    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    onnx_logits = session.run(
-        None, {"input": normalize(to_uint8_tensor(faces), spec.input_mean, spec.input_std).numpy()}
-    )[0]
-    difference = float(np.abs(onnx_logits - Classifier(bundle, "torch").logits(faces)).max())
+    onnx_logits = Classifier(OnnxBackend(target), InputSpec.of_bundle(bundle)).logits(faces)
+    difference = float(np.abs(onnx_logits - Classifier.for_bundle(bundle, "torch").logits(faces)).max())
     typer.echo(
         f"wrote {target} (max |logit difference| vs torch on random faces: {difference:.2e}); "
         f"classes {', '.join(bundle.label_set.classes)}, temperature {bundle.temperature:.3f}"
     )
+
+
+@user_errors
+def models() -> None:
+    """The models that ship with ferlab: classes, input, headline test figures, license (loads none of them)."""
+    from ferlab.models.shipped import DEFAULT_MODEL, shipped_models
+
+    for name, entry in shipped_models().items():
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        typer.echo(f"{name}{default}: {entry.description}")
+        typer.echo(f"    classes ({len(entry.classes)}): {', '.join(entry.classes)}; input {entry.input}")
+        typer.echo(f"    {entry.accuracy:.2f} % accuracy, macro-F1 {entry.macro_f1:.3f} on {entry.test_set}")
+        typer.echo(f"    license: {entry.license}; card: {entry.card_path}")

@@ -12,7 +12,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from ferlab.cli.main import user_errors
+from ferlab.cli.common import user_errors
 from ferlab.errors import FerlabError
 
 ModelOpt = Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ferlab.cli.main import user_errors
+from ferlab.cli.common import user_errors
 from ferlab.errors import FerlabError
 
 runs_app = typer.Typer(help="Work with run folders: the experiment table.", no_args_is_help=True)

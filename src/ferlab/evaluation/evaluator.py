@@ -128,7 +128,7 @@ def evaluate(
             f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
             f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size"
         )
-    logits = Classifier(bundle, backend).logits(part.images, tta)[:, outputs]
+    logits = Classifier.for_bundle(bundle, backend).logits(part.images, tta)[:, outputs]
     return EvaluationResult(
         classes=part.label_set.classes,
         labels=part.labels,

@@ -171,7 +171,7 @@ class ScoredModel:
         if missing:
             raise FerlabError(f"{reference} does not predict {', '.join(missing)}, which the data has")
         self.outputs = [model_classes.index(c) for c in data_classes]
-        self.classifier = Classifier(self.bundle, backend, threads=None)  # a benchmark may use every core
+        self.classifier = Classifier.for_bundle(self.bundle, backend, threads=None)  # a benchmark may use every core
 
     def logits(self, rgb_faces: np.ndarray) -> np.ndarray:
         spec = self.bundle.spec
@@ -183,6 +183,6 @@ class ScoredModel:
         """Softmax at the model's temperature (or another), optionally rebalanced to uniform classes."""
         probabilities = softmax(logits, self.bundle.temperature if temperature is None else temperature)
         if uniform_prior:
-            prior = class_prior(self.bundle.info, self.bundle.spec.num_classes)[self.outputs]
+            prior = class_prior(self.bundle.info.get("class_prior"), self.bundle.spec.num_classes)[self.outputs]
             probabilities = rebalance(probabilities, prior)
         return probabilities

@@ -2,7 +2,9 @@
 
 The evaluator and the predictor both go through `Classifier`, so a model is evaluated with
 exactly the preprocessing and test-time augmentation it is served with. Two backends run
-the network: ONNX Runtime (the default when installed: faster on CPU) and torch.
+the network: ONNX Runtime (the default when installed: faster on CPU) and torch. A shipped
+or cached ONNX export runs from its manifest (`ferlab.models.manifest`) without importing
+torch or onnx: this module imports them only where a bundle is run, exported or hashed.
 """
 
 from __future__ import annotations
@@ -11,28 +13,61 @@ import hashlib
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from ferlab.data.tensors import normalize, to_uint8_tensor
 from ferlab.errors import FerlabError
-from ferlab.models.bundle import ModelBundle
+from ferlab.models.manifest import ModelManifest, OnnxPrecision, onnx_file_name
+
+if TYPE_CHECKING:
+    from ferlab.models.bundle import ModelBundle
 
 TTA = Literal["none", "flip", "tencrop"]
 BackendName = Literal["auto", "onnx", "torch"]
+Precision = Literal["auto", "fp32", "int8"]
 BATCH = 256
 TENCROP_SCALE = 0.9
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a network takes: square faces of `size` pixels with `channels` channels, normalised
+    per channel as `(x / 255 - mean) / std`."""
+
+    size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+
+    @classmethod
+    def of_bundle(cls, bundle: ModelBundle) -> InputSpec:
+        spec = bundle.spec
+        return cls(spec.input_size, spec.in_channels, tuple(spec.input_mean), tuple(spec.input_std), spec.num_classes)
+
+    @classmethod
+    def of_manifest(cls, manifest: ModelManifest) -> InputSpec:
+        return cls(
+            manifest.input_size, manifest.in_channels, manifest.input_mean, manifest.input_std, manifest.num_classes
+        )
+
+    def normalize(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, C) faces -> float32 (N, C, S, S) network input (as ferlab.data.tensors.normalize)."""
+        batch = faces.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+        mean = np.broadcast_to(np.asarray(self.mean, np.float32), (self.channels,)).reshape(1, -1, 1, 1)
+        std = np.broadcast_to(np.asarray(self.std, np.float32), (self.channels,)).reshape(1, -1, 1, 1)
+        return (batch - mean) / std
 
 
 class Backend(Protocol):
     name: str
 
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        """Logits for a normalised float (N, C, S, S) batch."""
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a normalised float32 (N, C, S, S) batch."""
         ...
 
 
@@ -42,13 +77,38 @@ class TorchBackend:
     def __init__(self, bundle: ModelBundle) -> None:
         self.model = bundle.model.eval()
 
-    @torch.no_grad()
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        return self.model(batch).float().numpy()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.model(torch.from_numpy(np.ascontiguousarray(batch))).float().numpy()
+
+
+class OnnxBackend:
+    """ONNX Runtime on one exported file with `threads` intra-op threads per call (default 1: two
+    threads per call collapse under load on a busy 2-core machine, so servers spread calls over
+    workers instead)."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = 1) -> None:
+        import onnxruntime as ort
+
+        self.path = path
+        self.precision: OnnxPrecision = "int8" if path.name.endswith(".int8.onnx") else "fp32"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input": batch})[0]
 
 
 def export_onnx(bundle: ModelBundle, path: Path) -> Path:
     """Write the network as ONNX (legacy TorchScript exporter; needs the `onnx` package)."""
+    import torch
+
     spec = bundle.spec
     dummy = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,10 +135,10 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
     return path
 
 
-Precision = Literal["auto", "fp32", "int8"]
 SHIPPED_ONNX_DIR = Path(__file__).resolve().parent.parent / "weights" / "onnx"
-"""Exports that ship with the package, named like the cache by the weights' digest: a
-shipped model never needs the exporter, and its int8 copy was calibrated on training faces."""
+"""Exports that ship with the package, with their manifests, named like the cache by the
+weights' digest: a shipped model never needs torch or the exporter, and its int8 copy was
+calibrated on training faces."""
 
 
 def weights_digest(bundle: ModelBundle) -> str:
@@ -93,77 +153,104 @@ def onnx_cache_dir() -> Path:
     return Path(os.environ.get("FERLAB_CACHE_DIR") or Path.home() / ".cache" / "ferlab") / "onnx"
 
 
-def onnx_file_name(bundle: ModelBundle, precision: Literal["fp32", "int8"], digest: str | None = None) -> str:
-    """`<arch>-<weights digest>.onnx` (fp32) or `.int8.onnx`: a retrained model never reuses a stale file."""
-    stem = f"{bundle.spec.name}-{digest or weights_digest(bundle)}"
-    return stem + (".int8.onnx" if precision == "int8" else ".onnx")
+def export_folders() -> list[Path]:
+    """Where exports and manifests are looked for, shipped ones first."""
+    return [SHIPPED_ONNX_DIR, onnx_cache_dir()]
 
 
 def find_onnx(name: str) -> Path | None:
     """The shipped or cached export with this file name, if there is one."""
-    for folder in (SHIPPED_ONNX_DIR, onnx_cache_dir()):
+    for folder in export_folders():
         if (folder / name).is_file():
             return folder / name
     return None
 
 
-class OnnxBackend:
-    """ONNX Runtime with `threads` intra-op threads per call (default 1: two threads per call
-    collapse under load on a busy 2-core machine, so servers spread calls over workers instead)."""
-
-    name = "onnx"
-
-    def __init__(self, bundle: ModelBundle, precision: Precision = "auto", threads: int | None = 1) -> None:
-        import onnxruntime as ort
-
-        digest = weights_digest(bundle)
-        path = find_onnx(onnx_file_name(bundle, "int8", digest)) if precision in ("auto", "int8") else None
-        if path is None and precision == "int8":
-            raise FerlabError(
-                f"no int8 export of this {bundle.spec.name} model; make one with "
-                "`ferlab export MODEL --int8 --calibration TRAINING_DATA` (or use precision fp32)"
-            )
-        if path is None:
-            fp32_name = onnx_file_name(bundle, "fp32", digest)
-            path = find_onnx(fp32_name) or export_onnx(bundle, onnx_cache_dir() / fp32_name)
-        self.precision = "int8" if path.name.endswith(".int8.onnx") else "fp32"
-        self.path = path
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        return self.session.run(None, {"input": batch.numpy()})[0]
-
-
-def create_backend(
-    bundle: ModelBundle, name: BackendName = "auto", precision: Precision = "auto", threads: int | None = 1
-) -> Backend:
-    """ONNX Runtime when installed (and `auto` or `onnx`), else torch; int8 where an int8 export exists."""
-    if name not in ("auto", "onnx", "torch"):
-        raise FerlabError(f"unknown backend {name!r}; use auto, onnx or torch")
+def check_choices(backend: BackendName, precision: Precision) -> None:
+    if backend not in ("auto", "onnx", "torch"):
+        raise FerlabError(f"unknown backend {backend!r}; use auto, onnx or torch")
     if precision not in ("auto", "fp32", "int8"):
         raise FerlabError(f"unknown precision {precision!r}; use auto, fp32 or int8")
-    if name == "torch":
-        if precision == "int8":
-            raise FerlabError("int8 runs on the onnx backend only")
-        return TorchBackend(bundle)
+    if backend == "torch" and precision == "int8":
+        raise FerlabError("int8 runs on the onnx backend only")
+
+
+def onnxruntime_available() -> bool:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def exported_file(arch: str, digest: str, precision: Precision) -> Path | None:
+    """The export to run at `precision`: int8 where one exists (auto) or is asked for, else fp32."""
+    if precision in ("auto", "int8"):
+        int8 = find_onnx(onnx_file_name(arch, digest, "int8"))
+        if int8 is not None or precision == "int8":
+            return int8
+    return find_onnx(onnx_file_name(arch, digest, "fp32"))
+
+
+def _missing_int8(arch: str) -> FerlabError:
+    return FerlabError(
+        f"no int8 export of this {arch} model; make one with "
+        "`ferlab export MODEL --int8 --calibration TRAINING_DATA` (or use precision fp32)"
+    )
+
+
+def create_backend(
+    bundle: ModelBundle,
+    name: BackendName = "auto",
+    precision: Precision = "auto",
+    threads: int | None = 1,
+    source: Path | None = None,
+) -> Backend:
+    """ONNX Runtime when installed (and `auto` or `onnx`), else torch; int8 where an int8 export exists.
+
+    A missing fp32 export is made in the cache; with `source`, the model file the bundle was
+    loaded from, a manifest goes next to it so that the next load of that file skips torch.
+    """
+    check_choices(name, precision)
+    if name == "torch":
+        return TorchBackend(bundle)
+    if not onnxruntime_available():
         if name == "onnx" or precision == "int8":
             raise FerlabError("the onnx backend needs: pip install onnx onnxruntime") from None
         return TorchBackend(bundle)
-    return OnnxBackend(bundle, precision, threads)
+    digest = weights_digest(bundle)
+    path = exported_file(bundle.spec.name, digest, precision)
+    if path is None and precision == "int8":
+        raise _missing_int8(bundle.spec.name)
+    if path is None:
+        path = export_onnx(bundle, onnx_cache_dir() / onnx_file_name(bundle.spec.name, digest, "fp32"))
+    if source is not None:
+        from ferlab.models.manifest import file_sha256
+
+        manifest = ModelManifest.from_bundle(bundle, file_sha256(source), digest)
+        if not any((folder / manifest.file_name).is_file() for folder in export_folders()):
+            manifest.save(onnx_cache_dir())
+    return OnnxBackend(path, threads)
 
 
-def _views(batch: torch.Tensor, tta: TTA) -> list[torch.Tensor]:
+def _resize_stack(batch: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of every (N, C) plane of a float32 batch at once (half-pixel centres,
+    as torch's `interpolate(..., align_corners=False)`)."""
+    n, c, h, w = batch.shape
+    planes = np.ascontiguousarray(batch.reshape(n * c, h, w).transpose(1, 2, 0))
+    chunks = [
+        cv2.resize(planes[:, :, i : i + 512], (size, size), interpolation=cv2.INTER_LINEAR).reshape(size, size, -1)
+        for i in range(0, n * c, 512)  # OpenCV resizes at most 512 channels per call
+    ]
+    return np.concatenate(chunks, axis=2).transpose(2, 0, 1).reshape(n, c, size, size)
+
+
+def _views(batch: np.ndarray, tta: TTA) -> list[np.ndarray]:
     """The test-time views of a float (N, C, S, S) batch, each at size S."""
     if tta == "none":
         return [batch]
     if tta == "flip":
-        return [batch, batch.flip(-1)]
+        return [batch, np.ascontiguousarray(batch[..., ::-1])]
     if tta != "tencrop":
         raise FerlabError(f"unknown test-time augmentation {tta!r}; use none, flip or tencrop")
     size = batch.shape[-1]
@@ -177,42 +264,63 @@ def _views(batch: torch.Tensor, tta: TTA) -> list[torch.Tensor]:
     ]
     views = []
     for top, left in offsets:
-        patch = F.interpolate(
-            batch[:, :, top : top + crop, left : left + crop], size=(size, size), mode="bilinear", align_corners=False
-        )
-        views += [patch, patch.flip(-1)]
+        patch = _resize_stack(batch[:, :, top : top + crop, left : left + crop], size)
+        views += [patch, np.ascontiguousarray(patch[..., ::-1])]
     return views
 
 
 class Classifier:
-    """A model bundle plus the backend that runs it."""
+    """A network behind a backend, and the input it takes."""
 
-    def __init__(
-        self,
+    def __init__(self, backend: Backend, inputs: InputSpec) -> None:
+        self.backend = backend
+        self.inputs = inputs
+
+    @classmethod
+    def for_bundle(
+        cls,
         bundle: ModelBundle,
         backend: BackendName = "torch",
         precision: Precision = "fp32",
         threads: int | None = 1,
-    ) -> None:
-        self.bundle = bundle
-        self.backend = create_backend(bundle, backend, precision, threads)
+        source: Path | None = None,
+    ) -> Classifier:
+        return cls(create_backend(bundle, backend, precision, threads, source), InputSpec.of_bundle(bundle))
+
+    @classmethod
+    def for_export(cls, manifest: ModelManifest, precision: Precision = "auto", threads: int | None = 1) -> Classifier:
+        """Run a shipped or cached export through ONNX Runtime, without torch."""
+        path = exported_file(manifest.arch, manifest.weights_digest, precision)
+        if path is None:
+            if precision == "int8":
+                raise _missing_int8(manifest.arch)
+            raise FerlabError(f"the export {manifest.onnx_name('fp32')} is missing from {onnx_cache_dir()}")
+        return cls(OnnxBackend(path, threads), InputSpec.of_manifest(manifest))
 
     def logits(self, faces: np.ndarray, tta: TTA = "none") -> np.ndarray:
         """Uncalibrated logits (N, K) for uint8 faces (N, S, S, C) at the model's input size.
 
         With test-time augmentation the logits of the views are averaged.
         """
-        spec = self.bundle.spec
-        expected = (spec.input_size, spec.input_size, spec.in_channels)
+        spec = self.inputs
+        expected = (spec.size, spec.size, spec.channels)
         if faces.ndim != 4 or faces.shape[1:] != expected:
             raise FerlabError(
                 f"faces must be (N, {expected[0]}, {expected[1]}, {expected[2]}) uint8, got {faces.shape}"
             )
         outputs = []
         for start in range(0, len(faces), BATCH):
-            batch = to_uint8_tensor(faces[start : start + BATCH]).float()
-            views = [self.backend(normalize(v, spec.input_mean, spec.input_std)) for v in _views(batch, tta)]
+            batch = spec.normalize(faces[start : start + BATCH])
+            views = [self.backend(view) for view in _views(batch, tta)]
             outputs.append(np.mean(views, axis=0))
         if not outputs:
             return np.zeros((0, spec.num_classes), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32)
+
+
+def manifest_for(source: Path) -> ModelManifest | None:
+    """The manifest of a shipped or cached export of the model file `source` (no torch needed)."""
+    from ferlab.models.manifest import find_manifest
+
+    found = find_manifest(source, export_folders())
+    return None if found is None else found[0]

@@ -9,24 +9,46 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from ferlab.data.imageio import as_rgb
 from ferlab.errors import FerlabError
-from ferlab.models.calibration import softmax
 from ferlab.inference.detection import Face, FaceDetector, create_detector
-from ferlab.inference.engine import TTA, BackendName, Classifier, Precision
+from ferlab.inference.engine import (
+    TTA,
+    BackendName,
+    Classifier,
+    Precision,
+    check_choices,
+    export_folders,
+    onnxruntime_available,
+)
 from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_face
-from ferlab.models.bundle import ModelBundle, load_bundle
+from ferlab.labels import LabelSet
+from ferlab.models.calibration import softmax
+from ferlab.models.manifest import ModelManifest, find_manifest
 from ferlab.models.prior import PRIORS, Prior, class_prior, rebalance
+from ferlab.models.shipped import DEFAULT_MODEL, model_label, resolve_model, shipped_models, shipped_name
+
+if TYPE_CHECKING:
+    from ferlab.models.bundle import ModelBundle
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-DEFAULT_MODEL = "ferplus8"
 UNCERTAIN_BELOW = 0.5
+__all__ = [
+    "DEFAULT_MODEL",
+    "FacePrediction",
+    "Faces",
+    "Predictor",
+    "load",
+    "model_label",
+    "resolve_model",
+    "shipped_models",
+]
 
 
 @dataclass
@@ -73,33 +95,16 @@ class Faces(list[FacePrediction]):
         self.reason = reason
 
 
-def shipped_models() -> dict[str, Path]:
-    """Models that ship inside the package, by name."""
-    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.pt"))}
-
-
-def resolve_model(name_or_path: str | Path | None = None) -> Path:
-    """A model file from a path (model.pt or run folder) or the name of a shipped model."""
-    reference = name_or_path or DEFAULT_MODEL
-    path = Path(reference).expanduser()
-    if path.exists():
-        return path
-    shipped = shipped_models()
-    if str(reference) in shipped:
-        return shipped[str(reference)]
-    raise FerlabError(
-        f"no model {str(reference)!r}: not a file or run folder, and not a shipped model "
-        f"({', '.join(shipped) or 'none shipped'})"
-    )
-
-
-def model_label(reference: str | Path | None, path: Path) -> str:
-    """A short name for a resolved model: the shipped name, the run folder's name or the file's stem."""
-    if reference is None or (str(reference) in shipped_models() and not Path(reference).exists()):
-        return DEFAULT_MODEL if reference is None else str(reference)
-    if path.is_dir():
-        return path.resolve().name
-    return path.resolve().parent.name if path.name == "model.pt" else path.stem
+def exported_manifest(reference: str | Path | None, path: Path) -> ModelManifest | None:
+    """The ONNX manifest of a model, found without loading it: the shipped table's entry for a
+    shipped name, else the manifest a previous export of that very file left in the cache."""
+    name = shipped_name(reference)
+    if name is not None:
+        manifest_path = shipped_models()[name].manifest_path
+        return ModelManifest.load(manifest_path) if manifest_path.is_file() else None
+    file = path / "model.pt" if path.is_dir() else path
+    found = find_manifest(file, export_folders()) if file.is_file() else None
+    return None if found is None else found[0]
 
 
 class Predictor:
@@ -107,7 +112,7 @@ class Predictor:
 
     def __init__(
         self,
-        bundle: ModelBundle,
+        model: ModelBundle | str | Path | None = None,
         detector: str | FaceDetector = "auto",
         backend: BackendName = "auto",
         precision: Precision = "auto",
@@ -118,14 +123,45 @@ class Predictor:
         tta: TTA = "none",
         prior: Prior = "train",
     ) -> None:
-        """`align=True` warps each face's landmarks onto the training crops' template; `False`
+        """`model` is a loaded bundle, a shipped model's name, a `model.pt` or a run folder (None:
+        the default model). A name or path whose ONNX export is shipped or cached runs on ONNX
+        Runtime without importing torch; `bundle` loads the weights when something needs them.
+
+        `align=True` warps each face's landmarks onto the training crops' template; `False`
         crops by the detector's box (ferlab.inference.preprocess). `prior="uniform"` rebalances
         the probabilities as if every class were equally common (ferlab.models.prior)."""
         if prior not in PRIORS:
             raise FerlabError(f"unknown prior {prior!r}; use {' or '.join(PRIORS)}")
-        self.bundle = bundle
-        self.class_prior = class_prior(bundle.info, bundle.spec.num_classes) if prior == "uniform" else None
-        self.classifier = Classifier(bundle, backend, precision, threads)
+        check_choices(backend, precision)
+        by_reference = model is None or isinstance(model, (str, Path))
+        self._bundle: ModelBundle | None = None if by_reference else model  # type: ignore[assignment]
+        self.source: Path | None = None
+        """The model file this predictor was loaded from (None for a bundle passed in)."""
+        manifest = None
+        if by_reference:
+            resolved = resolve_model(model)  # type: ignore[arg-type]
+            self.source = resolved / "model.pt" if resolved.is_dir() else resolved
+            if backend != "torch" and onnxruntime_available():
+                manifest = exported_manifest(model, self.source)
+        if manifest is not None:
+            try:
+                self.classifier = Classifier.for_export(manifest, precision, threads)
+            except FerlabError:
+                manifest = None  # the manifest is there, its export is not (yet): make it from the weights
+        if manifest is None:
+            bundle = self.bundle
+            self.classifier = Classifier.for_bundle(bundle, backend, precision, threads, self.source)
+            label_set, temperature, recorded_prior = (
+                bundle.label_set,
+                bundle.temperature,
+                bundle.info.get("class_prior"),
+            )
+        else:
+            label_set = LabelSet(manifest.label_set, manifest.classes)
+            temperature, recorded_prior = manifest.temperature, manifest.class_prior
+        self.label_set: LabelSet = label_set
+        self.temperature = float(temperature)
+        self.class_prior = class_prior(recorded_prior, len(self.label_set)) if prior == "uniform" else None
         self._detector = detector
         self._detector_lock = threading.Lock()  # OpenCV and MediaPipe detectors are not thread-safe
         self.uncertain_below = uncertain_below
@@ -134,8 +170,18 @@ class Predictor:
         self.tta = tta
 
     @property
+    def bundle(self) -> ModelBundle:
+        """The model's weights as a torch bundle (Grad-CAM, model cards), loaded on first use."""
+        if self._bundle is None:
+            from ferlab.models.bundle import load_bundle
+
+            assert self.source is not None  # a Predictor is made from a bundle or from a model file
+            self._bundle = load_bundle(self.source)
+        return self._bundle
+
+    @property
     def classes(self) -> tuple[str, ...]:
-        return self.bundle.label_set.classes
+        return self.label_set.classes
 
     @property
     def detector(self) -> FaceDetector:
@@ -150,14 +196,14 @@ class Predictor:
             return detector.detect(rgb)
 
     def crops(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-        spec = self.bundle.spec
+        inputs = self.classifier.inputs
         if not faces:
-            return np.zeros((0, spec.input_size, spec.input_size, spec.in_channels), np.uint8)
-        return np.stack([crop_face(rgb, f, spec.input_size, spec.in_channels, self.margin, self.align) for f in faces])
+            return np.zeros((0, inputs.size, inputs.size, inputs.channels), np.uint8)
+        return np.stack([crop_face(rgb, f, inputs.size, inputs.channels, self.margin, self.align) for f in faces])
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, K) for uint8 crops at the model's input size."""
-        probabilities = softmax(self.classifier.logits(faces, self.tta), self.bundle.temperature)
+        probabilities = softmax(self.classifier.logits(faces, self.tta), self.temperature)
         return probabilities if self.class_prior is None else rebalance(probabilities, self.class_prior)
 
     def _results(self, faces: Sequence[Face | tuple[int, int, int, int]], probabilities: np.ndarray) -> Faces:
@@ -178,7 +224,7 @@ class Predictor:
 
     def predict_many(self, images: Sequence[ImageInput], *, detect: bool = True, bgr: bool = False) -> list[Faces]:
         """Like `predict` for several images, classifying all their faces in one batch."""
-        spec = self.bundle.spec
+        inputs = self.classifier.inputs
         per_image: list[list[Face | tuple[int, int, int, int]]] = []
         crops: list[np.ndarray] = []
         for image in images:
@@ -190,7 +236,7 @@ class Predictor:
                 crops.append(self.crops(rgb, faces))
             else:
                 per_image.append([(0, 0, width, height)])
-                crops.append(whole_image_face(rgb, spec.input_size, spec.in_channels)[None])
+                crops.append(whole_image_face(rgb, inputs.size, inputs.channels)[None])
         probabilities = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.classes)))
         results, start = [], 0
         for boxes in per_image:
@@ -204,4 +250,4 @@ class Predictor:
 
 def load(name_or_path: str | Path | None = None, **options: Any) -> Predictor:
     """A `Predictor` for a shipped model name, a model.pt or a run folder (default: the shipped default)."""
-    return Predictor(load_bundle(resolve_model(name_or_path)), **options)
+    return Predictor(name_or_path, **options)

@@ -79,14 +79,16 @@ def calibration_faces(
     return train.images[np.sort(chosen)]
 
 
-def export_int8(bundle: ModelBundle, faces: np.ndarray, folder: Path) -> tuple[Path, Path]:
-    """fp32 and static int8 exports of `bundle` in `folder`, named by the weights' digest so that
-    the runtime finds them there (the package's weights/onnx or the cache)."""
-    from ferlab.data.tensors import normalize, to_uint8_tensor
-    from ferlab.inference.engine import export_onnx, onnx_file_name, weights_digest
+def export_int8(bundle: ModelBundle, faces: np.ndarray, folder: Path, source: Path) -> tuple[Path, Path]:
+    """fp32 and static int8 exports of `bundle` (loaded from the model file `source`) in `folder`,
+    named by the weights' digest, with their manifest, so that the runtime finds them there
+    (the package's weights/onnx or the cache) and runs them without torch."""
+    from ferlab.inference.engine import InputSpec, export_onnx, weights_digest
+    from ferlab.models.manifest import ModelManifest, file_sha256
 
-    digest = weights_digest(bundle)
-    fp32 = export_onnx(bundle, folder / onnx_file_name(bundle, "fp32", digest))
-    spec = bundle.spec
-    calibration = normalize(to_uint8_tensor(faces), spec.input_mean, spec.input_std).numpy()
-    return fp32, quantize_int8(fp32, folder / onnx_file_name(bundle, "int8", digest), calibration)
+    manifest = ModelManifest.from_bundle(bundle, file_sha256(source), weights_digest(bundle))
+    fp32 = export_onnx(bundle, folder / manifest.onnx_name("fp32"))
+    calibration = InputSpec.of_bundle(bundle).normalize(faces)
+    int8 = quantize_int8(fp32, folder / manifest.onnx_name("int8"), calibration)
+    manifest.save(folder)
+    return fp32, int8

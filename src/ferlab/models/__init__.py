@@ -11,31 +11,36 @@ split into `model.backbone` and `model.head`; `model.freeze_backbone()` and
 same calls work on scratch models too.
 """
 
-from ferlab.models.base import FerModel, ModelSpec, param_counts, summary
-from ferlab.models.pretrained import (
-    efficientnet_lite0_weights_path,
-    load_backbone_weights,
-    read_state_dict,
-)
-from ferlab.models.registry import (
-    available_models,
-    create_model,
-    default_config,
-    describe_model,
-    register_model,
-)
+from __future__ import annotations
 
-__all__ = [
-    "FerModel",
-    "ModelSpec",
-    "available_models",
-    "create_model",
-    "default_config",
-    "describe_model",
-    "efficientnet_lite0_weights_path",
-    "load_backbone_weights",
-    "param_counts",
-    "read_state_dict",
-    "register_model",
-    "summary",
-]
+import importlib
+from typing import Any
+
+# Re-exports resolve on first use (PEP 562), so importing a torch-free submodule such as
+# `ferlab.models.calibration` or `ferlab.models.manifest` (the ONNX inference path) never
+# imports torch through this package.
+_EXPORTS = {
+    "FerModel": "base",
+    "ModelSpec": "base",
+    "param_counts": "base",
+    "summary": "base",
+    "efficientnet_lite0_weights_path": "pretrained",
+    "load_backbone_weights": "pretrained",
+    "read_state_dict": "pretrained",
+    "available_models": "registry",
+    "create_model": "registry",
+    "default_config": "registry",
+    "describe_model": "registry",
+    "register_model": "registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ferlab.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ferlab.models.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,6 +9,7 @@ adjustment of Menon et al., 2021, applied to temperature-scaled logits).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -19,9 +20,8 @@ Prior = Literal["train", "uniform"]
 PRIORS: tuple[str, ...] = ("train", "uniform")
 
 
-def class_prior(info: dict, classes: int) -> np.ndarray:
-    """The training class prior a bundle records in `info["class_prior"]`."""
-    prior = info.get("class_prior")
+def class_prior(prior: Sequence[float] | None, classes: int) -> np.ndarray:
+    """The training class prior a model records (its bundle's `info["class_prior"]`), normalised."""
     if prior is None:
         raise FerlabError(
             "this model does not record its training class prior, so it cannot be rebalanced "
