@@ -190,3 +190,50 @@ def test_serve_binds_localhost_with_the_chosen_model_and_limit(
         assert_error(upload(client, b"x" * (1024 * 1024 + 1)), 413, "payload_too_large")
     result = CliRunner().invoke(command, ["--model", str(blob_model / "missing.pt")])
     assert result.exit_code == 2 and "no model" in result.output
+
+
+def test_a_full_pool_answers_503_with_retry_after_instead_of_queueing_forever(predictor: Predictor) -> None:
+    """One worker busy for 1 s, one queue place: the queued request gives up after the queue
+    timeout and the one beyond the queue is refused at once; both say when to retry."""
+    import time
+
+    import anyio
+
+    from ferlab.apps.api import ApiError, WorkerPool
+
+    def hold(_predictor: Predictor, seconds: float) -> str:
+        time.sleep(seconds)
+        return "done"
+
+    outcomes: dict[str, tuple[str, float]] = {}
+
+    async def request(name: str, seconds: float, pool: WorkerPool, start: float) -> None:
+        try:
+            outcomes[name] = (await pool.run(hold, seconds), anyio.current_time() - start)
+        except ApiError as exc:
+            assert exc.status == 503 and exc.headers and int(exc.headers["Retry-After"]) >= 1
+            outcomes[name] = ("503", anyio.current_time() - start)
+
+    async def main() -> None:
+        pool = WorkerPool([predictor], max_waiting=1, queue_timeout=0.4)
+        start = anyio.current_time()
+        async with anyio.create_task_group() as group:
+            group.start_soon(request, "first", 1.0, pool, start)
+            await anyio.sleep(0.05)
+            group.start_soon(request, "queued", 0.0, pool, start)
+            await anyio.sleep(0.05)
+            group.start_soon(request, "refused", 0.0, pool, start)
+        assert pool.waiting == 0
+
+    anyio.run(main)
+    assert outcomes["first"][0] == "done"
+    assert outcomes["queued"][0] == "503" and 0.4 <= outcomes["queued"][1] < 0.9
+    assert outcomes["refused"][0] == "503" and outcomes["refused"][1] < 0.3
+
+
+def test_workers_each_get_their_own_predictor(blob_model: Path) -> None:
+    with TestClient(create_app(blob_model, workers=2, detector="haar", backend="torch")) as client:
+        with ThreadPoolExecutor(4) as threads:
+            responses = list(threads.map(lambda _: upload(client, GRACE_HOPPER.read_bytes()), range(4)))
+    assert [r.status_code for r in responses] == [200] * 4
+    assert len({r.json()["faces"][0]["label"] for r in responses}) == 1

@@ -3,8 +3,10 @@
 Everything here adapts HTTP to the predictor and back; it also guards the server: bodies
 are read as a stream, cut off at the size limit and at a read timeout, image dimensions are
 checked from the header before decoding (25 megapixels by default), JSON nested past the
-parser's limit is a 400, every bad request gets a 4xx JSON error, and prediction runs in a bounded
-thread pool so the event loop keeps answering.
+parser's limit is a 400, and every bad request gets a 4xx JSON error. Prediction runs in a
+pool of workers, each a thread with its own predictor (one single-threaded ONNX Runtime
+session and detector each), so the event loop keeps answering; a bounded queue in front of
+it answers 503 with Retry-After when the server is full, instead of letting every client wait.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import base64
 import binascii
 import io
 import json
+import math
 import os
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +46,80 @@ BODY_IDLE_TIMEOUT_S = 10.0
 """Longest wait for the next piece of a request body."""
 BODY_TIMEOUT_S = 60.0
 """Longest time to receive a whole request body (10 MB at 1.4 Mbit/s)."""
+QUEUE_PER_WORKER = 12
+"""Requests allowed to wait for a worker, per worker, before the server answers 503."""
+QUEUE_TIMEOUT_S = 4.0
+"""Longest wait for a worker; a request still queued then gets a 503 (no client waits past ~5 s)."""
 
 
 class ApiError(Exception):
     """A bad request: its status, a stable machine-readable code and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": message}, status_code=status)
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": message}, status_code=status, headers=headers)
+
+
+class WorkerPool:
+    """Predictors that each serve one request at a time on their own thread, behind a bounded queue.
+
+    One predictor per worker means one ONNX Runtime session and one detector per thread, so
+    workers never wait on each other's locks, and each session runs one intra-op thread (two
+    threads per call collapse under load). A request beyond `max_waiting` queued ones, or one
+    that waits over `queue_timeout` seconds, is refused with a 503 and Retry-After.
+    """
+
+    def __init__(self, predictors: list[Predictor], max_waiting: int, queue_timeout: float = QUEUE_TIMEOUT_S) -> None:
+        if not predictors:
+            raise FerlabError("the worker pool needs at least one predictor")
+        self._free = list(predictors)
+        self._slots = anyio.Semaphore(len(predictors))
+        self._threads = anyio.CapacityLimiter(len(predictors))
+        self.workers = len(predictors)
+        self.max_waiting = max_waiting
+        self.queue_timeout = queue_timeout
+        self.waiting = 0
+
+    def busy(self) -> ApiError:
+        retry = max(1, math.ceil(self.queue_timeout / 2))
+        return ApiError(
+            503,
+            "server_busy",
+            f"all {self.workers} workers are busy and {self.waiting} requests are waiting; retry in {retry} s",
+            {"Retry-After": str(retry)},
+        )
+
+    def check_room(self) -> None:
+        """Refuse early, before a body is read, when the queue is already full."""
+        if self._slots.value == 0 and self.waiting >= self.max_waiting:
+            raise self.busy()
+
+    @asynccontextmanager
+    async def _predictor(self) -> AsyncIterator[Predictor]:
+        self.check_room()
+        self.waiting += 1
+        try:
+            with anyio.move_on_after(self.queue_timeout) as waited:
+                await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        if waited.cancelled_caught:
+            raise self.busy()
+        predictor = self._free.pop()
+        try:
+            yield predictor
+        finally:
+            self._free.append(predictor)
+            self._slots.release()
+
+    async def run(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(predictor, *args)` on a free worker's thread."""
+        async with self._predictor() as predictor:
+            return await anyio.to_thread.run_sync(work, predictor, *args, limiter=self._threads)
 
 
 async def limited_stream(
@@ -192,28 +258,42 @@ def create_app(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_pixels: int = API_MAX_PIXELS,
-    max_concurrency: int | None = None,
+    workers: int | None = None,
+    max_waiting: int | None = None,
+    queue_timeout: float = QUEUE_TIMEOUT_S,
     reference: str | Path | None = None,
     body_idle_timeout: float = BODY_IDLE_TIMEOUT_S,
     body_timeout: float = BODY_TIMEOUT_S,
+    preload_detector: bool = False,
+    **predictor_options: Any,
 ) -> FastAPI:
-    """The API around a loaded `Predictor` or a model reference (default: $FERLAB_MODEL or the shipped default).
+    """The API around a model reference (default: $FERLAB_MODEL or the shipped default) or a loaded `Predictor`.
 
-    `reference` says where an already loaded predictor's model came from, for its card.
-    `max_concurrency` bounds the images decoded and classified at once (default: CPU count),
-    which bounds memory; further requests wait their turn instead of failing.
+    `workers` predictors (default: the CPU count) are loaded with `predictor_options`; each
+    classifies one image at a time, which bounds memory. Up to `max_waiting` further requests
+    (default: 12 per worker) wait at most `queue_timeout` seconds for one; beyond that the API
+    answers 503 with Retry-After. A loaded `Predictor` serves alone, as one worker; `reference`
+    says where its model came from, for its card. `preload_detector` loads the detectors now, so
+    that a bad detector name fails at start rather than on the first request.
     """
     if max_upload_bytes < 1 or max_pixels < 1 or body_idle_timeout <= 0 or body_timeout <= 0:
         raise FerlabError("the upload and pixel limits and the body timeouts must be positive")
     if max_pixels > MAX_PIXELS:
         raise FerlabError(f"the pixel limit can be at most {MAX_PIXELS:,} (the decoder's own limit)")
+    if (workers is not None and workers < 1) or (max_waiting is not None and max_waiting < 0) or queue_timeout <= 0:
+        raise FerlabError("workers must be at least 1, max_waiting at least 0 and queue_timeout positive")
     if isinstance(predictor_or_model, Predictor):
-        predictor = predictor_or_model
+        predictors = [predictor_or_model]
     else:
         reference = predictor_or_model or default_model()
-        predictor = load(reference)
-    model_info = model_card(predictor.bundle, reference)
-    limiter = anyio.CapacityLimiter(max_concurrency or os.cpu_count() or 1)
+        predictors = [load(reference, **predictor_options) for _ in range(workers or os.cpu_count() or 1)]
+    if preload_detector:
+        for predictor in predictors:
+            _ = predictor.detector
+    pool = WorkerPool(
+        predictors, QUEUE_PER_WORKER * len(predictors) if max_waiting is None else max_waiting, queue_timeout
+    )
+    model_info = model_card(predictors[0].bundle, reference)
     timeouts = {"idle_timeout": body_idle_timeout, "timeout": body_timeout}
 
     app = FastAPIOffline(  # /docs and /redoc with bundled assets: they work without internet
@@ -224,7 +304,7 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -280,6 +360,7 @@ def create_app(
         },
     )
     async def predict(request: Request) -> dict[str, Any]:
+        pool.check_room()
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
             data, body_detect = await read_multipart(request, max_upload_bytes, **timeouts)
@@ -297,7 +378,7 @@ def create_app(
         )
         check_image_size(data, max_pixels)
         try:
-            rgb, faces = await anyio.to_thread.run_sync(decode_and_predict, predictor, data, detect, limiter=limiter)
+            rgb, faces = await pool.run(decode_and_predict, data, detect)
         except FerlabError as exc:  # truncated or otherwise undecodable despite a valid header
             raise ApiError(400, "not_an_image", str(exc)) from None
         return {

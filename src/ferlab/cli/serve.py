@@ -62,6 +62,24 @@ def serve(
     backend: Annotated[
         str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")
     ] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")
+    ] = "auto",
+    prior: Annotated[
+        str, typer.Option("--prior", help="train (as trained) or uniform (rebalanced for balanced classes).")
+    ] = "train",
+    workers: Annotated[
+        Optional[int],
+        typer.Option(
+            "--workers", min=1, help="Requests classified at once, each by its own model copy (default: CPUs)."
+        ),
+    ] = None,
+    max_queue: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-queue", min=0, help="Requests that may wait for a worker before 503 (default: 12 per worker)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the REST API: POST /v1/predict, GET /v1/models, GET /healthz; interactive docs at /docs."""
     _check_port(port)
@@ -69,18 +87,21 @@ def serve(
 
     from ferlab.apps import default_model
     from ferlab.apps.api import create_app
-    from ferlab.inference.predictor import load
 
     reference = model or default_model()
-    predictor = load(reference, detector=detector, backend=backend)  # type: ignore[arg-type]
-    _ = predictor.detector  # load the detector now: a bad --detector fails here, not on the first request
-    _warn_if_public(host)
     api = create_app(
-        predictor,
-        reference=reference,
+        reference,
+        workers=workers,
+        max_waiting=max_queue,
         max_upload_bytes=max_upload_mb * 1024 * 1024,
         max_pixels=int(max_megapixels * 1_000_000),
+        detector=detector,
+        backend=backend,
+        precision=precision,
+        prior=prior,
+        preload_detector=True,
     )
+    _warn_if_public(host)
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 
