@@ -6,12 +6,15 @@ import csv
 import glob
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ferlab.cli.common import user_errors
 from ferlab.errors import FerlabError
+
+if TYPE_CHECKING:
+    from ferlab.inference.predictor import Predictor
 
 ModelOpt = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8).")
@@ -62,60 +65,84 @@ def predict(
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
     tta: Annotated[str, typer.Option("--tta", help="none, flip or tencrop.")] = "none",
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per classification batch.")] = 32,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per classification batch.")] = 16,
     precision: PrecisionOpt = "auto",
     prior: PriorOpt = "train",
+    workers: Annotated[
+        Optional[int],
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Threads that decode, detect and classify, each with its own model (default: the CPU count).",
+        ),
+    ] = None,
 ) -> None:
     """Detect faces and classify their expressions; one row per face, classes sorted by probability."""
-    import numpy as np
-    from PIL import Image
+    import os
+    import time
 
-    from ferlab.data.imageio import as_rgb
+    from PIL import Image
+    from tqdm import tqdm
+
     from ferlab.inference.annotate import draw_face
+    from ferlab.inference.batch import predict_files
     from ferlab.inference.predictor import load
 
     paths = expand_inputs(inputs)
     if not paths:
         raise FerlabError("no input images")
-    predictor = load(model, detector=detector, backend=backend, tta=tta, precision=precision, prior=prior)  # type: ignore[arg-type]
+    options = {"detector": detector, "backend": backend, "tta": tta, "precision": precision, "prior": prior}
+    predictor = load(model, **options)  # type: ignore[arg-type]  # fails here on a bad option, once
+    spare = [predictor]
+
+    def make_predictor() -> Predictor:
+        return spare.pop() if spare else load(model, **options)  # type: ignore[arg-type]
+
     records: list[dict[str, object]] = []
     annotated: set[str] = set()
     failures = 0
-    for start in range(0, len(paths), batch):
-        decoded: list[tuple[Path, np.ndarray]] = []
-        for path in paths[start : start + batch]:
-            try:
-                decoded.append((path, as_rgb(path)))
-            except FerlabError as exc:
-                failures += 1
-                typer.secho(f"skip: {exc}", fg=typer.colors.YELLOW, err=True)
-        results = predictor.predict_many([rgb for _, rgb in decoded], detect=not no_detect)
-        for (path, rgb), faces in zip(decoded, results):
-            if not faces:
-                typer.echo(f"{path}: {faces.reason}")
-                records.append({"file": str(path), "face": None, "reason": faces.reason})
+    started = time.perf_counter()
+    results = predict_files(
+        paths,
+        make_predictor,
+        workers=workers or os.cpu_count() or 1,
+        chunk=batch,
+        detect=not no_detect,
+        keep_images=annotate is not None,
+    )
+    for result in tqdm(results, total=len(paths), unit="image", disable=None, leave=False):
+        path, faces, rgb = result.path, result.faces, result.rgb
+        if faces is None:
+            failures += 1
+            typer.secho(f"skip: {result.error}", fg=typer.colors.YELLOW, err=True)
+            continue
+        if not faces:
+            typer.echo(f"{path}: {faces.reason}")
+            records.append({"file": str(path), "face": None, "reason": faces.reason})
+        for number, face in enumerate(faces, start=1):
+            top3 = ", ".join(f"{name} {p:.2f}" for name, p in list(face.probabilities.items())[:3])
+            flag = " (uncertain)" if face.uncertain else ""
+            typer.echo(f"{path} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
+            records.append({"file": str(path), "face": number, **face.to_dict()})
+        if annotate is not None and rgb is not None:
+            canvas = rgb.copy()
             for number, face in enumerate(faces, start=1):
-                top3 = ", ".join(f"{name} {p:.2f}" for name, p in list(face.probabilities.items())[:3])
-                flag = " (uncertain)" if face.uncertain else ""
-                typer.echo(f"{path} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
-                records.append({"file": str(path), "face": number, **face.to_dict()})
-            if annotate is not None:
-                canvas = rgb.copy()
-                for number, face in enumerate(faces, start=1):
-                    draw_face(
-                        canvas,
-                        face.box,
-                        f"{number} {face.label} {face.confidence:.2f}",
-                        face.probabilities,
-                        face.uncertain,
-                        face.landmarks,
-                    )
-                annotate.mkdir(parents=True, exist_ok=True)
-                name = f"{path.stem}.annotated.png"
-                if name in annotated:  # photos with the same name in different folders
-                    name = f"{path.stem}.{len(annotated)}.annotated.png"
-                annotated.add(name)
-                Image.fromarray(canvas).save(annotate / name)
+                draw_face(
+                    canvas,
+                    face.box,
+                    f"{number} {face.label} {face.confidence:.2f}",
+                    face.probabilities,
+                    face.uncertain,
+                    face.landmarks,
+                )
+            annotate.mkdir(parents=True, exist_ok=True)
+            name = f"{path.stem}.annotated.png"
+            if name in annotated:  # photos with the same name in different folders
+                name = f"{path.stem}.{len(annotated)}.annotated.png"
+            annotated.add(name)
+            Image.fromarray(canvas).save(annotate / name)
+    seconds = time.perf_counter() - started
+    typer.secho(f"{len(paths)} images in {seconds:.1f} s: {len(paths) / max(seconds, 1e-9):.1f} images/s", err=True)
     if out is not None:
         write_records(records, out, predictor.classes)
         typer.echo(f"wrote {out}")
@@ -165,6 +192,8 @@ def video(
     smoothing: Annotated[float, typer.Option("--smoothing", help="Temporal smoothing weight in [0, 1).")] = 0.6,
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    prior: PriorOpt = "train",
 ) -> None:
     """Per-frame CSV, annotated video and an emotion-over-time plot, with faces tracked across frames."""
     from ferlab.inference.predictor import load
@@ -172,7 +201,7 @@ def video(
 
     if not 0 <= smoothing < 1:
         raise FerlabError(f"--smoothing must be at least 0 and below 1, got {smoothing:g}")
-    predictor = load(model, detector=detector, backend=backend)  # type: ignore[arg-type]
+    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior)  # type: ignore[arg-type]
     summary = process_video(predictor, file, out, every=every, smoothing=smoothing)
     typer.echo(
         f"{summary.frames} frames, {summary.processed} analysed, faces in {summary.frames_with_faces}; "
@@ -187,12 +216,15 @@ def webcam(
     every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame.")] = 1,
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    prior: PriorOpt = "train",
 ) -> None:
     """A live window with boxes, labels, probability bars and fps (needs a camera and a display)."""
     from ferlab.inference.predictor import load
     from ferlab.inference.video import run_webcam
 
-    run_webcam(load(model, detector=detector, backend=backend), camera=camera, every=every)  # type: ignore[arg-type]
+    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior)  # type: ignore[arg-type]
+    run_webcam(predictor, camera=camera, every=every)  # type: ignore[arg-type]
 
 
 @user_errors

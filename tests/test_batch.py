@@ -1,0 +1,71 @@
+"""Folders of images through worker threads: input order, unreadable files and the CLI's rate line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ferlab.cli.main import app
+from ferlab.errors import FerlabError
+from ferlab.inference.batch import predict_files
+from ferlab.inference.predictor import Predictor, load
+
+
+def _files(blob_data: Path, tmp_path: Path) -> list[Path]:
+    paths = sorted((blob_data / "test").rglob("*.png"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    return paths[:5] + [broken] + paths[5:]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_results_come_in_input_order_with_unreadable_files_reported(
+    blob_model: Path, blob_data: Path, tmp_path: Path, workers: int
+) -> None:
+    paths = _files(blob_data, tmp_path)
+    made: list[Predictor] = []
+
+    def make() -> Predictor:
+        made.append(load(str(blob_model), backend="torch"))
+        return made[-1]
+
+    results = list(predict_files(paths, make, workers=workers, chunk=4, detect=False))
+    assert [r.path for r in results] == paths
+    assert [r.error is not None for r in results] == [p.name == "broken.png" for p in paths]
+    assert all(len(r.faces) == 1 for r in results if r.faces is not None)
+    assert 1 <= len(made) <= workers  # one predictor per worker thread, made on first use
+    single = load(str(blob_model), backend="torch")
+    for result in results:
+        if result.faces is not None:
+            assert result.faces[0].label == single.predict(result.path, detect=False)[0].label
+
+
+def test_bad_worker_counts_are_refused(blob_model: Path) -> None:
+    with pytest.raises(FerlabError, match="at least 1"):
+        list(predict_files([], lambda: load(str(blob_model)), workers=0))
+
+
+def test_predict_on_a_folder_uses_workers_and_reports_images_per_second(
+    blob_model: Path, blob_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "faces.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(blob_data / "test"),
+            "--model",
+            str(blob_model),
+            "--no-detect",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "images/s" in result.output
+    rows = out.read_text().splitlines()
+    assert len(rows) == 1 + len(list((blob_data / "test").rglob("*.png")))
