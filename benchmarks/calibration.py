@@ -19,8 +19,8 @@ import numpy as np
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import run_script
-from ferlab.models.calibration import expected_calibration_error, fit_temperature
 from ferlab.evaluation.robustness import CORRUPTIONS, SEVERITIES, ScoredModel, corrupt
+from ferlab.models.calibration import expected_calibration_error, fit_temperature
 
 
 def _sample(n: int, limit: int, seed: int) -> np.ndarray:

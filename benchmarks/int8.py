@@ -64,8 +64,8 @@ def main() -> int:
         backend = classifier.backend
         print(
             f"| {precision} | {100 * accuracy[precision]:.2f} % | {statistics.median(speeds[precision, 1]):.0f} | "
-            f"{statistics.median(speeds[precision, 64]):.0f} | `{getattr(backend, 'path').name}` "
-            f"({getattr(backend, 'path').stat().st_size / 1e6:.1f} MB) |"
+            f"{statistics.median(speeds[precision, 64]):.0f} | `{backend.path.name}` "
+            f"({backend.path.stat().st_size / 1e6:.1f} MB) |"
         )
     return 0
 

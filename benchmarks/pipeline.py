@@ -37,9 +37,9 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import matplotlib
@@ -195,7 +195,7 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bo
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.6, 1.6))
     jpeg = bool(rng.random() < 0.5)
     if jpeg:
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 30])
+        _, encoded = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 30])
         out = cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return out, blur, jpeg
 
@@ -411,13 +411,18 @@ def percent(pair: tuple[int, int]) -> str:
 
 def report(results: list[dict[str, object]], args: argparse.Namespace, n_frames: int, n_faces: int) -> str:
     lines = [
-        f"{n_frames} frames of {WIDTH}x{HEIGHT} with {n_faces} faces, {args.empty} face-free frames, "
-        f"model `{args.model}`, data `{args.data}` (test split), seed {args.seed}, detection threads "
-        f"{args.threads or 'default'}.",
+        (
+            f"{n_frames} frames of {WIDTH}x{HEIGHT} with {n_faces} faces, {args.empty} face-free frames, "
+            f"model `{args.model}`, data `{args.data}` (test split), seed {args.seed}, detection threads "
+            f"{args.threads or 'default'}."
+        ),
         "",
         "| detector | faces found | found, >= 40 px | "
         + " | ".join(f"found, {size_bin(low)} px" for low, _ in SIZE_BINS)
-        + " | FP per face-free frame | face-free frames with a FP | FP per face frame | detect + crop, ms per frame: median (p90) |",
+        + (
+            " | FP per face-free frame | face-free frames with a FP | FP per face frame"
+            " | detect + crop, ms per frame: median (p90) |"
+        ),
         "|---|---:|---:|" + "---:|" * len(SIZE_BINS) + "---:|---:|---:|---:|",
     ]
     for r in results:
@@ -441,11 +446,16 @@ def report(results: list[dict[str, object]], args: argparse.Namespace, n_frames:
         )  # type: ignore[union-attr]
     lines += [
         "",
-        "Accuracy (%) on the found faces: through the pipeline, and the same faces as exact crops of "
-        'the same frame pixels (GT crop) and as the original test images (clean); "all faces" counts '
-        "missed faces as wrong.",
+        (
+            "Accuracy (%) on the found faces: through the pipeline, and the same faces as exact crops of "
+            'the same frame pixels (GT crop) and as the original test images (clean); "all faces" counts '
+            "missed faces as wrong."
+        ),
         "",
-        "| detector | crop | pipeline | GT crop | difference ± SE | clean | pipeline, found >= 40 px | GT crop, found >= 40 px | pipeline, all faces | GT crop, all faces |",
+        (
+            "| detector | crop | pipeline | GT crop | difference ± SE | clean | pipeline, found >= 40 px"
+            " | GT crop, found >= 40 px | pipeline, all faces | GT crop, all faces |"
+        ),
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:

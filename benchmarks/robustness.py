@@ -25,7 +25,6 @@ import numpy as np
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import run_script
-from ferlab.models.calibration import expected_calibration_error
 from ferlab.evaluation.robustness import (
     CORRUPTIONS,
     SEVERITIES,
@@ -35,6 +34,7 @@ from ferlab.evaluation.robustness import (
     corrupt,
     per_class_recall,
 )
+from ferlab.models.calibration import expected_calibration_error
 
 
 def main() -> int:
@@ -113,7 +113,7 @@ def main() -> int:
                 {
                     "data": args.data,
                     "split": args.split,
-                    "faces": int(len(labels)),
+                    "faces": len(labels),
                     "seed": args.seed,
                     "results": results,
                 },
@@ -152,8 +152,8 @@ def print_tables(results: dict[str, dict], classes: tuple[str, ...], markdown: b
         row(
             ["mean of all corrupted"]
             + [
-                f"{100 * results[n]['corruption_mean']['accuracy']:.2f} / {results[n]['corruption_mean']['macro_f1']:.3f}"
-                for n in names
+                f"{100 * mean['accuracy']:.2f} / {mean['macro_f1']:.3f}"
+                for mean in (results[n]["corruption_mean"] for n in names)
             ]
         )
     )

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ferlab.inference.predictor import Predictor
 
 
-def load(name_or_path: str | None = None, **options: Any) -> "Predictor":
+def load(name_or_path: str | None = None, **options: Any) -> Predictor:
     """A Predictor for a shipped model name, a model.pt or a run folder (imports torch lazily)."""
     from ferlab.inference.predictor import load as load_predictor
 

@@ -5,7 +5,7 @@ Front ends print its message as one line; anything else is a bug and keeps its t
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class FerlabError(Exception):
@@ -19,5 +19,5 @@ def run_script(main: Callable[[], int]) -> None:
     try:
         sys.exit(main())
     except FerlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)

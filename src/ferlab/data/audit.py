@@ -439,8 +439,10 @@ def summary_markdown(
         f"- hash candidates checked: {result.candidates}",
         f"- duplicate pairs: {len(result.pairs)} ({result.count('exact')} exact, {result.count('near')} near)",
         f"- label agreement: {agree} of {len(result.pairs)} pairs carry the same label",
-        f"- leakage: {n_leaked} of {n_query} query images ({', '.join(queried)} of `{b_name}`) "
-        f"have a duplicate in {', '.join(reference)} of `{a_name}`; {n_query - n_leaked} are clean",
+        (
+            f"- leakage: {n_leaked} of {n_query} query images ({', '.join(queried)} of `{b_name}`) "
+            f"have a duplicate in {', '.join(reference)} of `{a_name}`; {n_query - n_leaked} are clean"
+        ),
         "",
         "## Per split pair",
         "",

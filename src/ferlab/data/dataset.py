@@ -70,7 +70,7 @@ class FaceDataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+        return tuple(self.images.shape[1:])
 
     def split_names(self) -> list[str]:
         """Splits present, in the canonical order."""

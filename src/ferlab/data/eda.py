@@ -14,11 +14,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from ferlab.data.dataset import FaceDataset  # noqa: E402
-from ferlab.data.stats import sharpness, summarize  # noqa: E402
+from ferlab.data.dataset import FaceDataset
+from ferlab.data.stats import sharpness, summarize
 
 BLUR_RATIO = 0.5
 """Warn when the training split's mean sharpness is below this fraction of the test split's."""
@@ -83,7 +83,7 @@ def plot_sample_grid(dataset: FaceDataset, path: Path, per_class: int = 8, seed:
     fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 1.0), squeeze=False)
     for row, name in enumerate(classes):
         members = np.flatnonzero(pool.labels == row)
-        chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []
+        chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else members
         for col in range(per_class):
             ax = axes[row][col]
             ax.axis("off")

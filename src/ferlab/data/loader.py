@@ -101,7 +101,7 @@ def _save(dataset: FaceDataset, target: Path) -> None:
     if dataset.votes is not None:
         arrays["votes"] = dataset.votes
     with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, allow_pickle=False, **arrays)  # _load reads with allow_pickle=False too
     os.replace(handle.name, target)  # atomic: a killed run never leaves half a cache file
 
 

@@ -17,11 +17,11 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score, r
 
 from ferlab.data.dataset import FaceDataset
 from ferlab.errors import FerlabError
-from ferlab.models.calibration import expected_calibration_error, softmax
 from ferlab.inference.engine import TTA, BackendName, Classifier
-from ferlab.labels import LabelSet, map_labels
 from ferlab.inference.preprocess import whole_image_face
+from ferlab.labels import LabelSet, map_labels
 from ferlab.models.bundle import ModelBundle
+from ferlab.models.calibration import expected_calibration_error, softmax
 
 ALL = "all"
 """The split name that means every image of a dataset."""
@@ -63,7 +63,7 @@ class EvaluationResult:
             if 0 < positives.sum() < len(labels):
                 aucs[name] = float(roc_auc_score(positives, calibrated[:, i]))
         return {
-            "samples": int(len(labels)),
+            "samples": len(labels),
             "accuracy": float((predicted == labels).mean()),
             "top2_accuracy": float(top_k_accuracy_score(labels, calibrated, k=2, labels=class_ids))
             if len(self.classes) > 2
@@ -206,10 +206,12 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"Accuracy {100 * metrics['accuracy']:.2f}% on {metrics['samples']} images; top-2 "
-        f"{100 * metrics['top2_accuracy']:.2f}%; macro-F1 {metrics['macro_f1']:.3f}; weighted-F1 "
-        f"{metrics['weighted_f1']:.3f}; ECE {metrics['ece_uncalibrated']:.3f} uncalibrated, "
-        f"{metrics['ece']:.3f} with temperature {metrics['temperature']:.2f}.",
+        (
+            f"Accuracy {100 * metrics['accuracy']:.2f}% on {metrics['samples']} images; top-2 "
+            f"{100 * metrics['top2_accuracy']:.2f}%; macro-F1 {metrics['macro_f1']:.3f}; weighted-F1 "
+            f"{metrics['weighted_f1']:.3f}; ECE {metrics['ece_uncalibrated']:.3f} uncalibrated, "
+            f"{metrics['ece']:.3f} with temperature {metrics['temperature']:.2f}."
+        ),
     ]
     return "\n".join(lines)
 

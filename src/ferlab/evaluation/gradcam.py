@@ -57,5 +57,5 @@ def overlay(face_rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> n
     if face_rgb.ndim == 2 or face_rgb.shape[2] == 1:
         face_rgb = np.repeat(face_rgb.reshape(face_rgb.shape[0], face_rgb.shape[1], 1), 3, axis=2)
     resized = cv2.resize(heatmap.astype(np.float32), (face_rgb.shape[1], face_rgb.shape[0]))
-    colored = cv2.applyColorMap(np.uint8(255 * resized), cv2.COLORMAP_JET)[:, :, ::-1]
-    return np.uint8((1 - alpha) * face_rgb + alpha * colored)
+    colored = cv2.applyColorMap((255 * resized).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+    return ((1 - alpha) * face_rgb + alpha * colored).astype(np.uint8)

@@ -9,8 +9,8 @@ deterministic for a given seed, so two models are always scored on the same pixe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -18,11 +18,11 @@ from sklearn.metrics import f1_score, recall_score
 
 from ferlab.data.imageio import resize
 from ferlab.errors import FerlabError
-from ferlab.models.calibration import softmax
 from ferlab.inference.engine import BackendName, Classifier
 from ferlab.inference.predictor import resolve_model
 from ferlab.inference.preprocess import to_channels
 from ferlab.models.bundle import load_bundle
+from ferlab.models.calibration import softmax
 from ferlab.models.prior import class_prior, rebalance
 
 Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
@@ -54,8 +54,10 @@ def gaussian_noise(face: np.ndarray, severity: int, rng: np.random.Generator) ->
 def jpeg(face: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     quality = (30, 15, 8)[severity - 1]
     ok, encoded = cv2.imencode(".jpg", face[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:
+        raise FerlabError("OpenCV could not round-trip a face through JPEG")
+    return np.ascontiguousarray(decoded[..., ::-1])
 
 
 def low_resolution(face: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:

@@ -23,7 +23,7 @@ def draw_face(
     color = UNCERTAIN_COLOR if uncertain else COLOR
     thickness = max(1, round(max(rgb.shape[:2]) / 400))
     for px, py in landmarks or ():
-        cv2.circle(rgb, (int(round(px)), int(round(py))), max(1, min(w, h) // 40), LANDMARK_COLOR, -1, cv2.LINE_AA)
+        cv2.circle(rgb, (round(px), round(py)), max(1, min(w, h) // 40), LANDMARK_COLOR, -1, cv2.LINE_AA)
     scale = max(0.4, max(rgb.shape[:2]) / 1400)
     cv2.rectangle(rgb, (x, y), (x + w, y + h), color, thickness)
     (tw, th), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)

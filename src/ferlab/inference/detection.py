@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 import cv2
+import cv2.data  # the Haar cascades' folder (a submodule cv2's own stubs leave out)
 import numpy as np
 
 from ferlab.errors import FerlabError
@@ -75,7 +76,7 @@ def _largest_first(faces: list[Face]) -> list[Face]:
 
 
 def _int_box(x: float, y: float, w: float, h: float) -> tuple[int, int, int, int]:
-    return int(round(x)), int(round(y)), int(round(w)), int(round(h))
+    return round(x), round(y), round(w), round(h)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
@@ -325,6 +326,6 @@ def create_detector(name: str = "auto") -> FaceDetector:
         except FerlabError:
             return HaarDetector()
     try:
-        return DETECTORS[name]()  # type: ignore[return-value]
+        return DETECTORS[name]()
     except KeyError:
         raise FerlabError(f"unknown face detector {name!r}; use auto, {', '.join(DETECTORS)}") from None

@@ -9,8 +9,9 @@ backbone weights when the model takes them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 from ferlab.errors import FerlabError
 from ferlab.models.base import FerModel
@@ -113,5 +114,4 @@ def _ensure_loaded() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        import ferlab.models.scratch  # noqa: F401
-        import ferlab.models.transfer  # noqa: F401
+        from ferlab.models import scratch, transfer  # noqa: F401  (imported for their decorators)

@@ -268,6 +268,12 @@ class BasicBlock(nn.Module):
 
 
 class _ResNetFerBackbone(nn.Module):
+    # Made in __init__'s loop with setattr; declared so that forward() type-checks.
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, in_channels: int, width: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
@@ -304,19 +310,20 @@ def resnet18_fer(
     width = check_positive_int("resnet18_fer", "width", width)
     dropout = check_rate("resnet18_fer", "dropout", dropout)
     backbone = _ResNetFerBackbone(in_channels, width)
+    fc = nn.Linear(backbone.out_channels, num_classes)
     head = nn.Sequential(
         OrderedDict(
             [
                 ("pool", nn.AdaptiveAvgPool2d(1)),
                 ("flatten", nn.Flatten(1)),
                 ("dropout", nn.Dropout(dropout)),
-                ("fc", nn.Linear(backbone.out_channels, num_classes)),
+                ("fc", fc),
             ]
         )
     )
     model = FerModel(backbone, head, _spec("resnet18_fer", num_classes, input_size, in_channels, "backbone.layer4"))
     torch_init_(model)
-    nn.init.normal_(head.fc.weight, 0, 0.01)
+    nn.init.normal_(fc.weight, 0, 0.01)
     return model
 
 
@@ -377,19 +384,20 @@ def resnet9_fer(
             ]
         )
     )
+    fc = nn.Linear(8 * w, num_classes)
     head = nn.Sequential(
         OrderedDict(
             [
                 ("pool", nn.AdaptiveMaxPool2d(1)),
                 ("flatten", nn.Flatten(1)),
                 ("dropout", nn.Dropout(dropout)),
-                ("fc", nn.Linear(8 * w, num_classes)),
+                ("fc", fc),
             ]
         )
     )
     model = FerModel(backbone, head, _spec("resnet9_fer", num_classes, input_size, in_channels, "backbone.res3"))
     torch_init_(model)
-    nn.init.normal_(head.fc.weight, 0, 0.01)
+    nn.init.normal_(fc.weight, 0, 0.01)
     return model
 
 

@@ -14,7 +14,8 @@ that their published weights load key for key:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ class Backbone(nn.Module):
 
     stem_key: str = ""
     ignore_prefixes: tuple[str, ...] = ()
-    named_weights: dict[str, Callable[[], str]] = {}
+    named_weights: ClassVar[dict[str, Callable[[], str]]] = {}
     out_channels: int
 
 
@@ -328,7 +329,10 @@ class EfficientNetLite0Backbone(Backbone):
 
     stem_key = "_conv_stem.weight"
     ignore_prefixes = ("_fc.",)
-    named_weights = {"imagenet": _lite0_imagenet_path, "imagenet-lite0": _lite0_imagenet_path}
+    named_weights: ClassVar[dict[str, Callable[[], str]]] = {
+        "imagenet": _lite0_imagenet_path,
+        "imagenet-lite0": _lite0_imagenet_path,
+    }
 
     def __init__(self, in_channels: int = 3, drop_path: float = 0.2) -> None:
         super().__init__()
@@ -344,7 +348,7 @@ class EfficientNetLite0Backbone(Backbone):
         total = sum(s[0] for s in setting)
         self._conv_stem = TfSameConv2d(in_channels, 32, 3, 2)
         self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
-        blocks = []
+        blocks: list[nn.Module] = []
         for repeats, kernel, stride, expand, inp, out in setting:
             for i in range(repeats):
                 blocks.append(
@@ -437,6 +441,11 @@ class ResNet50V2Backbone(Backbone):
 
     stem_key = "conv1.weight"
     ignore_prefixes = ("fc.", "predictions.")
+    # Made in __init__'s loop with setattr; declared so that forward() type-checks.
+    conv2: nn.Sequential
+    conv3: nn.Sequential
+    conv4: nn.Sequential
+    conv5: nn.Sequential
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
