@@ -69,3 +69,14 @@ def test_predict_on_a_folder_uses_workers_and_reports_images_per_second(
     assert "images/s" in result.output
     rows = out.read_text().splitlines()
     assert len(rows) == 1 + len(list((blob_data / "test").rglob("*.png")))
+
+
+def test_a_front_end_without_its_extra_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real_find_spec(name, *a)
+    )
+    result = CliRunner().invoke(app, ["serve", "--port", "8123"])
+    assert result.exit_code == 2 and "pip install 'ferlab[api]'" in result.output and "uvicorn" in result.output

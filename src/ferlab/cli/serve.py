@@ -26,6 +26,17 @@ UploadOpt = Annotated[int, typer.Option("--max-upload-mb", min=1, help="Largest 
 PortOpt = Annotated[int, typer.Option("--port", help="Port to listen on (1-65535).")]
 
 
+def require_extra(command: str, extra: str, *modules: str) -> None:
+    """A one-line error naming the extra to install when a front end's packages are missing."""
+    import importlib.util
+
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        raise FerlabError(
+            f"ferlab {command} needs the {extra} extra ({', '.join(missing)} missing): pip install 'ferlab[{extra}]'"
+        )
+
+
 def _check_port(port: int) -> None:
     if not 1 <= port <= 65535:
         raise FerlabError(f"--port must be between 1 and 65535, got {port}")
@@ -83,6 +94,7 @@ def serve(
 ) -> None:
     """Serve the REST API: POST /v1/predict, GET /v1/models, GET /healthz; interactive docs at /docs."""
     _check_port(port)
+    require_extra("serve", "api", "uvicorn", "fastapi", "fastapi_offline", "multipart")
     import uvicorn
 
     from ferlab.apps import default_model
@@ -117,6 +129,7 @@ def app_command(
 ) -> None:
     """Start the web app: upload a photo or take a snapshot, see each face's expression, Grad-CAM and the model card."""
     _check_port(port)
+    require_extra("app", "web", "streamlit", "pandas")
     from ferlab.apps import EXTRA_MODELS_ENV, MODEL_ENV, default_model
     from ferlab.apps import __file__ as apps_init
     from ferlab.inference.predictor import resolve_model
