@@ -80,3 +80,15 @@ def test_a_front_end_without_its_extra_names_the_extra_to_install(monkeypatch: p
     )
     result = CliRunner().invoke(app, ["serve", "--port", "8123"])
     assert result.exit_code == 2 and "pip install 'ferlab[api]'" in result.output and "uvicorn" in result.output
+
+
+def test_an_unknown_or_absent_device_is_a_clear_error(blob_model: Path) -> None:
+    with pytest.raises(FerlabError, match="unknown device"):
+        load(str(blob_model), device="gpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(FerlabError, match="no CUDA GPU"):
+            load(str(blob_model), device="cuda", backend="torch")
+    result = CliRunner().invoke(app, ["predict", str(blob_model), "--device", "tpu"])
+    assert result.exit_code == 2 and "unknown device" in result.output

@@ -24,6 +24,14 @@ BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime i
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")
 ]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="cpu, cuda, cuda:N or mps: where the network runs (ONNX Runtime's CUDA "
+        "provider with ferlab[gpu], else torch).",
+    ),
+]
 PriorOpt = Annotated[
     str,
     typer.Option(
@@ -68,6 +76,7 @@ def predict(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per classification batch.")] = 16,
     precision: PrecisionOpt = "auto",
     prior: PriorOpt = "train",
+    device: DeviceOpt = "cpu",
     workers: Annotated[
         Optional[int],
         typer.Option(
@@ -91,7 +100,14 @@ def predict(
     paths = expand_inputs(inputs)
     if not paths:
         raise FerlabError("no input images")
-    options = {"detector": detector, "backend": backend, "tta": tta, "precision": precision, "prior": prior}
+    options = {
+        "detector": detector,
+        "backend": backend,
+        "tta": tta,
+        "precision": precision,
+        "prior": prior,
+        "device": device,
+    }
     predictor = load(model, **options)  # type: ignore[arg-type]  # fails here on a bad option, once
     spare = [predictor]
 
@@ -194,6 +210,7 @@ def video(
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
     prior: PriorOpt = "train",
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Per-frame CSV, annotated video and an emotion-over-time plot, with faces tracked across frames."""
     from ferlab.inference.predictor import load
@@ -201,7 +218,7 @@ def video(
 
     if not 0 <= smoothing < 1:
         raise FerlabError(f"--smoothing must be at least 0 and below 1, got {smoothing:g}")
-    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior)  # type: ignore[arg-type]
+    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior, device=device)  # type: ignore[arg-type]
     summary = process_video(predictor, file, out, every=every, smoothing=smoothing)
     typer.echo(
         f"{summary.frames} frames, {summary.processed} analysed, faces in {summary.frames_with_faces}; "
@@ -218,12 +235,13 @@ def webcam(
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
     prior: PriorOpt = "train",
+    device: DeviceOpt = "cpu",
 ) -> None:
     """A live window with boxes, labels, probability bars and fps (needs a camera and a display)."""
     from ferlab.inference.predictor import load
     from ferlab.inference.video import run_webcam
 
-    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior)  # type: ignore[arg-type]
+    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior, device=device)  # type: ignore[arg-type]
     run_webcam(predictor, camera=camera, every=every)  # type: ignore[arg-type]
 
 

@@ -79,6 +79,7 @@ def serve(
     prior: Annotated[
         str, typer.Option("--prior", help="train (as trained) or uniform (rebalanced for balanced classes).")
     ] = "train",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps: where the network runs.")] = "cpu",
     workers: Annotated[
         Optional[int],
         typer.Option(
@@ -111,6 +112,7 @@ def serve(
         backend=backend,
         precision=precision,
         prior=prior,
+        device=device,
         preload_detector=True,
     )
     _warn_if_public(host)

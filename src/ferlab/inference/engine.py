@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -71,17 +71,43 @@ class Backend(Protocol):
         ...
 
 
+def check_device(device: str) -> str:
+    """`cpu`, `cuda`, `cuda:N` or `mps`: where inference runs (the CPU unless asked)."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise FerlabError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+    return device
+
+
+def onnx_cuda_available() -> bool:
+    """ONNX Runtime's CUDA provider is there (the `onnxruntime-gpu` package, ferlab[gpu])."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, bundle: ModelBundle) -> None:
-        self.model = bundle.model.eval()
+    def __init__(self, bundle: ModelBundle, device: str = "cpu") -> None:
+        import torch
+
+        check_device(device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise FerlabError(f"device {device}: torch sees no CUDA GPU here")
+        if device == "mps" and not torch.backends.mps.is_available():
+            raise FerlabError("device mps: torch sees no Apple GPU here")
+        self.device = torch.device(device)
+        self.model = bundle.model.eval().to(self.device)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.no_grad():
-            return self.model(torch.from_numpy(np.ascontiguousarray(batch))).float().numpy()
+            inputs = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
+            return self.model(inputs).float().cpu().numpy()
 
 
 class OnnxBackend:
@@ -91,15 +117,23 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int | None = 1) -> None:
+    def __init__(self, path: Path, threads: int | None = 1, device: str = "cpu") -> None:
         import onnxruntime as ort
 
+        kind, _, index = check_device(device).partition(":")
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if kind == "cuda" and onnx_cuda_available():
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(index or 0)}))
+        elif kind != "cpu":
+            raise FerlabError(
+                f"device {device}: ONNX Runtime runs there with onnxruntime-gpu (pip install 'ferlab[gpu]')"
+            )
         self.path = path
         self.precision: OnnxPrecision = "int8" if path.name.endswith(".int8.onnx") else "fp32"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"input": batch})[0]
@@ -205,19 +239,25 @@ def create_backend(
     precision: Precision = "auto",
     threads: int | None = 1,
     source: Path | None = None,
+    device: str = "cpu",
 ) -> Backend:
     """ONNX Runtime when installed (and `auto` or `onnx`), else torch; int8 where an int8 export exists.
 
-    A missing fp32 export is made in the cache; with `source`, the model file the bundle was
-    loaded from, a manifest goes next to it so that the next load of that file skips torch.
+    On a GPU (`device` cuda), `auto` takes ONNX Runtime's CUDA provider where onnxruntime-gpu
+    is installed, else torch. A missing fp32 export is made in the cache; with `source`, the
+    model file the bundle was loaded from, a manifest goes next to it so that the next load of
+    that file skips torch.
     """
     check_choices(name, precision)
-    if name == "torch":
-        return TorchBackend(bundle)
+    on_cpu = check_device(device) == "cpu"
+    if name == "torch" or (name == "auto" and not on_cpu and not onnx_cuda_available()):
+        return TorchBackend(bundle, device)
     if not onnxruntime_available():
         if name == "onnx" or precision == "int8":
             raise FerlabError("the onnx backend needs: pip install onnx onnxruntime") from None
-        return TorchBackend(bundle)
+        return TorchBackend(bundle, device)
+    if not on_cpu and precision == "auto":
+        precision = "fp32"  # int8 QDQ graphs are made for the CPU
     digest = weights_digest(bundle)
     path = exported_file(bundle.spec.name, digest, precision)
     if path is None and precision == "int8":
@@ -230,7 +270,7 @@ def create_backend(
         manifest = ModelManifest.from_bundle(bundle, file_sha256(source), digest)
         if not any((folder / manifest.file_name).is_file() for folder in export_folders()):
             manifest.save(onnx_cache_dir())
-    return OnnxBackend(path, threads)
+    return OnnxBackend(path, threads, device)
 
 
 def _resize_stack(batch: np.ndarray, size: int) -> np.ndarray:
@@ -284,18 +324,23 @@ class Classifier:
         precision: Precision = "fp32",
         threads: int | None = 1,
         source: Path | None = None,
+        device: str = "cpu",
     ) -> Classifier:
-        return cls(create_backend(bundle, backend, precision, threads, source), InputSpec.of_bundle(bundle))
+        return cls(create_backend(bundle, backend, precision, threads, source, device), InputSpec.of_bundle(bundle))
 
     @classmethod
-    def for_export(cls, manifest: ModelManifest, precision: Precision = "auto", threads: int | None = 1) -> Classifier:
+    def for_export(
+        cls, manifest: ModelManifest, precision: Precision = "auto", threads: int | None = 1, device: str = "cpu"
+    ) -> Classifier:
         """Run a shipped or cached export through ONNX Runtime, without torch."""
+        if check_device(device) != "cpu" and precision == "auto":
+            precision = "fp32"  # int8 QDQ graphs are made for the CPU
         path = exported_file(manifest.arch, manifest.weights_digest, precision)
         if path is None:
             if precision == "int8":
                 raise _missing_int8(manifest.arch)
             raise FerlabError(f"the export {manifest.onnx_name('fp32')} is missing from {onnx_cache_dir()}")
-        return cls(OnnxBackend(path, threads), InputSpec.of_manifest(manifest))
+        return cls(OnnxBackend(path, threads, device), InputSpec.of_manifest(manifest))
 
     def logits(self, faces: np.ndarray, tta: TTA = "none") -> np.ndarray:
         """Uncalibrated logits (N, K) for uint8 faces (N, S, S, C) at the model's input size.

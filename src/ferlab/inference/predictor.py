@@ -24,7 +24,9 @@ from ferlab.inference.engine import (
     Classifier,
     Precision,
     check_choices,
+    check_device,
     export_folders,
+    onnx_cuda_available,
     onnxruntime_available,
 )
 from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_face
@@ -122,6 +124,7 @@ class Predictor:
         align: bool = True,
         tta: TTA = "none",
         prior: Prior = "train",
+        device: str = "cpu",
     ) -> None:
         """`model` is a loaded bundle, a shipped model's name, a `model.pt` or a run folder (None:
         the default model). A name or path whose ONNX export is shipped or cached runs on ONNX
@@ -129,10 +132,12 @@ class Predictor:
 
         `align=True` warps each face's landmarks onto the training crops' template; `False`
         crops by the detector's box (ferlab.inference.preprocess). `prior="uniform"` rebalances
-        the probabilities as if every class were equally common (ferlab.models.prior)."""
+        the probabilities as if every class were equally common (ferlab.models.prior). `device`
+        `cuda` runs the network on a GPU (ONNX Runtime's CUDA provider, else torch)."""
         if prior not in PRIORS:
             raise FerlabError(f"unknown prior {prior!r}; use {' or '.join(PRIORS)}")
         check_choices(backend, precision)
+        check_device(device)
         by_reference = model is None or isinstance(model, (str, Path))
         self._bundle: ModelBundle | None = None if by_reference else model  # type: ignore[assignment]
         self.source: Path | None = None
@@ -141,16 +146,16 @@ class Predictor:
         if by_reference:
             resolved = resolve_model(model)  # type: ignore[arg-type]
             self.source = resolved / "model.pt" if resolved.is_dir() else resolved
-            if backend != "torch" and onnxruntime_available():
+            if backend != "torch" and onnxruntime_available() and (device == "cpu" or onnx_cuda_available()):
                 manifest = exported_manifest(model, self.source)
         if manifest is not None:
             try:
-                self.classifier = Classifier.for_export(manifest, precision, threads)
+                self.classifier = Classifier.for_export(manifest, precision, threads, device)
             except FerlabError:
                 manifest = None  # the manifest is there, its export is not (yet): make it from the weights
         if manifest is None:
             bundle = self.bundle
-            self.classifier = Classifier.for_bundle(bundle, backend, precision, threads, self.source)
+            self.classifier = Classifier.for_bundle(bundle, backend, precision, threads, self.source, device)
             label_set, temperature, recorded_prior = (
                 bundle.label_set,
                 bundle.temperature,
