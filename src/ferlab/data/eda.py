@@ -11,14 +11,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ferlab.data.dataset import FaceDataset  # noqa: E402
-from ferlab.data.stats import sharpness, summarize  # noqa: E402
+from ferlab.data.dataset import FaceDataset
+from ferlab.data.stats import sharpness, summarize
 
 BLUR_RATIO = 0.5
 """Warn when the training split's mean sharpness is below this fraction of the test split's."""
@@ -61,7 +58,8 @@ def split_checks(dataset: FaceDataset, blur_ratio: float = BLUR_RATIO) -> EdaRep
 def plot_class_distribution(dataset: FaceDataset, path: Path) -> None:
     counts = dataset.class_counts()
     classes = dataset.class_names
-    fig, axes = plt.subplots(1, len(counts), figsize=(4.5 * len(counts), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(counts), 3.6))
+    axes = fig.subplots(1, len(counts), squeeze=False)
     for ax, (split, per_class) in zip(axes[0], counts.items()):
         values = [per_class[c] for c in classes]
         bars = ax.bar(classes, values, color="tab:blue")
@@ -72,7 +70,6 @@ def plot_class_distribution(dataset: FaceDataset, path: Path) -> None:
     fig.suptitle("Class distribution per split")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_sample_grid(dataset: FaceDataset, path: Path, per_class: int = 8, seed: int = 0) -> None:
@@ -80,7 +77,8 @@ def plot_sample_grid(dataset: FaceDataset, path: Path, per_class: int = 8, seed:
     rng = np.random.default_rng(seed)
     pool = dataset.split("train") if "train" in dataset.split_names() else dataset
     classes = dataset.class_names
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 1.0), squeeze=False)
+    fig = Figure(figsize=(per_class * 0.9, len(classes) * 1.0))
+    axes = fig.subplots(len(classes), per_class, squeeze=False)
     for row, name in enumerate(classes):
         members = np.flatnonzero(pool.labels == row)
         chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []
@@ -93,7 +91,6 @@ def plot_sample_grid(dataset: FaceDataset, path: Path, per_class: int = 8, seed:
         axes[row][0].set_title(name, fontsize=8, loc="left")
     fig.tight_layout(pad=0.2, h_pad=1.2)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run_eda(dataset: FaceDataset, out_dir: Path) -> EdaReport:
