@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from ferlab.cli.main import user_errors
+from ferlab.cli.common import user_errors
 
 _FORMAT_HELP = "auto, folder, fer2013-csv or ferplus-folder."
 _FERPLUS_HELP = "FER+ fer2013new.csv to pair with a fer2013.csv."

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ferlab.cli.main import user_errors
+from ferlab.cli.common import user_errors
 
 
 @user_errors

@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from functools import wraps
-from typing import Callable, TypeVar
 
 import typer
 
-from ferlab.errors import FerlabError
+from ferlab.cli.common import user_errors  # noqa: F401  (the commands of other branches still take it from here)
 
 app = typer.Typer(
     help="ferlab: facial expression recognition — data, training, evaluation and inference.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-F = TypeVar("F", bound=Callable[..., object])
-
-
-def user_errors(command: F) -> F:
-    """Print a FerlabError, or an OSError (a full disk, a folder that cannot be written), as
-    one line and exit 2, instead of a traceback."""
-
-    @wraps(command)
-    def wrapper(*args: object, **kwargs: object) -> object:
-        try:
-            return command(*args, **kwargs)
-        except (FerlabError, OSError) as exc:
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.secho("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.callback()

@@ -1,0 +1,36 @@
+"""What every `ferlab` command shares: user errors as one line and exit status 2.
+
+Kept apart from ferlab.cli.main, which imports every command module to register it: a
+command module that took this from main could not be imported before main (a cycle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import TypeVar
+
+import typer
+
+from ferlab.errors import FerlabError
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def user_errors(command: F) -> F:
+    """Print a FerlabError, or an OSError (a full disk, a folder that cannot be written), as
+    one line and exit 2, instead of a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return command(*args, **kwargs)
+        except (FerlabError, OSError) as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
