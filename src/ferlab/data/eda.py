@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ferlab.data.dataset import FaceDataset
+from ferlab.data.markdown import markdown_table
 from ferlab.data.stats import sharpness, summarize
 
 BLUR_RATIO = 0.5
@@ -111,9 +112,11 @@ def run_eda(dataset: FaceDataset, out_dir: Path) -> EdaReport:
         "",
         "## Sharpness and size per split",
         "",
-        "| split | mean sharpness (Laplacian variance) | most common original size |",
-        "|---|---:|---|",
-        *(f"| {s} | {report.sharpness[s]:.1f} | {report.common_size[s]} |" for s in report.sharpness),
+        markdown_table(
+            ("split", "mean sharpness (Laplacian variance)", "most common original size"),
+            ((s, f"{report.sharpness[s]:.1f}", report.common_size[s]) for s in report.sharpness),
+            right=[1],
+        ),
         "",
         "## Warnings",
         "",
