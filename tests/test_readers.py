@@ -276,6 +276,7 @@ def real_ferplus_test(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target / "ferplus" / "FER2013Test"
 
 
+@pytest.mark.real_data
 def test_real_ferplus_test_split_has_the_published_size(real_ferplus_test: Path) -> None:
     """FER2013Test with the authors' majority rule keeps 3,137 of its 3,573 images."""
     dataset = load_dataset(real_ferplus_test)
