@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ferlab.inference.predictor import FacePrediction
+if TYPE_CHECKING:  # only for annotations: importing SMOOTHING (the CLI's --smoothing default) stays light
+    from ferlab.inference.predictor import FacePrediction
 
 SMOOTHING = 0.6
 """Default weight of a track's past probabilities against the new frame's (0: no smoothing)."""
