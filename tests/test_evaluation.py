@@ -24,6 +24,7 @@ from ferlab.models.registry import available_models, create_model
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_evaluation_writes_every_figure_and_table(
     blob_model: Path, blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -377,6 +378,7 @@ def package_files() -> dict[str, float]:
     return {str(p): p.stat().st_mtime for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
+@pytest.mark.slow
 def test_shipped_model_names_work_in_every_command_and_nothing_is_written_in_the_package(
     gray_faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the check forks one child per module")
+pytestmark = [
+    pytest.mark.slow,  # one interpreter loading torch and every ferlab module: about 25 s here
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="the check forks one child per module"),
+]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -41,7 +44,9 @@ KNOWN_FAILURES = {
 THIRD_PARTY = ("PIL.Image", "cv2", "sklearn.metrics", "sklearn.model_selection", "onnxruntime", "yaml", "typer")
 """Loaded before the baseline: what importing them does is theirs, and the children start faster."""
 
-CHECK = f"THIRD_PARTY = {THIRD_PARTY!r}\n" + r"""
+CHECK = (
+    f"THIRD_PARTY = {THIRD_PARTY!r}\n"
+    + r"""
 import json, os, random, sys, importlib
 import numpy as np
 import torch
@@ -88,6 +93,7 @@ for name in sys.argv[1:]:
     results[name] = json.loads(text) if text else {"error": "the child died without an answer"}
 print(json.dumps(results))
 """
+)
 
 
 def _walk(paths: list[str], prefix: str) -> list[str]:

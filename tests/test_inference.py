@@ -83,6 +83,7 @@ def test_bad_files_are_refused_with_clear_messages(tmp_path: Path, monkeypatch: 
         as_rgb(tmp_path / "big.png")
 
 
+@pytest.mark.slow
 def test_decompression_bombs_are_refused_before_decoding(tmp_path: Path) -> None:
     """A tiny file that claims 100k x 100k pixels must not be decoded into 10 GB."""
     Image.new("1", (100_000, 100_000)).save(tmp_path / "bomb.png")  # 1-bit: small on disk
