@@ -47,3 +47,7 @@ def _register() -> None:
 
 
 _register()
+
+
+if __name__ == "__main__":  # python -m ferlab.cli.main, as the `ferlab` script
+    app()
