@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import csv
+import socket
 from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
 
-SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+"""A real portrait photo that ships with matplotlib: the face is at about x 150-380, y 100-330."""
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +76,38 @@ def write_fer2013_csv(path: Path, rows: list[tuple[int, np.ndarray, str]]) -> Pa
     return path
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 VOTE_HEADER = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+
+
+def write_ferplus_folder(root: Path) -> Path:
+    """A tiny FER+ folder: FER2013{Train,Valid,Test}/ with label.csv (10 votes per image, one non-face)."""
+    votes_by_split = {
+        "FER2013Train": [
+            [6, 0, 1, 1, 0, 0, 0, 0, 2, 0],
+            [0, 8, 2, 0, 0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],
+            [0, 0, 0, 0, 2, 0, 0, 8, 0, 0],
+        ],
+        "FER2013Valid": [[0, 0, 10, 0, 0, 0, 0, 0, 0, 0]],
+        "FER2013Test": [[0, 0, 0, 7, 3, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]],
+    }
+    row = 0
+    for folder, votes in votes_by_split.items():
+        (root / folder).mkdir(parents=True)
+        with (root / folder / "label.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            for v in votes:
+                write_image(root / folder / f"fer{row:07d}.png", synthetic_face(row))
+                writer.writerow([f"fer{row:07d}.png", "(0, 0, 48, 48)", *v])
+                row += 1
+    return root
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,25 +17,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
 
 import ferlab.apps
-from ferlab.apps import MODEL_ENV
+from conftest import GRACE_HOPPER, free_port
 from ferlab.inference.annotate import COLOR, UNCERTAIN_COLOR
+from ferlab.inference.catalog import MODEL_ENV
 from ferlab.inference.predictor import load
 
-GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 WEBAPP = Path(ferlab.apps.__file__).with_name("webapp.py")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-    reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): apt-get install chromium chromium-driver",
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+        reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): apt-get install chromium chromium-driver",
+    ),
+]
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the test extra)")
 from selenium.common.exceptions import TimeoutException  # noqa: E402  (only once selenium is known to be there)
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -70,12 +72,6 @@ for (let i = 0; i < pixels.length; i += 4) {
 return count;
 """
 """How many pixels of the live video are within 40 of an RGB colour in every channel."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

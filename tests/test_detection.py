@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import GRACE_HOPPER
 from ferlab.data.imageio import as_rgb
 from ferlab.inference.detection import (
     YUNET_FILE,
@@ -28,7 +29,6 @@ from ferlab.inference.preprocess import (
     face_transform,
     similarity_transform,
 )
-from test_inference import GRACE_HOPPER
 
 pytest.importorskip("onnxruntime")
 

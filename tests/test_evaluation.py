@@ -12,18 +12,19 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import blob_image, make_class_tree, write_image
+from conftest import GRACE_HOPPER, blob_image, make_class_tree, write_image
 from ferlab.cli.main import app
 from ferlab.errors import FerlabError
 from ferlab.evaluation.gradcam import gradcam
 from ferlab.evaluation.report import run_evaluation
+from ferlab.labels import LabelSet
 from ferlab.models.bundle import ModelBundle, load_bundle
 from ferlab.models.registry import available_models, create_model
-from ferlab.labels import LabelSet
 
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_evaluation_writes_every_figure_and_table(
     blob_model: Path, blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,7 +137,6 @@ def test_cli_evaluate_and_explain(blob_model: Path, blob_data: Path, tmp_path: P
     )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("angry: wrote") and (tmp_path / "cam.png").stat().st_size > 0
-    from test_inference import GRACE_HOPPER
 
     result = runner.invoke(
         app, ["explain", str(GRACE_HOPPER), "--model", str(blob_model), "--out", str(tmp_path / "gh.png")]
@@ -145,6 +145,27 @@ def test_cli_evaluate_and_explain(blob_model: Path, blob_data: Path, tmp_path: P
     assert Image.open(tmp_path / "gh.png").size[0] < 600  # the face crop, not the whole photo
     result = runner.invoke(app, ["explain", str(tmp_path / "absent.png"), "--model", str(blob_model)])
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_explanations_use_the_crop_the_predictor_classified(blob_model: Path) -> None:
+    """Grad-CAM runs on the aligned crop the predictor made (the web app's and `ferlab explain`'s
+    one implementation), explains the predicted class by default, and falls back to the whole image."""
+    from ferlab.data.imageio import as_rgb
+    from ferlab.evaluation.explain import NO_FACE, Explainer, explain_image
+    from ferlab.inference.predictor import load
+
+    predictor = load(blob_model, backend="torch")
+    rgb = as_rgb(GRACE_HOPPER)
+    face = predictor.predict(rgb)[0]
+    assert face.detected is not None
+    explanation = Explainer(predictor).explain(rgb, face)
+    assert np.array_equal(explanation.crop, predictor.crops(rgb, [face.detected])[0])
+    assert explanation.label == face.label and explanation.note is None
+    assert explanation.image.shape == (face.box[2], face.box[2], 3)  # the face at its own resolution, in colour
+    assert Explainer(predictor).explain(rgb, face, "happy").label == "happy"
+    blank = np.full((120, 160, 3), 128, np.uint8)
+    whole = explain_image(predictor, blank)
+    assert whole.note == NO_FACE and whole.image.shape == blank.shape
 
 
 def test_gradcam_concentrates_where_the_signal_is(blob_model: Path) -> None:
@@ -295,7 +316,6 @@ def test_split_all_scores_every_image_and_says_so(
 
 def test_detect_runs_the_photo_pipeline(blob_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ferlab.data.imageio import as_rgb
-    from test_inference import GRACE_HOPPER
 
     photo = as_rgb(GRACE_HOPPER)
     for name in ("angry", "happy"):
@@ -358,6 +378,7 @@ def package_files() -> dict[str, float]:
     return {str(p): p.stat().st_mtime for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
+@pytest.mark.slow
 def test_shipped_model_names_work_in_every_command_and_nothing_is_written_in_the_package(
     gray_faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

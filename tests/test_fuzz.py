@@ -170,6 +170,7 @@ def builds_or_refuses(values: dict[str, object], overrides: list[str] | None = N
     assert "/" not in config.name and ".." not in config.name
 
 
+@pytest.mark.slow
 @small(300)
 @given(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6))
 def test_any_config_values_build_a_valid_config_or_give_one_clear_error(changes: dict[str, object]) -> None:

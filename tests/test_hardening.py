@@ -19,7 +19,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import make_class_tree
+from conftest import free_port, make_class_tree
 from ferlab.cli.main import app
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
@@ -128,8 +128,8 @@ def test_rng_states_round_trip_and_old_checkpoints_still_resume(tmp_path: Path) 
         {"rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}},
         tmp_path / "old.pt",
     )
-    from ferlab.training.trainer import _OLD_NUMPY_RNG_TYPES
     from ferlab.models.bundle import load_torch_file
+    from ferlab.training.trainer import _OLD_NUMPY_RNG_TYPES
 
     old = load_torch_file(tmp_path / "old.pt", "checkpoint", allow=_OLD_NUMPY_RNG_TYPES)
     set_rng_states(old["rng"])
@@ -550,14 +550,6 @@ def test_api_a_stalled_body_gets_408_instead_of_holding_the_connection(untrained
 
 
 # -- ferlab app stops cleanly -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def listening(port: int) -> bool:

@@ -8,25 +8,22 @@ import json
 from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import blob_image
+from conftest import GRACE_HOPPER, blob_image
 from ferlab.cli.main import app
 from ferlab.data import imageio
 from ferlab.data.imageio import as_rgb
 from ferlab.errors import FerlabError
-from ferlab.inference.detection import Face, HaarDetector, create_detector
+from ferlab.inference.detection import HaarDetector, create_detector
 from ferlab.inference.predictor import FacePrediction, Predictor, resolve_model
 from ferlab.inference.tracking import FaceTracker
 from ferlab.models.bundle import load_bundle
 
 runner = CliRunner()
-GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-"""A real portrait photo that ships with matplotlib: the face is at about x 150-380, y 100-330."""
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +83,7 @@ def test_bad_files_are_refused_with_clear_messages(tmp_path: Path, monkeypatch: 
         as_rgb(tmp_path / "big.png")
 
 
+@pytest.mark.slow
 def test_decompression_bombs_are_refused_before_decoding(tmp_path: Path) -> None:
     """A tiny file that claims 100k x 100k pixels must not be decoded into 10 GB."""
     Image.new("1", (100_000, 100_000)).save(tmp_path / "bomb.png")  # 1-bit: small on disk

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import VOTE_HEADER, make_class_tree, synthetic_face, write_fer2013_csv, write_image
+from conftest import (
+    VOTE_HEADER,
+    make_class_tree,
+    synthetic_face,
+    write_fer2013_csv,
+    write_ferplus_folder,  # also imported from here by test_training.py until it takes it from conftest
+    write_image,
+)
 from ferlab.data import loader
 from ferlab.data.ferplus import majority_labels
 from ferlab.data.loader import load_dataset
@@ -192,29 +199,6 @@ def test_majority_follows_the_ferplus_authors_rule() -> None:
         majority_labels(votes, "mean")
 
 
-def write_ferplus_folder(root: Path) -> Path:
-    votes_by_split = {
-        "FER2013Train": [
-            [6, 0, 1, 1, 0, 0, 0, 0, 2, 0],
-            [0, 8, 2, 0, 0, 0, 0, 0, 0, 0],
-            [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],
-            [0, 0, 0, 0, 2, 0, 0, 8, 0, 0],
-        ],
-        "FER2013Valid": [[0, 0, 10, 0, 0, 0, 0, 0, 0, 0]],
-        "FER2013Test": [[0, 0, 0, 7, 3, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]],
-    }
-    row = 0
-    for folder, votes in votes_by_split.items():
-        (root / folder).mkdir(parents=True)
-        with (root / folder / "label.csv").open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            for v in votes:
-                write_image(root / folder / f"fer{row:07d}.png", synthetic_face(row))
-                writer.writerow([f"fer{row:07d}.png", "(0, 0, 48, 48)", *v])
-                row += 1
-    return root
-
-
 def test_ferplus_folder_keeps_votes_and_drops_non_faces(tmp_path: Path) -> None:
     dataset = load_dataset(write_ferplus_folder(tmp_path / "ferplus"))
     assert dataset.label_set == FERPLUS
@@ -292,6 +276,7 @@ def real_ferplus_test(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target / "ferplus" / "FER2013Test"
 
 
+@pytest.mark.real_data
 def test_real_ferplus_test_split_has_the_published_size(real_ferplus_test: Path) -> None:
     """FER2013Test with the authors' majority rule keeps 3,137 of its 3,573 images."""
     dataset = load_dataset(real_ferplus_test)

@@ -342,9 +342,9 @@ def test_docs_model_table_matches_the_model_card(name: str):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_front_ends_show_the_cards_accuracy(name: str):
     """The app and GET /v1/models show the card's float32 test accuracy, not the trainer's bf16 one."""
-    from ferlab.apps import model_card
+    from ferlab.inference.catalog import model_summary
     from ferlab.inference.predictor import resolve_model
     from ferlab.models.bundle import load_bundle
 
-    card = model_card(load_bundle(resolve_model(name)), name)
-    assert round(100 * card["test"]["accuracy"], 2) == _card_figures(name)["accuracy"]
+    summary = model_summary(load_bundle(resolve_model(name)), name)
+    assert round(100 * summary["test"]["accuracy"], 2) == _card_figures(name)["accuracy"]

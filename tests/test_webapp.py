@@ -10,18 +10,16 @@ import io
 import sys
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import ferlab.apps
-from conftest import blob_image
-from ferlab.apps import EXTRA_MODELS_ENV, MODEL_ENV
+from conftest import GRACE_HOPPER, blob_image
+from ferlab.inference.catalog import EXTRA_MODELS_ENV, MODEL_ENV
 from ferlab.inference.predictor import load
 
-GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 WEBAPP = str(Path(ferlab.apps.__file__).with_name("webapp.py"))
 
 

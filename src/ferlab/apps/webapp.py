@@ -15,10 +15,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ferlab.apps import Explainer, installed_models, model_card, model_name
 from ferlab.data.imageio import as_rgb
 from ferlab.errors import FerlabError
+from ferlab.evaluation.explain import Explainer
 from ferlab.inference.annotate import draw_face
+from ferlab.inference.catalog import installed_models, model_name, model_summary
 from ferlab.inference.predictor import FacePrediction, Predictor, load
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
@@ -40,16 +41,16 @@ def get_explainer(reference: str) -> Explainer:
     return Explainer(get_predictor(reference))
 
 
-def show_model_card(card: dict[str, Any]) -> None:
-    """The facts a user needs before trusting a prediction, in the sidebar."""
-    st.sidebar.subheader(f"Model card: {card['name']}")
+def show_model_summary(summary: dict[str, Any]) -> None:
+    """The facts a user needs before trusting a prediction, in the sidebar, and the model card's text."""
+    st.sidebar.subheader(f"Model card: {summary['name']}")
     lines = [
-        f"**Classes** ({len(card['classes'])}): {', '.join(card['classes'])}",
-        f"**Architecture:** {card['architecture']}, {card['input']['size']}px, "
-        f"{'gray' if card['input']['channels'] == 1 else 'colour'} input",
-        f"**Training data:** {card['training_data'] or 'not recorded'}",
+        f"**Classes** ({len(summary['classes'])}): {', '.join(summary['classes'])}",
+        f"**Architecture:** {summary['architecture']}, {summary['input']['size']}px, "
+        f"{'gray' if summary['input']['channels'] == 1 else 'colour'} input",
+        f"**Training data:** {summary['training_data'] or 'not recorded'}",
     ]
-    test = card["test"] or {}
+    test = summary["test"] or {}
     if "accuracy" in test:
         lines.append(
             f"**Test accuracy:** {test['accuracy']:.1%}"
@@ -57,11 +58,11 @@ def show_model_card(card: dict[str, Any]) -> None:
         )
     else:
         lines.append("**Test accuracy:** not recorded")
-    lines.append(f"**Calibration temperature:** {card['temperature']:.2f}")
+    lines.append(f"**Calibration temperature:** {summary['temperature']:.2f}")
     st.sidebar.markdown("  \n".join(lines))
-    if card["card"]:
+    if summary["card"]:
         with st.sidebar.expander("Full model card"):
-            st.markdown(card["card"])
+            st.markdown(summary["card"])
 
 
 def probability_chart(face: FacePrediction) -> None:
@@ -164,7 +165,7 @@ def main() -> None:
     explain = st.sidebar.toggle(
         "Grad-CAM overlay", value=False, key="gradcam", help="Show where in each face the model looked for its answer."
     )
-    show_model_card(model_card(predictor.bundle, reference))
+    show_model_summary(model_summary(predictor.bundle, reference))
     explainer = get_explainer(reference) if explain else None
 
     source = st.radio("Source", SOURCES, horizontal=True)

@@ -1,5 +1,8 @@
-"""What every `ferlab` command shares; the command modules import this, never `ferlab.cli.main`,
-so that the main module can import them all without a cycle (and `python -m ferlab` works)."""
+"""What every `ferlab` command shares: user errors as one line and exit status 2.
+
+Kept apart from ferlab.cli.main, which imports every command module to register it: a
+command module that took this from main could not be imported before main (a cycle).
+"""
 
 from __future__ import annotations
 

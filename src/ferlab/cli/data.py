@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ferlab.cli.data_audit import audit
 from ferlab.cli.common import user_errors
+from ferlab.cli.data_audit import audit
 from ferlab.data.dataset import FaceDataset
 
 data_app = typer.Typer(help="Inspect datasets: counts, EDA plots, duplicate audit.", no_args_is_help=True)

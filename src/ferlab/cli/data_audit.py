@@ -10,6 +10,7 @@ import numpy as np
 import typer
 
 from ferlab.cli.common import user_errors
+from ferlab.data.audit import MAX_HAMMING, MAX_SHIFT, MIN_CORRELATION
 
 _FORMAT_HELP = "auto, folder, fer2013-csv or ferplus-folder."
 _FERPLUS_HELP = "FER+ fer2013new.csv to pair with a fer2013.csv."
@@ -37,21 +38,21 @@ def audit(
             "--max-hamming",
             help="Hash bits (of 64) two images may differ in to be compared at all.",
         ),
-    ] = 12,
+    ] = MAX_HAMMING,
     min_correlation: Annotated[
         float,
         typer.Option(
             "--min-correlation",
             help="Pixel correlation a near duplicate needs.",
         ),
-    ] = 0.9,
+    ] = MIN_CORRELATION,
     max_shift: Annotated[
         int,
         typer.Option(
             "--max-shift",
             help="Try shifts of up to this many pixels before correlating.",
         ),
-    ] = 2,
+    ] = MAX_SHIFT,
     reference_split: Annotated[
         Optional[list[str]],
         typer.Option(

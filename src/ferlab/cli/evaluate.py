@@ -141,26 +141,13 @@ def explain(
     """Grad-CAM overlay on the largest face (or the whole crop) for the predicted or named class."""
     from PIL import Image
 
-    from ferlab.data.imageio import as_rgb
-    from ferlab.evaluation.gradcam import gradcam, overlay
-    from ferlab.inference.detection import create_detector
-    from ferlab.inference.predictor import resolve_model
-    from ferlab.inference.preprocess import crop_face, whole_image_face
-    from ferlab.models.bundle import load_bundle
+    from ferlab.evaluation.explain import explain_image
+    from ferlab.inference.predictor import load
 
-    bundle = load_bundle(resolve_model(model))
-    spec = bundle.spec
-    rgb = as_rgb(image)
-    faces = [] if no_detect else create_detector().detect(rgb)
-    if faces:
-        face = crop_face(rgb, faces[0], spec.input_size, spec.in_channels)
-        picture = crop_face(rgb, faces[0], max(spec.input_size, faces[0].box[2]), 3)
-    else:
-        if not no_detect:
-            typer.echo("no face found: explaining the whole image as a face crop")
-        face, picture = whole_image_face(rgb, spec.input_size, spec.in_channels), rgb
-    class_index = bundle.label_set.index(class_name) if class_name else None
-    heatmap, explained = gradcam(bundle, face, class_index)
+    predictor = load(model, backend="torch")  # Grad-CAM needs torch; no ONNX session or export for one image
+    explanation = explain_image(predictor, image, class_name, detect=not no_detect)
+    if explanation.note:
+        typer.echo(explanation.note)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(overlay(picture, heatmap)).save(out)
-    typer.echo(f"{bundle.label_set.classes[explained]}: wrote {out}")
+    Image.fromarray(explanation.image).save(out)
+    typer.echo(f"{explanation.label}: wrote {out}")

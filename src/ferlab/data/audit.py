@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from ferlab.data.dataset import SPLITS, FaceDataset
+from ferlab.data.markdown import markdown_table
 from ferlab.errors import FerlabError
 
 DuplicateKind = Literal["exact", "near"]
@@ -35,6 +36,14 @@ _HASH_SIZE = 32  # the gray image is reduced to 32x32 before the DCT
 _HASH_BLOCK = 8  # the top-left 8x8 DCT coefficients give the 64 bits
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # as Pillow's RGB -> L
 _BIT_WEIGHTS = np.uint64(1) << np.arange(64, dtype=np.uint64)
+
+
+MAX_HAMMING = 12
+"""Default hash bits (of 64) two images may differ in to be compared at all."""
+MIN_CORRELATION = 0.9
+"""Default pixel correlation a near duplicate needs."""
+MAX_SHIFT = 2
+"""Default shift, in pixels each way, tried before correlating."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +56,9 @@ class AuditThresholds:
     max_shift: the correlation is the best over shifts of up to this many pixels.
     """
 
-    max_hamming: int = 12
-    min_correlation: float = 0.9
-    max_shift: int = 2
+    max_hamming: int = MAX_HAMMING
+    min_correlation: float = MIN_CORRELATION
+    max_shift: int = MAX_SHIFT
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_hamming <= 64:
@@ -412,12 +421,6 @@ def write_pairs_csv(result: AuditResult, path: Path) -> None:
             writer.writerow([pair.same_label if c == "same_label" else getattr(pair, c) for c in PAIR_COLUMNS])
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    return lines
-
-
 def summary_markdown(
     result: AuditResult, reference_splits: Sequence[str] = ("train",), query_splits: Sequence[str] | None = None
 ) -> str:
@@ -447,19 +450,25 @@ def summary_markdown(
         "## Per split pair",
         "",
     ]
-    lines += _table(
-        ("split a", "split b", "exact", "near", "label differs"),
-        ((a, b, c["exact"], c["near"], c["label_differs"]) for (a, b), c in result.by_split_pair().items()),
+    lines.append(
+        markdown_table(
+            ("split a", "split b", "exact", "near", "label differs"),
+            ((a, b, c["exact"], c["near"], c["label_differs"]) for (a, b), c in result.by_split_pair().items()),
+        )
     )
     lines += ["", "## Per class (a pair counts for each of its labels)", ""]
-    lines += _table(
-        ("class", "exact", "near", "label differs"),
-        ((name, c["exact"], c["near"], c["label_differs"]) for name, c in result.by_class().items()),
+    lines.append(
+        markdown_table(
+            ("class", "exact", "near", "label differs"),
+            ((name, c["exact"], c["near"], c["label_differs"]) for name, c in result.by_class().items()),
+        )
     )
     disagreements = result.label_disagreements()
     if disagreements:
         lines += ["", "## Pairs whose labels differ", ""]
-        lines += _table(("label a", "label b", "pairs"), ((a, b, n) for (a, b), n in disagreements.most_common()))
+        lines.append(
+            markdown_table(("label a", "label b", "pairs"), ((a, b, n) for (a, b), n in disagreements.most_common()))
+        )
     return "\n".join(lines) + "\n"
 
 

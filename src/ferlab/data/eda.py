@@ -11,13 +11,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from ferlab.data.dataset import FaceDataset
+from ferlab.data.markdown import markdown_table
 from ferlab.data.stats import sharpness, summarize
 
 BLUR_RATIO = 0.5
@@ -61,7 +59,8 @@ def split_checks(dataset: FaceDataset, blur_ratio: float = BLUR_RATIO) -> EdaRep
 def plot_class_distribution(dataset: FaceDataset, path: Path) -> None:
     counts = dataset.class_counts()
     classes = dataset.class_names
-    fig, axes = plt.subplots(1, len(counts), figsize=(4.5 * len(counts), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(counts), 3.6))
+    axes = fig.subplots(1, len(counts), squeeze=False)
     for ax, (split, per_class) in zip(axes[0], counts.items()):
         values = [per_class[c] for c in classes]
         bars = ax.bar(classes, values, color="tab:blue")
@@ -72,7 +71,6 @@ def plot_class_distribution(dataset: FaceDataset, path: Path) -> None:
     fig.suptitle("Class distribution per split")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_sample_grid(dataset: FaceDataset, path: Path, per_class: int = 8, seed: int = 0) -> None:
@@ -80,7 +78,8 @@ def plot_sample_grid(dataset: FaceDataset, path: Path, per_class: int = 8, seed:
     rng = np.random.default_rng(seed)
     pool = dataset.split("train") if "train" in dataset.split_names() else dataset
     classes = dataset.class_names
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 1.0), squeeze=False)
+    fig = Figure(figsize=(per_class * 0.9, len(classes) * 1.0))
+    axes = fig.subplots(len(classes), per_class, squeeze=False)
     for row, name in enumerate(classes):
         members = np.flatnonzero(pool.labels == row)
         chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else members
@@ -93,7 +92,6 @@ def plot_sample_grid(dataset: FaceDataset, path: Path, per_class: int = 8, seed:
         axes[row][0].set_title(name, fontsize=8, loc="left")
     fig.tight_layout(pad=0.2, h_pad=1.2)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run_eda(dataset: FaceDataset, out_dir: Path) -> EdaReport:
@@ -114,9 +112,11 @@ def run_eda(dataset: FaceDataset, out_dir: Path) -> EdaReport:
         "",
         "## Sharpness and size per split",
         "",
-        "| split | mean sharpness (Laplacian variance) | most common original size |",
-        "|---|---:|---|",
-        *(f"| {s} | {report.sharpness[s]:.1f} | {report.common_size[s]} |" for s in report.sharpness),
+        markdown_table(
+            ("split", "mean sharpness (Laplacian variance)", "most common original size"),
+            ((s, f"{report.sharpness[s]:.1f}", report.common_size[s]) for s in report.sharpness),
+            right=[1],
+        ),
         "",
         "## Warnings",
         "",

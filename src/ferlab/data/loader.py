@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from ferlab.data.cache import cache_root
 from ferlab.data.dataset import FaceDataset
 from ferlab.data.fer_csv import read_fer2013_csv
 from ferlab.data.ferplus import read_ferplus_folder, split_folders
@@ -31,7 +32,7 @@ _CACHE_VERSION = 1
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("FERLAB_CACHE_DIR") or Path.home() / ".cache" / "ferlab") / "datasets"
+    return cache_root() / "datasets"
 
 
 def detect_format(path: Path) -> DatasetFormat:

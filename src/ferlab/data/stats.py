@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ferlab.data.dataset import FaceDataset
+from ferlab.data.markdown import markdown_table
 
 
 def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -49,15 +50,16 @@ class DatasetSummary:
         lines = [
             f"Dataset: `{self.origin}` — label set `{self.label_set}`, {len(self.classes)} classes",
             "",
-            "| class | " + " | ".join(splits) + " | total | class weight |",
-            "|---|" + "---:|" * (len(splits) + 2),
         ]
+        header = ["class", *splits, "total", "class weight"]
+        rows: list[list[object]] = []
         for c in self.classes:
-            row = [self.counts[s][c] for s in splits]
-            lines.append(f"| {c} | " + " | ".join(map(str, row)) + f" | {sum(row)} | {self.class_weights[c]:.3f} |")
+            counts = [self.counts[s][c] for s in splits]
+            rows.append([c, *counts, sum(counts), f"{self.class_weights[c]:.3f}"])
         totals = [sum(self.counts[s].values()) for s in splits]
-        lines.append("| **total** | " + " | ".join(map(str, totals)) + f" | {sum(totals)} | |")
+        rows.append(["**total**", *totals, sum(totals), ""])
         lines += [
+            markdown_table(header, rows, right=range(1, len(header))),
             "",
             f"Imbalance ratio (largest / smallest training class): {self.imbalance_ratio:.1f}",
             "Class weights: balanced (n_samples / (n_classes * count)) on the training split.",

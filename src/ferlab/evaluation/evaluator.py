@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, f1_score, roc_auc_score, top_k_accuracy_score
 
 from ferlab.data.dataset import FaceDataset
+from ferlab.data.markdown import markdown_table
 from ferlab.errors import FerlabError
 from ferlab.inference.engine import TTA, BackendName, Classifier
 from ferlab.inference.preprocess import whole_image_face
@@ -197,14 +198,21 @@ def evaluate_photos(
 
 def metrics_table(metrics: dict[str, Any]) -> str:
     """The reports' classification-report table, in Markdown."""
-    lines = ["| class | precision | recall | F1 | support | AUC |", "|---|---:|---:|---:|---:|---:|"]
+    rows = []
     for name, row in metrics["per_class"].items():
         auc = metrics["auc"].get(name)
-        lines.append(
-            f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | "
-            f"{int(row['support'])} | {'-' if auc is None else f'{auc:.3f}'} |"
+        rows.append(
+            (
+                name,
+                f"{row['precision']:.3f}",
+                f"{row['recall']:.3f}",
+                f"{row['f1-score']:.3f}",
+                int(row["support"]),
+                "-" if auc is None else f"{auc:.3f}",
+            )
         )
-    lines += [
+    lines = [
+        markdown_table(("class", "precision", "recall", "F1", "support", "AUC"), rows, right=range(1, 6)),
         "",
         (
             f"Accuracy {100 * metrics['accuracy']:.2f}% on {metrics['samples']} images; top-2 "

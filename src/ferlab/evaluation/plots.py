@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
-
-from ferlab.models.calibration import reliability_bins, softmax  # noqa: E402
-from ferlab.evaluation.evaluator import EvaluationResult, confusion  # noqa: E402
-from ferlab.evaluation.gradcam import gradcam, overlay  # noqa: E402
-from ferlab.models.bundle import ModelBundle  # noqa: E402
+from ferlab.evaluation.evaluator import EvaluationResult, confusion
+from ferlab.evaluation.gradcam import gradcam, overlay
+from ferlab.models.bundle import ModelBundle
+from ferlab.models.calibration import reliability_bins, softmax
 
 
 def plot_confusion(result: EvaluationResult, path: Path) -> None:
@@ -22,7 +19,8 @@ def plot_confusion(result: EvaluationResult, path: Path) -> None:
     counts = confusion(result)
     normalised = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(result.classes)
-    fig, axes = plt.subplots(1, 2, figsize=(5.2 + 0.9 * n, 0.45 * n + 3))
+    fig = Figure(figsize=(5.2 + 0.9 * n, 0.45 * n + 3))
+    axes = fig.subplots(1, 2)
     for ax, matrix, title, fmt in ((axes[0], counts, "Counts", "d"), (axes[1], normalised, "Row-normalised", ".2f")):
         ax.imshow(matrix, cmap="Blues")
         ax.set_xticks(range(n), result.classes, rotation=45, ha="right")
@@ -44,13 +42,13 @@ def plot_confusion(result: EvaluationResult, path: Path) -> None:
                 )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_roc(result: EvaluationResult, path: Path) -> None:
     """One-vs-rest ROC per class with its AUC."""
     probabilities = result.probabilities
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     for i, name in enumerate(result.classes):
         positives = result.labels == i
         if 0 < positives.sum() < len(positives):
@@ -63,12 +61,12 @@ def plot_roc(result: EvaluationResult, path: Path) -> None:
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_reliability(result: EvaluationResult, path: Path) -> None:
     """Accuracy against confidence, before and after temperature scaling."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for temperature, label in ((1.0, "uncalibrated"), (result.temperature, f"T = {result.temperature:.2f}")):
         confidence, accuracy, counts = reliability_bins(softmax(result.logits, temperature), result.labels)
         used = counts > 0
@@ -80,7 +78,6 @@ def plot_reliability(result: EvaluationResult, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_gradcam_examples(
@@ -96,7 +93,8 @@ def plot_gradcam_examples(
         ("wrong", np.flatnonzero(predicted != result.labels)),
     ):
         rows.append((title, rng.choice(pool, size=min(per_row, len(pool)), replace=False) if len(pool) else []))
-    fig, axes = plt.subplots(2, per_row, figsize=(per_row * 1.6, 4), squeeze=False)
+    fig = Figure(figsize=(per_row * 1.6, 4))
+    axes = fig.subplots(2, per_row, squeeze=False)
     for r, (title, picks) in enumerate(rows):
         for c in range(per_row):
             ax = axes[r][c]
@@ -111,4 +109,3 @@ def plot_gradcam_examples(
             )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ferlab.inference.predictor import FacePrediction
+if TYPE_CHECKING:  # only for annotations: importing SMOOTHING (the CLI's --smoothing default) stays light
+    from ferlab.inference.predictor import FacePrediction
+
+SMOOTHING = 0.6
+"""Default weight of a track's past probabilities against the new frame's (0: no smoothing)."""
 
 
 def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -36,7 +41,7 @@ class FaceTracker:
     """
 
     def __init__(
-        self, classes: tuple[str, ...], smoothing: float = 0.6, min_iou: float = 0.3, max_missed: int = 5
+        self, classes: tuple[str, ...], smoothing: float = SMOOTHING, min_iou: float = 0.3, max_missed: int = 5
     ) -> None:
         if not 0 <= smoothing < 1:
             raise ValueError("smoothing must be in [0, 1)")
