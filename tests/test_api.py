@@ -8,19 +8,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import blob_image
+from conftest import GRACE_HOPPER, blob_image
 from ferlab.apps.api import create_app
 from ferlab.inference.predictor import Predictor
 from ferlab.models.bundle import load_bundle
-
-GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-"""A real portrait with one face the Haar detector finds."""
 
 
 def png(pixels: np.ndarray) -> bytes:

@@ -5,9 +5,3 @@ ferlab.inference.catalog, Grad-CAM of a predicted face in ferlab.evaluation.expl
 """
 
 from __future__ import annotations
-
-# Until api.py and cli/serve.py import these from ferlab.inference.catalog (issue 19); no logic here.
-from ferlab.inference.catalog import EXTRA_MODELS_ENV, MODEL_ENV, default_model
-from ferlab.inference.catalog import model_summary as model_card
-
-__all__ = ["EXTRA_MODELS_ENV", "MODEL_ENV", "default_model", "model_card"]

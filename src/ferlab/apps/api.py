@@ -34,7 +34,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from ferlab.apps import default_model, model_card
+from ferlab.inference.catalog import default_model, model_summary
 from ferlab.data.imageio import MAX_PIXELS, as_rgb
 from ferlab.errors import FerlabError
 from ferlab.inference.predictor import Faces, Predictor, load
@@ -293,7 +293,7 @@ def create_app(
     pool = WorkerPool(
         predictors, QUEUE_PER_WORKER * len(predictors) if max_waiting is None else max_waiting, queue_timeout
     )
-    model_info = model_card(predictors[0].bundle, reference)
+    model_info = model_summary(predictors[0].bundle, reference)
     timeouts = {"idle_timeout": body_idle_timeout, "timeout": body_timeout}
 
     app = FastAPIOffline(  # /docs and /redoc with bundled assets: they work without internet

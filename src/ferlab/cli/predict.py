@@ -12,6 +12,7 @@ import typer
 
 from ferlab.cli.common import user_errors
 from ferlab.errors import FerlabError
+from ferlab.inference.tracking import SMOOTHING
 
 if TYPE_CHECKING:
     from ferlab.inference.predictor import Predictor
@@ -205,7 +206,7 @@ def video(
         "video-out"
     ),
     every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame (others reuse the last result).")] = 1,
-    smoothing: Annotated[float, typer.Option("--smoothing", help="Temporal smoothing weight in [0, 1).")] = 0.6,
+    smoothing: Annotated[float, typer.Option("--smoothing", help="Temporal smoothing weight in [0, 1).")] = SMOOTHING,
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",

@@ -98,8 +98,8 @@ def serve(
     require_extra("serve", "api", "uvicorn", "fastapi", "fastapi_offline", "multipart")
     import uvicorn
 
-    from ferlab.apps import default_model
-    from ferlab.apps.api import create_app
+    from ferlab.apps.api import create_app  # the API launcher: the one import of apps left (see pyproject)
+    from ferlab.inference.catalog import default_model
 
     reference = model or default_model()
     api = create_app(
@@ -132,8 +132,8 @@ def app_command(
     """Start the web app: upload a photo or take a snapshot, see each face's expression, Grad-CAM and the model card."""
     _check_port(port)
     require_extra("app", "web", "streamlit", "pandas")
-    from ferlab.apps import EXTRA_MODELS_ENV, MODEL_ENV, default_model
-    from ferlab.apps import __file__ as apps_init
+    import ferlab
+    from ferlab.inference.catalog import EXTRA_MODELS_ENV, MODEL_ENV, default_model
     from ferlab.inference.predictor import resolve_model
 
     reference = model or default_model()
@@ -143,7 +143,7 @@ def app_command(
     if add_model:
         environment[EXTRA_MODELS_ENV] = os.pathsep.join(add_model)
     _warn_if_public(host)
-    webapp = os.path.join(os.path.dirname(apps_init), "webapp.py")
+    webapp = os.path.join(os.path.dirname(ferlab.__file__), "apps", "webapp.py")  # run by Streamlit, not imported
     command = [
         sys.executable,
         "-m",

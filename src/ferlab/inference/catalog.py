@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ferlab.inference.predictor import DEFAULT_MODEL, resolve_model, shipped_models
+from ferlab.models.shipped import DEFAULT_MODEL, resolve_model, shipped_models
 from ferlab.models.bundle import ModelBundle
 
 MODEL_ENV = "FERLAB_MODEL"

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import cv2
 import numpy as np
 
+from ferlab.data.cache import cache_root
 from ferlab.errors import FerlabError
+from ferlab.models.batching import FORWARD_BATCH
 from ferlab.models.manifest import ModelManifest, OnnxPrecision, onnx_file_name
 
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 TTA = Literal["none", "flip", "tencrop"]
 BackendName = Literal["auto", "onnx", "torch"]
 Precision = Literal["auto", "fp32", "int8"]
-BATCH = 256
+BATCH = FORWARD_BATCH
 TENCROP_SCALE = 0.9
 
 
@@ -184,7 +186,7 @@ def weights_digest(bundle: ModelBundle) -> str:
 
 
 def onnx_cache_dir() -> Path:
-    return Path(os.environ.get("FERLAB_CACHE_DIR") or Path.home() / ".cache" / "ferlab") / "onnx"
+    return cache_root() / "onnx"
 
 
 def export_folders() -> list[Path]:

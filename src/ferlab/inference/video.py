@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ferlab.errors import FerlabError
 from ferlab.inference.annotate import draw_face
 from ferlab.inference.predictor import Predictor
-from ferlab.inference.tracking import FaceTracker, Track
+from ferlab.inference.tracking import SMOOTHING, FaceTracker, Track
 
 
 @dataclass
@@ -46,7 +46,7 @@ def draw_tracks(rgb: np.ndarray, tracker: FaceTracker, tracks: list[Track], thre
 
 
 def process_video(
-    predictor: Predictor, path: Path, out_dir: Path, every: int = 1, smoothing: float = 0.6
+    predictor: Predictor, path: Path, out_dir: Path, every: int = 1, smoothing: float = SMOOTHING
 ) -> VideoSummary:
     """Write frames.csv, annotated.mp4 and emotions.png for a video file."""
     if every < 1:
@@ -115,13 +115,11 @@ def process_video(
 
 def plot_timeline(timeline: dict[int, list[tuple[float, np.ndarray]]], classes: tuple[str, ...], path: Path) -> None:
     """Smoothed probability of each class over time, one panel per tracked face (at most 4)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     ids = sorted(timeline, key=lambda i: -len(timeline[i]))[:4] or [0]
-    fig, axes = plt.subplots(len(ids), 1, figsize=(9, 2.6 * len(ids)), squeeze=False)
+    fig = Figure(figsize=(9, 2.6 * len(ids)))
+    axes = fig.subplots(len(ids), 1, squeeze=False)
     for ax, face_id in zip(axes[:, 0], ids):
         points = timeline.get(face_id, [])
         if points:
@@ -136,10 +134,9 @@ def plot_timeline(timeline: dict[int, list[tuple[float, np.ndarray]]], classes: 
     axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
-def run_webcam(predictor: Predictor, camera: int = 0, every: int = 1, smoothing: float = 0.6) -> None:
+def run_webcam(predictor: Predictor, camera: int = 0, every: int = 1, smoothing: float = SMOOTHING) -> None:
     """A live OpenCV window with boxes, labels, probability bars and fps; q or Esc quits."""
     capture = _open(camera)
     window = "ferlab (q to quit)"

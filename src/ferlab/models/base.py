@@ -15,10 +15,6 @@ from torch import nn
 
 from ferlab.errors import FerlabError
 
-FORWARD_BATCH = 256
-"""Images per forward pass when no gradients are kept (evaluation, classification): bounds the
-memory a large dataset needs without slowing the network down."""
-
 
 @dataclass(frozen=True)
 class ModelSpec:
