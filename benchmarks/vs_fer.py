@@ -25,8 +25,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def ferlab_worker(args: argparse.Namespace, spawned: float) -> dict[str, float]:
     for threads, label in ((1, "1t"), (None, "default")):
         classifier = ferlab.load(args.model, threads=threads).classifier
         for batch in (1, 64):
-            seconds = _timed(lambda b=batch: classifier.logits(crops[:b]))
+            seconds = _timed(lambda b=batch, c=classifier: c.logits(crops[:b]))
             row[f"classify_b{batch}_{label}_faces_s"] = batch / seconds
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
@@ -139,7 +140,7 @@ def fer_worker(args: argparse.Namespace, spawned: float) -> dict[str, float]:
         FER._tflite_interpreter_cache.allocate_tensors()
         classify = FER()._classify_emotions
         for batch in (1, 64):
-            seconds = _timed(lambda b=batch: classify(inputs[:b]))
+            seconds = _timed(lambda b=batch, c=classify: c(inputs[:b]))
             row[f"classify_b{batch}_{label}_faces_s"] = batch / seconds
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
@@ -174,7 +175,9 @@ def run_worker(python: str, contender: str, args: argparse.Namespace) -> dict[st
         "--spawned",
         repr(time.time()),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     if done.returncode != 0:
         raise SystemExit(f"the {contender} worker failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -183,7 +186,7 @@ def run_worker(python: str, contender: str, args: argparse.Namespace) -> dict[st
 def fer_python(requested: str | None) -> str | None:
     if requested:
         return requested
-    probe = subprocess.run([sys.executable, "-c", "import fer.fer"], capture_output=True)
+    probe = subprocess.run([sys.executable, "-c", "import fer.fer"], check=False, capture_output=True)
     return sys.executable if probe.returncode == 0 else None
 
 

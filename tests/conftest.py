@@ -56,7 +56,7 @@ def make_class_tree(
     seed = start_seed
     for split in splits or ("",):
         for name, count in classes.items():
-            for i in range(count):
+            for _ in range(count):
                 pixels = synthetic_face(seed)
                 if split == blur_split:
                     pixels = cv2.GaussianBlur(pixels, (0, 0), 3.25)

@@ -36,11 +36,11 @@ def client(predictor: Predictor, blob_model: Path) -> Iterator[TestClient]:
         yield client
 
 
-def upload(client: TestClient, content: bytes, name: str = "face.jpg", mime: str = "image/jpeg", **kwargs: object):  # noqa: ANN201
+def upload(client: TestClient, content: bytes, name: str = "face.jpg", mime: str = "image/jpeg", **kwargs: object):
     return client.post("/v1/predict", files={"file": (name, content, mime)}, **kwargs)  # type: ignore[arg-type]
 
 
-def assert_error(response, status: int, code: str) -> None:  # noqa: ANN001
+def assert_error(response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     body = response.json()
     assert body["error"] == code and body["detail"], body
@@ -107,7 +107,7 @@ def test_corrupt_empty_and_truncated_files_are_400s(client: TestClient) -> None:
 
 
 def test_wrong_content_types_and_malformed_bodies_are_4xx_with_json(client: TestClient) -> None:
-    def raw(body: bytes, content_type: str):  # noqa: ANN202
+    def raw(body: bytes, content_type: str):
         return client.post("/v1/predict", content=body, headers={"content-type": content_type})
 
     assert_error(raw(b"hello", "text/plain"), 415, "unsupported_media_type")
@@ -228,8 +228,8 @@ def test_a_full_pool_answers_503_with_retry_after_instead_of_queueing_forever(pr
 
 
 def test_workers_each_get_their_own_predictor(blob_model: Path) -> None:
-    with TestClient(create_app(blob_model, workers=2, detector="haar", backend="torch")) as client:
-        with ThreadPoolExecutor(4) as threads:
-            responses = list(threads.map(lambda _: upload(client, GRACE_HOPPER.read_bytes()), range(4)))
+    app = create_app(blob_model, workers=2, detector="haar", backend="torch")
+    with TestClient(app) as client, ThreadPoolExecutor(4) as threads:
+        responses = list(threads.map(lambda _: upload(client, GRACE_HOPPER.read_bytes()), range(4)))
     assert [r.status_code for r in responses] == [200] * 4
     assert len({r.json()["faces"][0]["label"] for r in responses}) == 1

@@ -190,7 +190,7 @@ def test_hash_candidates_match_brute_force() -> None:
     rng = np.random.default_rng(0)
     a = rng.integers(0, 2**63, 40, dtype=np.uint64)
     b = rng.integers(0, 2**63, 30, dtype=np.uint64)
-    distance = lambda x, y: bin(int(x) ^ int(y)).count("1")  # noqa: E731
+    distance = lambda x, y: (int(x) ^ int(y)).bit_count()  # noqa: E731
     i, j, d = hash_candidates(a, None, 30, chunk=7)
     assert set(zip(i.tolist(), j.tolist(), d.tolist())) == {
         (p, q, distance(a[p], a[q])) for p in range(40) for q in range(p + 1, 40) if distance(a[p], a[q]) <= 30

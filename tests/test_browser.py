@@ -36,7 +36,10 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): apt-get install chromium chromium-driver",
+        reason=(
+            f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
+            "apt-get install chromium chromium-driver"
+        ),
     ),
 ]
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the test extra)")

@@ -26,5 +26,5 @@ def test_ece_is_the_weighted_confidence_accuracy_gap() -> None:
     labels = np.array([0, 1, 0, 0])
     # bin 0.9: confidence 0.9, accuracy 0.5; bin 0.6: confidence 0.6, accuracy 1.0
     assert abs(expected_calibration_error(probabilities, labels, n_bins=10) - (0.4 * 2 + 0.4 * 2) / 4) < 1e-9
-    confidence, accuracy, counts = reliability_bins(probabilities, labels, n_bins=10)
+    _confidence, accuracy, counts = reliability_bins(probabilities, labels, n_bins=10)
     assert counts.sum() == 4 and accuracy[9] == 0.5 and accuracy[6] == 1.0

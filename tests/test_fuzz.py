@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import io
 import string
-from pathlib import Path
 
 import numpy as np
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
+from schemathesis import GenerationMode
 
 from ferlab.apps.api import ApiError, check_image_size, create_app
 from ferlab.data.imageio import as_rgb

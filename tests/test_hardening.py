@@ -41,11 +41,11 @@ def tiny(data: Path, **overrides: object) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
-def invoke(*args: str):  # noqa: ANN201
+def invoke(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def one_line_error(result, exit_code: int = 2) -> str:  # noqa: ANN001
+def one_line_error(result, exit_code: int = 2) -> str:
     """The command failed with `exit_code` and a single `error: ...` line, no traceback."""
     assert result.exit_code == exit_code, result.output
     assert "Traceback" not in result.output
@@ -64,7 +64,7 @@ class Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (os.mkdir, (str(self.marker),))
 
 
@@ -426,7 +426,7 @@ def test_a_port_out_of_range_is_one_line(command: str, port: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def untrained_predictor():  # noqa: ANN201
+def untrained_predictor():
     """A predictor around an untrained model: enough to test HTTP limits, no training needed."""
     from ferlab.inference.predictor import Predictor
     from ferlab.labels import LabelSet
@@ -456,7 +456,7 @@ def png_header(width: int, height: int) -> bytes:
     )
 
 
-def test_api_deep_json_and_odd_detect_values_are_4xx(untrained_predictor) -> None:  # noqa: ANN001
+def test_api_deep_json_and_odd_detect_values_are_4xx(untrained_predictor) -> None:
     from fastapi.testclient import TestClient
 
     from ferlab.apps.api import create_app
@@ -472,7 +472,7 @@ def test_api_deep_json_and_odd_detect_values_are_4xx(untrained_predictor) -> Non
         assert response.status_code == 422 and response.json()["error"] == "invalid_detect"
 
 
-def test_api_answers_413_for_every_image_over_the_pixel_cap(untrained_predictor) -> None:  # noqa: ANN001
+def test_api_answers_413_for_every_image_over_the_pixel_cap(untrained_predictor) -> None:
     from fastapi.testclient import TestClient
 
     from ferlab.apps.api import API_MAX_PIXELS, create_app
@@ -486,11 +486,11 @@ def test_api_answers_413_for_every_image_over_the_pixel_cap(untrained_predictor)
             assert response.status_code == 413 and response.json()["error"] == "image_too_large", response.text
 
 
-def test_serve_uses_the_api_pixel_cap(untrained_predictor, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_serve_uses_the_api_pixel_cap(untrained_predictor, monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
-    import ferlab.apps.api as api
     import ferlab.inference.predictor as predictor_module
+    from ferlab.apps import api
 
     created: dict = {}
     monkeypatch.setattr(predictor_module, "load", lambda *a, **k: untrained_predictor)
@@ -501,7 +501,7 @@ def test_serve_uses_the_api_pixel_cap(untrained_predictor, monkeypatch: pytest.M
     assert invoke("serve").exit_code == 0 and created["max_pixels"] == 25_000_000
 
 
-def test_api_a_stalled_body_gets_408_instead_of_holding_the_connection(untrained_predictor) -> None:  # noqa: ANN001
+def test_api_a_stalled_body_gets_408_instead_of_holding_the_connection(untrained_predictor) -> None:
     import time
 
     import anyio

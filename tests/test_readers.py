@@ -142,7 +142,7 @@ def test_cache_hits_and_invalidates_on_change(class_tree: Path, monkeypatch: pyt
 def fer_rows(n_per_usage: int = 3) -> list[tuple[int, np.ndarray, str]]:
     rows = []
     for usage in ("Training", "PublicTest", "PrivateTest"):
-        for i in range(n_per_usage):
+        for _ in range(n_per_usage):
             rows.append((len(rows) % 7, synthetic_face(len(rows)), usage))
     return rows
 

@@ -224,8 +224,8 @@ def test_v12_trains_the_head_phase_only(blob_data: Path, tmp_path: Path, monkeyp
     """unfreeze_top 0 in both phases: the backbone ends with the weights it started with."""
     import copy
 
-    import ferlab.training.trainer as trainer
     from ferlab.models.bundle import load_bundle
+    from ferlab.training import trainer
     from ferlab.training.config import read_config_file
 
     built = []

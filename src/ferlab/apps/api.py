@@ -18,7 +18,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from ferlab.inference.catalog import default_model, model_summary
 from ferlab.data.imageio import MAX_PIXELS, as_rgb
 from ferlab.errors import FerlabError
+from ferlab.inference.catalog import default_model, model_summary
 from ferlab.inference.predictor import Faces, Predictor, load
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -127,7 +127,7 @@ async def limited_stream(
     limit: int,
     idle_timeout: float = BODY_IDLE_TIMEOUT_S,
     timeout: float = BODY_TIMEOUT_S,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The request body chunk by chunk, failing as soon as it passes `limit` bytes.
 
     A Content-Length above the limit is refused before a byte is read; a chunked or lying

@@ -46,8 +46,10 @@ def show_model_summary(summary: dict[str, Any]) -> None:
     st.sidebar.subheader(f"Model card: {summary['name']}")
     lines = [
         f"**Classes** ({len(summary['classes'])}): {', '.join(summary['classes'])}",
-        f"**Architecture:** {summary['architecture']}, {summary['input']['size']}px, "
-        f"{'gray' if summary['input']['channels'] == 1 else 'colour'} input",
+        (
+            f"**Architecture:** {summary['architecture']}, {summary['input']['size']}px, "
+            f"{'gray' if summary['input']['channels'] == 1 else 'colour'} input"
+        ),
         f"**Training data:** {summary['training_data'] or 'not recorded'}",
     ]
     test = summary["test"] or {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,7 +16,7 @@ data_app = typer.Typer(help="Inspect datasets: counts, EDA plots, duplicate audi
 PathArg = Annotated[Path, typer.Argument(help="Dataset: class-folder tree, FER+ folder, or fer2013.csv.")]
 FormatOpt = Annotated[str, typer.Option("--format", help="auto, folder, fer2013-csv or ferplus-folder.")]
 FerplusLabelsOpt = Annotated[
-    Optional[Path], typer.Option("--ferplus-labels", help="FER+ fer2013new.csv to pair with a fer2013.csv.")
+    Path | None, typer.Option("--ferplus-labels", help="FER+ fer2013new.csv to pair with a fer2013.csv.")
 ]
 SizeOpt = Annotated[int, typer.Option("--size", help="Resize images to SIZE x SIZE.")]
 ChannelsOpt = Annotated[int, typer.Option("--channels", help="1 = gray, 3 = RGB.")]
@@ -29,7 +29,7 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split made whe
 def open_dataset(
     path: Path,
     format: str,
-    ferplus_labels: Optional[Path],
+    ferplus_labels: Path | None,
     size: int,
     channels: int,
     ferplus_majority: str,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, cast
 
 import numpy as np
 import typer
 
 from ferlab.cli.common import user_errors
 from ferlab.data.audit import MAX_HAMMING, MAX_SHIFT, MIN_CORRELATION
+
+if TYPE_CHECKING:
+    from ferlab.data.loader import DatasetFormat
 
 _FORMAT_HELP = "auto, folder, fer2013-csv or ferplus-folder."
 _FERPLUS_HELP = "FER+ fer2013new.csv to pair with a fer2013.csv."
@@ -25,7 +28,7 @@ def audit(
         ),
     ],
     against: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--against",
             help="A second dataset: find its (query split) images in PATH instead of auditing PATH alone.",
@@ -54,7 +57,7 @@ def audit(
         ),
     ] = MAX_SHIFT,
     reference_split: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--reference-split",
             help="Split of PATH a clean query image must not duplicate (repeatable).",
@@ -62,7 +65,7 @@ def audit(
         ),
     ] = None,
     query_split: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--query-split",
             help="Split to deduplicate (repeatable).",
@@ -70,7 +73,7 @@ def audit(
         ),
     ] = None,
     write_clean_split: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--write-clean-split",
             help="Write the source ids of the query images with no duplicate to this file.",
@@ -84,10 +87,10 @@ def audit(
         ),
     ] = 0,
     format: Annotated[str, typer.Option("--format", help=_FORMAT_HELP)] = "auto",
-    ferplus_labels: Annotated[Optional[Path], typer.Option("--ferplus-labels", help=_FERPLUS_HELP)] = None,
+    ferplus_labels: Annotated[Path | None, typer.Option("--ferplus-labels", help=_FERPLUS_HELP)] = None,
     against_format: Annotated[str, typer.Option("--against-format", help=_FORMAT_HELP)] = "auto",
     against_ferplus_labels: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--against-ferplus-labels",
             help=_FERPLUS_HELP,
@@ -108,14 +111,14 @@ def audit(
 
     thresholds = AuditThresholds(max_hamming, min_correlation, max_shift)  # bad values fail before loading
     options = LoadOptions(seed=split_seed)
-    dataset = load_dataset(path, format=format, ferplus_labels=ferplus_labels, options=options)  # type: ignore[arg-type]
+    dataset = load_dataset(path, format=cast("DatasetFormat", format), ferplus_labels=ferplus_labels, options=options)
     other = None
     if against is not None:
         other = load_dataset(
             against,
-            format=against_format,
+            format=cast("DatasetFormat", against_format),
             ferplus_labels=against_ferplus_labels,
-            options=options,  # type: ignore[arg-type]
+            options=options,
         )
     reference, queried = leakage_splits(dataset, other, reference_split or ("train",), query_split)
     if other is not None:  # only the query splits of the second dataset are searched for

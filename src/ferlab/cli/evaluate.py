@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from ferlab.cli.common import user_errors
+
+if TYPE_CHECKING:
+    from ferlab.inference.engine import TTA
 
 
 @user_errors
@@ -18,21 +21,21 @@ def evaluate(
         str, typer.Option("--split", help="train, val, test, or all (every image, whatever its split).")
     ] = "test",
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Output folder (default: ./eval/<model>-<data>-<split>/).")
+        Path | None, typer.Option("--out", help="Output folder (default: ./eval/<model>-<data>-<split>/).")
     ] = None,
     format: Annotated[str, typer.Option("--format", help="Dataset layout (auto-detected).")] = "auto",
     ferplus_labels: Annotated[
-        Optional[Path], typer.Option("--ferplus-labels", help="fer2013new.csv for a fer2013.csv.")
+        Path | None, typer.Option("--ferplus-labels", help="fer2013new.csv for a fer2013.csv.")
     ] = None,
     ferplus_majority: Annotated[str, typer.Option("--ferplus-majority", help="strict or plurality.")] = "strict",
     tta: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--tta", help="Also report this test-time augmentation: flip or tencrop (repeat the option for both)."
         ),
     ] = None,
     dedup: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--dedup",
             help="Clean list from `ferlab data audit --write-clean-split`: "
@@ -64,9 +67,9 @@ def evaluate(
         data_format=format,
         ferplus_labels=ferplus_labels,
         ferplus_majority=ferplus_majority,
-        tta=tuple(tta or ()),
+        tta=tuple(cast("list[TTA]", tta or [])),  # the evaluator refuses unknown names
         dedup=dedup,
-        gradcam_examples=not no_gradcam,  # type: ignore[arg-type]
+        gradcam_examples=not no_gradcam,
         detect=detect,
         detector=detector,
     )
@@ -104,7 +107,7 @@ def bench(
     ] = "auto",
     tta: Annotated[str, typer.Option("--tta", help="none, flip or tencrop.")] = "none",
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Also write the table (.md) and the figures (.json).")
+        Path | None, typer.Option("--out", help="Also write the table (.md) and the figures (.json).")
     ] = None,
 ) -> None:
     """Every model on every dataset: one table of accuracy, macro-F1 and recall per class."""
@@ -129,12 +132,12 @@ def bench(
 def explain(
     image: Annotated[Path, typer.Argument(help="A photo or a face crop.")],
     model: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--model", "-m", help="Shipped model name, run folder or model.pt (default: ferplus8)."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the overlay PNG.")] = Path("gradcam.png"),
     class_name: Annotated[
-        Optional[str], typer.Option("--class", help="Explain this class (default: the predicted one).")
+        str | None, typer.Option("--class", help="Explain this class (default: the predicted one).")
     ] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="The image is a face crop: explain it whole.")] = False,
 ) -> None:

@@ -6,7 +6,7 @@ import csv
 import glob
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ferlab.inference.predictor import Predictor
 
 ModelOpt = Annotated[
-    Optional[str], typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8).")
+    str | None, typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8).")
 ]
 DetectorOpt = Annotated[str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")]
@@ -66,9 +66,9 @@ def expand_inputs(items: list[str]) -> list[Path]:
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     model: ModelOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write results to .csv or .json.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write results to .csv or .json.")] = None,
     annotate: Annotated[
-        Optional[Path], typer.Option("--annotate", help="Folder for copies with boxes and labels.")
+        Path | None, typer.Option("--annotate", help="Folder for copies with boxes and labels.")
     ] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Images are face crops: classify them whole.")] = False,
     detector: DetectorOpt = "auto",
@@ -79,7 +79,7 @@ def predict(
     prior: PriorOpt = "train",
     device: DeviceOpt = "cpu",
     workers: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "--workers",
             min=1,
@@ -109,11 +109,11 @@ def predict(
         "prior": prior,
         "device": device,
     }
-    predictor = load(model, **options)  # type: ignore[arg-type]  # fails here on a bad option, once
+    predictor = load(model, **options)  # fails here on a bad option, once
     spare = [predictor]
 
     def make_predictor() -> Predictor:
-        return spare.pop() if spare else load(model, **options)  # type: ignore[arg-type]
+        return spare.pop() if spare else load(model, **options)
 
     records: list[dict[str, object]] = []
     annotated: set[str] = set()
@@ -183,19 +183,20 @@ def write_records(records: list[dict[str, object]], out: Path, classes: tuple[st
             if r["face"] is None:
                 writer.writerow([r["file"], "", "", "", "", "", "", "", "", "", *[""] * len(classes)])
                 continue
-            probabilities = r["probabilities"]
+            probabilities = cast(dict[str, float], r["probabilities"])
+            box = cast(list[int], r["box"])
             writer.writerow(
                 [
                     r["file"],
                     r["face"],
-                    *r["box"],
+                    *box,
                     r["detector_score"],
-                    r["label"],  # type: ignore[misc]
+                    r["label"],
                     f"{r['confidence']:.4f}",
                     r["uncertain"],
                     *(f"{probabilities[c]:.4f}" for c in classes),
                 ]
-            )  # type: ignore[index]
+            )
 
 
 @user_errors
@@ -219,7 +220,7 @@ def video(
 
     if not 0 <= smoothing < 1:
         raise FerlabError(f"--smoothing must be at least 0 and below 1, got {smoothing:g}")
-    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior, device=device)  # type: ignore[arg-type]
+    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior, device=device)
     summary = process_video(predictor, file, out, every=every, smoothing=smoothing)
     typer.echo(
         f"{summary.frames} frames, {summary.processed} analysed, faces in {summary.frames_with_faces}; "
@@ -242,8 +243,8 @@ def webcam(
     from ferlab.inference.predictor import load
     from ferlab.inference.video import run_webcam
 
-    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior, device=device)  # type: ignore[arg-type]
-    run_webcam(predictor, camera=camera, every=every)  # type: ignore[arg-type]
+    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior, device=device)
+    run_webcam(predictor, camera=camera, every=every)
 
 
 @user_errors
@@ -251,7 +252,7 @@ def export(
     model: Annotated[str, typer.Argument(help="Run folder, model.pt or shipped model name.")],
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
     out: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--out",
             help="Output file (default: ./<model>.onnx in the working directory); "
@@ -267,7 +268,7 @@ def export(
         ),
     ] = False,
     calibration: Annotated[
-        Optional[Path], typer.Option("--calibration", help="With --int8: the dataset whose train split calibrates it.")
+        Path | None, typer.Option("--calibration", help="With --int8: the dataset whose train split calibrates it.")
     ] = None,
 ) -> None:
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
@@ -283,7 +284,7 @@ def export(
         raise FerlabError("--int8 needs --calibration DATA: training faces set the int8 scales")
     path = resolve_model(model)
     bundle = load_bundle(path)
-    if int8:
+    if int8 and calibration is not None:
         from ferlab.inference.quantize import calibration_faces, export_int8
 
         fp32_path, int8_path = export_int8(

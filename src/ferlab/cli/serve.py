@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from types import FrameType
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,7 +17,7 @@ from ferlab.cli.common import user_errors
 from ferlab.errors import FerlabError
 
 ModelOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--model", "-m", help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8)."
     ),
@@ -81,13 +82,13 @@ def serve(
     ] = "train",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps: where the network runs.")] = "cpu",
     workers: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "--workers", min=1, help="Requests classified at once, each by its own model copy (default: CPUs)."
         ),
     ] = None,
     max_queue: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "--max-queue", min=0, help="Requests that may wait for a worker before 503 (default: 12 per worker)."
         ),
@@ -125,7 +126,7 @@ def app_command(
     port: PortOpt = 8501,
     model: ModelOpt = None,
     add_model: Annotated[
-        Optional[list[str]], typer.Option("--add-model", help="Another model.pt or run folder to offer (repeatable).")
+        list[str] | None, typer.Option("--add-model", help="Another model.pt or run folder to offer (repeatable).")
     ] = None,
     max_upload_mb: UploadOpt = 10,
 ) -> None:
@@ -173,7 +174,7 @@ def run_child(command: list[str], environment: dict[str, str]) -> int:
     The child gets its own process group (a Ctrl-C in the terminal reaches it once, through
     us) and, on Linux, SIGTERM if we die without a chance to forward anything (kill -9).
     """
-    child = subprocess.Popen(command, env=environment, process_group=0, preexec_fn=_parent_death_signal())
+    child = subprocess.Popen(command, env=environment, process_group=0, preexec_fn=_parent_death_signal())  # noqa: PLW1509  (deliberate: the child dies with us)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if child.poll() is None:

@@ -87,12 +87,12 @@ def plot_gradcam_examples(
     assert result.faces is not None
     predicted = result.probabilities.argmax(1)
     rng = np.random.default_rng(seed)
-    rows = []
+    rows: list[tuple[str, np.ndarray]] = []
     for title, pool in (
         ("correct", np.flatnonzero(predicted == result.labels)),
         ("wrong", np.flatnonzero(predicted != result.labels)),
     ):
-        rows.append((title, rng.choice(pool, size=min(per_row, len(pool)), replace=False) if len(pool) else []))
+        rows.append((title, rng.choice(pool, size=min(per_row, len(pool)), replace=False) if len(pool) else pool))
     fig = Figure(figsize=(per_row * 1.6, 4))
     axes = fig.subplots(2, per_row, squeeze=False)
     for r, (title, picks) in enumerate(rows):

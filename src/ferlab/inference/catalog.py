@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ferlab.models.shipped import DEFAULT_MODEL, resolve_model, shipped_models
 from ferlab.models.bundle import ModelBundle
+from ferlab.models.shipped import DEFAULT_MODEL, resolve_model, shipped_models
 
 MODEL_ENV = "FERLAB_MODEL"
 """The model a front end starts with: shipped name, model.pt or run folder."""

@@ -163,7 +163,7 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
                 opset_version=17,
                 dynamo=False,
             )
-    except Exception as exc:  # exporter failures come in many types
+    except Exception as exc:  # noqa: BLE001  (exporter failures come in many types)
         temporary.unlink(missing_ok=True)
         raise FerlabError(f"ONNX export failed ({type(exc).__name__}: {exc}); is the onnx package installed?") from None
     os.chmod(temporary, 0o644)  # temporary files are private (0600); the export is an ordinary, readable file

@@ -7,9 +7,9 @@ one result per face, classes sorted by score (the report's `predict_single_image
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,16 +138,17 @@ class Predictor:
             raise FerlabError(f"unknown prior {prior!r}; use {' or '.join(PRIORS)}")
         check_choices(backend, precision)
         check_device(device)
-        by_reference = model is None or isinstance(model, (str, Path))
-        self._bundle: ModelBundle | None = None if by_reference else model  # type: ignore[assignment]
+        self._bundle: ModelBundle | None = None
         self.source: Path | None = None
         """The model file this predictor was loaded from (None for a bundle passed in)."""
         manifest = None
-        if by_reference:
-            resolved = resolve_model(model)  # type: ignore[arg-type]
+        if model is None or isinstance(model, (str, Path)):
+            resolved = resolve_model(model)
             self.source = resolved / "model.pt" if resolved.is_dir() else resolved
             if backend != "torch" and onnxruntime_available() and (device == "cpu" or onnx_cuda_available()):
                 manifest = exported_manifest(model, self.source)
+        else:
+            self._bundle = model
         if manifest is not None:
             try:
                 self.classifier = Classifier.for_export(manifest, precision, threads, device)
@@ -243,13 +244,14 @@ class Predictor:
                 per_image.append([(0, 0, width, height)])
                 crops.append(whole_image_face(rgb, inputs.size, inputs.channels)[None])
         probabilities = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.classes)))
-        results, start = [], 0
+        results: list[Faces] = []
+        start = 0
         for boxes in per_image:
-            faces = self._results(boxes, probabilities[start : start + len(boxes)])
+            found = self._results(boxes, probabilities[start : start + len(boxes)])
             start += len(boxes)
-            if not faces:
-                faces.reason = "no face found (try detect=False for an image that is already a face crop)"
-            results.append(faces)
+            if not found:
+                found.reason = "no face found (try detect=False for an image that is already a face crop)"
+            results.append(found)
         return results
 
 

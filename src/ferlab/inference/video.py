@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import time
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ def process_video(
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, video_path, plot_path = out_dir / "frames.csv", out_dir / "annotated.mp4", out_dir / "emotions.png"
-    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     tracker = FaceTracker(predictor.classes, smoothing=smoothing)
     classes = predictor.classes
     started = time.perf_counter()
@@ -169,7 +170,5 @@ def run_webcam(predictor: Predictor, camera: int = 0, every: int = 1, smoothing:
             frame_index += 1
     finally:
         capture.release()
-        try:
+        with contextlib.suppress(cv2.error):  # headless OpenCV: there were no windows
             cv2.destroyAllWindows()
-        except cv2.error:
-            pass  # headless OpenCV: there were no windows

@@ -33,7 +33,20 @@ _EXPORTS = {
     "describe_model": "registry",
     "register_model": "registry",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "FerModel",
+    "ModelSpec",
+    "available_models",
+    "create_model",
+    "default_config",
+    "describe_model",
+    "efficientnet_lite0_weights_path",
+    "load_backbone_weights",
+    "param_counts",
+    "read_state_dict",
+    "register_model",
+    "summary",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from ferlab.errors import FerlabError
 
@@ -55,10 +56,10 @@ def shipped_models() -> dict[str, ShippedModel]:
     """Every shipped model by name, the default first."""
     try:
         table = json.loads(REGISTRY_FILE.read_text())
-        models = {
-            name: ShippedModel(name=name, **{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
-            for name, entry in table.items()
-        }
+        models = {}
+        for name, entry in table.items():
+            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+            models[name] = ShippedModel(name=name, **values)
     except (OSError, ValueError, TypeError) as exc:
         raise FerlabError(f"{REGISTRY_FILE}: the shipped-model table is unreadable ({exc}); reinstall ferlab") from None
     return models
