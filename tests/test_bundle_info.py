@@ -35,6 +35,9 @@ def test_bundle_info_round_trips_as_plain_values(blob_model: Path, tmp_path: Pat
     saved = torch.load(tmp_path / "m.pt", weights_only=True)["info"]  # a plain dict, no dataclass pickled
     assert isinstance(saved, dict) and saved["note"] == "kept" and saved["device"] == "cpu"
     assert load_bundle(tmp_path / "m.pt").info == bundle.info
+    # code written against the old dict keeps reading it: apps, the predictor's prior, scripts
+    assert info.get("run") == "blobs" and info.get("teacher", "none") == "none" and info["class_prior"]
+    assert info.get("metrics", {})["val"] == info.metrics["val"]
 
 
 def test_an_old_run_folder_model_takes_its_split_seed_from_its_config(blob_model: Path, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def test_unknown_precision_and_int8_on_torch_are_refused(blob_model: Path) -> No
 
 def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Path, blob_data: Path) -> None:
     bundle = load_bundle(blob_model)
-    prior = np.asarray(bundle.info.class_prior)
+    prior = np.asarray(bundle.info["class_prior"])
     assert prior.shape == (3,) and prior.sum() == pytest.approx(1) and prior[2] < prior[0]  # "sad" is rarer
     faces = np.stack(_blob_faces(blob_data))
     natural = load(blob_model).classify(faces)

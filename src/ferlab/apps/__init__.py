@@ -61,7 +61,7 @@ def model_card(bundle: ModelBundle, reference: str | Path | None = None) -> dict
     models) or README.md in a run folder, when present; without a `reference` (a model
     handed over already loaded) the name comes from the run it was trained in.
     """
-    metrics = bundle.info.metrics
+    metrics = bundle.info.get("metrics", {})
     card_file = None
     if reference is not None:
         path = resolve_model(reference)
@@ -69,14 +69,14 @@ def model_card(bundle: ModelBundle, reference: str | Path | None = None) -> dict
     card_text = card_file.read_text(encoding="utf-8") if card_file is not None and card_file.is_file() else None
     spec = bundle.spec
     return {
-        "name": model_name(reference) if reference is not None else str(bundle.info.run or "model"),
+        "name": model_name(reference) if reference is not None else str(bundle.info.get("run", "model")),
         "architecture": spec.name,
         "input": {"size": spec.input_size, "channels": spec.in_channels},
         "label_set": bundle.label_set.name,
         "classes": list(bundle.label_set.classes),
         "temperature": bundle.temperature,
-        "training_data": bundle.info.data,
-        "run": bundle.info.run,
+        "training_data": bundle.info.get("data"),
+        "run": bundle.info.get("run"),
         "test": _card_test_figures(card_text, metrics.get("test")),
         "validation": {k: v for k, v in metrics.get("val", {}).items() if k in VALIDATION_KEYS} or None,
         "card": card_text,

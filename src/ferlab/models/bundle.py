@@ -68,6 +68,18 @@ class BundleInfo:
         extra = values.pop("extra")
         return {**extra, **values}
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """Read access by the old `info` dict's keys, for code written against it (prefer the
+        attributes): a field that is None, or a key this info lacks, gives `default`."""
+        value = self.to_dict().get(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        values = self.to_dict()
+        if values.get(key) is None:
+            raise KeyError(key)
+        return values[key]
+
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "BundleInfo":
         """From a saved `info` dict, this version's or an older one (any key may be missing)."""

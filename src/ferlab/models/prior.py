@@ -9,7 +9,7 @@ adjustment of Menon et al., 2021, applied to temperature-scaled logits).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -19,9 +19,9 @@ Prior = Literal["train", "uniform"]
 PRIORS: tuple[str, ...] = ("train", "uniform")
 
 
-def class_prior(info: Any, classes: int) -> np.ndarray:
-    """The training class prior a bundle records in `info.class_prior` (a BundleInfo, or an old `info` dict)."""
-    prior = info.get("class_prior") if isinstance(info, dict) else info.class_prior
+def class_prior(info: dict, classes: int) -> np.ndarray:
+    """The training class prior a bundle records in `info["class_prior"]`."""
+    prior = info.get("class_prior")
     if prior is None:
         raise FerlabError(
             "this model does not record its training class prior, so it cannot be rebalanced "
