@@ -368,7 +368,7 @@ def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch
 
     trained = []
 
-    def interrupted(config: object, runs_dir: Path) -> None:
+    def interrupted(config: object, runs_dir: Path, device: str | None = None) -> None:
         trained.append(config)
         raise TrainingInterrupted("interrupted; resume with ...")
 

@@ -26,7 +26,7 @@ def rng_states() -> dict[str, Any]:
     """The torch, NumPy and Python RNG states as tensors and plain values (no pickled objects)."""
     key, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     version, python_state, gauss_next = random.getstate()
-    return {
+    states = {
         "torch": torch.get_rng_state(),
         "numpy": {
             "key": str(key),
@@ -37,11 +37,16 @@ def rng_states() -> dict[str, Any]:
         },
         "python": {"version": int(version), "state": [int(v) for v in python_state], "gauss_next": gauss_next},
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from its generator
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
 
 
 def set_rng_states(saved: dict[str, Any]) -> None:
     """Restore what `rng_states` saved (or the NumPy tuple of an older checkpoint)."""
     torch.set_rng_state(saved["torch"])
+    if "cuda" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state(saved["cuda"])
     numpy_state, python_state = saved["numpy"], saved["python"]
     if isinstance(numpy_state, dict):
         numpy_state = (

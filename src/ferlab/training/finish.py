@@ -46,6 +46,8 @@ def final_metrics(
             "ece_calibrated": expected_calibration_error(softmax(val_logits.numpy(), temperature), val_labels),
         },
     }
+    if runtime.cuda:
+        metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(runtime.device) / 2**20, 1)
     if "test" in data.dataset.split_names():
         metrics["test"] = _test_scores(model, data.dataset, runtime, len(label_set))
     return metrics, temperature

@@ -159,13 +159,12 @@ def train_one_epoch(
         index = order[b * inputs.batch_size : (b + 1) * inputs.batch_size]
         if data.images.device != index.device:
             index = index.to(data.images.device)
-        images = augment(data.images[index], config.augment, generator)
-        x, targets, labels = (
-            runtime.prepare(images, spec.input_mean, spec.input_std),
-            data.targets[index],
-            data.labels[index],
-        )
+        raw, targets, labels = data.images[index], data.targets[index], data.labels[index]
         taught = inputs.teacher_probabilities[index] if inputs.teacher_probabilities is not None else None
+        if runtime.cuda and raw.device != runtime.device:  # data in pinned host memory: augment on the GPU
+            raw, targets = raw.to(runtime.device, non_blocking=True), targets.to(runtime.device, non_blocking=True)
+            taught = taught.to(runtime.device, non_blocking=True) if taught is not None else None
+        x = runtime.prepare(augment(raw, config.augment, generator), spec.input_mean, spec.input_std)
         if config.train.mixup_alpha > 0:
             lam = float(mix_rng.beta(config.train.mixup_alpha, config.train.mixup_alpha))
             perm = torch.randperm(len(index), generator=generator).to(x.device)
@@ -176,14 +175,13 @@ def train_one_epoch(
         if runtime.world_size > 1:
             x, targets, labels = x[mine], targets[mine], labels[mine]
             taught = taught[mine] if taught is not None else None
-        targets = targets.to(runtime.device, non_blocking=True)
         with runtime.autocast():
             logits = network(x)
         loss = F.cross_entropy(
             logits.float(), targets, weight=inputs.class_weights, label_smoothing=config.train.label_smoothing
         )
         if taught is not None:
-            loss = distilled_loss(loss, logits, taught.to(runtime.device, non_blocking=True), config.train)
+            loss = distilled_loss(loss, logits, taught, config.train)
         optimizer.zero_grad(set_to_none=True)
         if inputs.scaler is None:
             loss.backward()
