@@ -56,11 +56,11 @@ def test_importing_ferlab_training_changes_no_process_state() -> None:
         "import matplotlib, torch; backend = matplotlib.get_backend(); threads = torch.get_num_threads();"
         "import ferlab.training.trainer, ferlab.training.runs, ferlab.cli.main;"
         "from ferlab.training.trainer import Trainer; from ferlab.training.config import build_config;"
-        "t = Trainer(build_config({'name': 'x', 'data': {'path': '/nowhere'}}), __import__('pathlib').Path('/nowhere'));"
+        "from pathlib import Path; t = Trainer(build_config({'name': 'x', 'data': {'path': '/x'}}), Path('/x'));"
         "assert matplotlib.get_backend() == backend, matplotlib.get_backend();"
         "assert torch.get_num_threads() == threads; assert t.data is None; print('ok')"
     )
     env = {**os.environ, "MPLBACKEND": "svg"}  # a notebook's backend, say: importing ferlab must keep it
     command = [sys.executable, "-c", "import torch; torch.set_num_threads(1);" + code]
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -36,27 +36,27 @@ class BundleInfo:
     set and the calibration temperature from `ModelBundle.temperature`.
     """
 
-    run: Optional[str] = None
+    run: str | None = None
     """Name of the run that trained the model."""
-    data: Optional[str] = None
+    data: str | None = None
     """The training data path as the config gave it."""
     data_format: str = "auto"
     split_seed: int = 0
     """Seed that split a dataset without splits of its own: evaluation scores the same test images."""
-    val_clean: Optional[str] = None
+    val_clean: str | None = None
     """The clean validation list the run selected on (`data.val_clean`), if any."""
-    teacher: Optional[str] = None
-    distill_temperature: Optional[float] = None
-    distill_weight: Optional[float] = None
-    class_prior: Optional[list[float]] = None
+    teacher: str | None = None
+    distill_temperature: float | None = None
+    distill_weight: float | None = None
+    class_prior: list[float] | None = None
     """Mean training target per class (for `prior="uniform"`); None in models trained before it."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """The run's metrics.json (validation and test figures of the best epoch, time, precision)."""
-    precision: Optional[str] = None
+    precision: str | None = None
     """`fp32`, `bf16 autocast` or `fp16 autocast`: how the training arithmetic ran."""
-    device: Optional[str] = None
+    device: str | None = None
     """`cpu`, `cuda`, `cuda:1`, `mps`: where it trained."""
-    device_name: Optional[str] = None
+    device_name: str | None = None
     world_size: int = 1
     """Processes (ranks) that trained it together."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -81,7 +81,7 @@ class BundleInfo:
         return values[key]
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> "BundleInfo":
+    def from_dict(cls, values: dict[str, Any] | None) -> BundleInfo:
         """From a saved `info` dict, this version's or an older one (any key may be missing)."""
         values = dict(values or {})
         known = {f.name for f in fields(cls)} - {"extra"}

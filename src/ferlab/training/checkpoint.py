@@ -18,19 +18,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-_OLD_NUMPY_RNG_TYPES = (np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType)
+_OLD_NUMPY_RNG_TYPES = (
+    np._core.multiarray._reconstruct,  # type: ignore[attr-defined]
+    np.ndarray,
+    np.dtype,
+    np.dtypes.UInt32DType,
+)
 """The exact NumPy types in checkpoints written before RNG states were stored as tensors."""
 
 
 def rng_states() -> dict[str, Any]:
     """The torch, NumPy and Python RNG states as tensors and plain values (no pickled objects)."""
-    key, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    key, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     version, python_state, gauss_next = random.getstate()
     states = {
         "torch": torch.get_rng_state(),
         "numpy": {
             "key": str(key),
-            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached_gaussian": float(cached_gaussian),

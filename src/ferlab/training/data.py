@@ -31,7 +31,7 @@ class SplitTensors:
     labels: torch.Tensor
     targets: torch.Tensor
 
-    def to(self, device: torch.device, non_blocking: bool = False) -> "SplitTensors":
+    def to(self, device: torch.device, non_blocking: bool = False) -> SplitTensors:
         return SplitTensors(
             *(t.to(device, non_blocking=non_blocking) for t in (self.images, self.labels, self.targets))
         )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
-from contextlib import nullcontext
-from dataclasses import dataclass
 from collections.abc import Sequence
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -123,7 +123,7 @@ class Runtime:
     def precision_label(self) -> str:
         return PRECISION_LABELS[self.precision]
 
-    def autocast(self) -> ContextManager[Any]:
+    def autocast(self) -> AbstractContextManager[Any]:
         if self.precision == "fp32":
             return torch.autocast(self.device.type, enabled=False) if self.device.type == "cpu" else nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
@@ -182,7 +182,7 @@ def place(
         else:
             logger.warning("train.sync_bn: torch syncs batch norm on GPUs only; each CPU rank normalises its own slice")
     if train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model = model.to(runtime.device)
     if runtime.cuda:
         resident = fits_on_device(runtime.device, data.train.images.numel())

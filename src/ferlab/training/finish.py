@@ -93,7 +93,7 @@ def finish_run(
     metrics, temperature = final_metrics(model, config, data, state, runtime)
     if folder.writer:
         plot_history(state.history, folder.path / "curves.png")
-        model = model.to("cpu", memory_format=torch.contiguous_format)
+        model = model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         info = bundle_info(config, data, metrics, runtime)
         save_bundle(
             ModelBundle(model=model, label_set=data.label_set, temperature=temperature, info=info), folder.model

@@ -9,8 +9,9 @@ single-process batch, whatever the number of processes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,7 +152,7 @@ def train_one_epoch(
     mix_rng = np.random.default_rng(list(seed))
     spec = model.spec
     network.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen = 0.0, 0.0, 0.0
     started = time.perf_counter()
     quiet = n_batches < 5 or not runtime.is_main
     bar = tqdm(range(n_batches), desc="train", unit="batch", leave=False, disable=True if quiet else None)
@@ -197,7 +198,7 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", img_s=f"{rate:.0f}")
     seconds = max(1e-9, time.perf_counter() - started)
     if inputs.all_reduce is not None:
-        total_loss, correct, seen = inputs.all_reduce([total_loss, float(correct), float(seen)])
+        total_loss, correct, seen = inputs.all_reduce([total_loss, correct, seen])
     return {
         "train_loss": total_loss / max(1, seen),
         "train_accuracy": correct / max(1, seen),

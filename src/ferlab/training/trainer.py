@@ -27,12 +27,11 @@ from ferlab.errors import FerlabError
 from ferlab.models.base import FerModel, summary
 from ferlab.models.bundle import atomic_save, load_torch_file, remove_stale_temporaries
 from ferlab.models.registry import create_model
-from ferlab.training import distributed, loop
-from ferlab.training.checkpoint import _OLD_NUMPY_RNG_TYPES, check_inputs, restore_rng, rng_states, set_rng_states
-from ferlab.training.checkpoint import checkpoint_payload, seed_everything
+from ferlab.training import checkpoint, distributed, loop
+from ferlab.training import data as prep
+from ferlab.training.checkpoint import _OLD_NUMPY_RNG_TYPES, rng_states, set_rng_states
 from ferlab.training.config import ExperimentConfig
-from ferlab.training.data import SplitTensors, TrainingData, global_batch, load_training_data, split_tensors
-from ferlab.training.data import prepare_data
+from ferlab.training.data import SplitTensors, TrainingData, load_training_data, prepare_data, split_tensors
 from ferlab.training.device import make_runtime, place
 from ferlab.training.finish import finish_run
 from ferlab.training.loop import EpochInputs, Phase, TrainState, phases_of
@@ -68,7 +67,7 @@ class Trainer:
             return self
         config, train = self.config, self.config.train
         torch.set_num_threads(train.threads or os.cpu_count() or 1)
-        seed_everything(config.seed)
+        checkpoint.seed_everything(config.seed)
         self.runtime = make_runtime(self.device, train, self.ranks)
         params = config.model.params
         try:  # before any data is loaded: a bad model option fails in a second, not after the decoding
@@ -84,7 +83,7 @@ class Trainer:
         if train.teacher:
             taught, digest = teacher_probabilities(config, data.label_set, model.spec, data.train.images, self.runtime)
             data.input_digests["train.teacher"] = digest
-        self.batch_size = global_batch(len(data.train.labels), train.batch_size, self.runtime.world_size)
+        self.batch_size = prep.global_batch(len(data.train.labels), train.batch_size, self.runtime.world_size)
         self.model, self.teacher_probabilities = place(model, data, taught, self.runtime, train)
         self.network: torch.nn.Module = self.model  # DistributedDataParallel(model) with several ranks
         self.scaler = self.runtime.grad_scaler()
@@ -207,7 +206,7 @@ class Trainer:
         if not self.folder.writer:
             return
         parts = (self.model, self.optimizer, self.scheduler, self.scaler)
-        saved = checkpoint_payload(*parts, self.state.__dict__, rngs, self.input_digests)
+        saved = checkpoint.checkpoint_payload(*parts, self.state.__dict__, rngs, self.input_digests)
         atomic_save(saved, self.checkpoint_path)
 
     def restore_checkpoint(self) -> None:
@@ -226,12 +225,12 @@ class Trainer:
             ) from None
 
     def _restore(self, saved: Any) -> None:
-        check_inputs(saved.get("input_digests", {}), self.input_digests, self.config, self.run_dir)
+        checkpoint.check_inputs(saved.get("input_digests", {}), self.input_digests, self.config, self.run_dir)
         self.model.load_state_dict(saved["model"])
         self.state = TrainState(**saved["state"])
         self._pending_optimizer = (saved["optimizer"], saved["scheduler"], saved.get("scaler"))
         runtime, done = self.runtime, len(self.state.history)
-        how = restore_rng(saved, runtime.rank, runtime.world_size, self.config.seed + 7919 * done)
+        how = checkpoint.restore_rng(saved, runtime.rank, runtime.world_size, self.config.seed + 7919 * done)
         if runtime.world_size > 1 or int(saved.get("world_size", 1)) > 1:
             self.folder.log(f"# resumed after epoch {done} with {runtime.world_size} process(es), {how}")
 
