@@ -108,3 +108,34 @@ def test_the_global_batch_must_split_over_the_processes(blob_data: Path, tmp_pat
     config = load_config(write_config(tmp_path / "ddp.yaml", blob_data), ["train.batch_size=16"])
     with pytest.raises(FerlabError, match="batch_size 16 is the global batch and does not split evenly over 3"):
         Trainer(config, tmp_path / "x").prepare()
+
+
+@pytest.mark.slow  # two process launches
+def test_without_batch_norm_or_dropout_two_processes_compute_the_one_process_run(
+    blob_data: Path, tmp_path: Path
+) -> None:
+    # Every rank augments and mixes the same global batch and trains on its half, and DDP averages
+    # the halves' gradients: without batch norm (per-slice statistics) or dropout (per-rank draws)
+    # that is the one-process step, up to float rounding. SGD keeps that rounding small (Adam would
+    # turn a rounding-sized gradient into a full lr-sized step of either sign).
+    config = tmp_path / "exact.yaml"
+    config.write_text(
+        f"name: exact\ndata:\n  path: {blob_data}\nmodel:\n  name: vgg13_fer\n  params: "
+        "{input_size: 48, batch_norm: false, dropout: 0.0, fc: 64, fc_dropout: 0.0}\n"
+        "augment:\n  policy: both\ntrain:\n  epochs: 2\n  batch_size: 16\n  optimizer: sgd\n  lr: 0.01\n  mixup_alpha: 0.2\n"
+        "  scheduler: none\n  threads: 1\n"
+    )
+    _, single = train(load_config(config), tmp_path / "one")
+    done = ferlab("train", config, "--nproc", 2, "--runs-dir", tmp_path / "two")
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = load_bundle(tmp_path / "one" / "exact").model, load_bundle(tmp_path / "two" / "exact").model
+    for (key, a), b in zip(one.state_dict().items(), two.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=key)
+    ddp = json.loads((tmp_path / "two" / "exact" / "metrics.json").read_text())
+    assert ddp["val"]["accuracy"] == single["val"]["accuracy"]
+    history = json.loads((tmp_path / "two" / "exact" / "history.json").read_text())
+    assert history[0]["train_loss"] == pytest.approx(single_history(tmp_path)[0]["train_loss"], rel=1e-4)
+
+
+def single_history(tmp_path: Path) -> list[dict]:
+    return json.loads((tmp_path / "one" / "exact" / "history.json").read_text())
