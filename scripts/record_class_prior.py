@@ -33,9 +33,9 @@ def main() -> int:
             f"{bundle.label_set.classes}: not the model's config"
         )
     targets = split_tensors(dataset, "train", soft=config.train.targets == "votes").targets.numpy()
-    bundle.info["class_prior"] = prior_of_targets(targets)
+    bundle.info.class_prior = prior_of_targets(targets)
     save_bundle(bundle, bundle_file(args.model))
-    print(dict(zip(bundle.label_set.classes, (round(p, 4) for p in bundle.info["class_prior"]))))
+    print(dict(zip(bundle.label_set.classes, (round(p, 4) for p in bundle.info.class_prior))))
     return 0
 
 

@@ -116,7 +116,7 @@ def test_two_phase_transfer_freezes_then_fine_tunes_the_top(blob_data: Path, tmp
         },
     )
     trainer = Trainer(build_config({"name": "two-phase"}, overrides), tmp_path / "two-phase")
-    trainer.write_run_header()
+    trainer.write_run_header()  # prepares: seeds, data, model
     initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     layers = trainer.model.backbone_layers()
     trainer.fit()
@@ -345,7 +345,7 @@ def test_a_student_learns_from_the_teacher_alone(
             "train.distill_temperature": 2.0,
         },
     )
-    trainer = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
+    trainer = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student").prepare()
     assert trainer.teacher_probabilities is not None
     assert torch.allclose(trainer.teacher_probabilities.sum(1), torch.ones(len(trainer.train_data.labels)))
     trainer.write_run_header()
@@ -368,7 +368,7 @@ def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch
 
     trained = []
 
-    def interrupted(config: object, runs_dir: Path) -> None:
+    def interrupted(config: object, runs_dir: Path, device: str | None = None) -> None:
         trained.append(config)
         raise TrainingInterrupted("interrupted; resume with ...")
 
@@ -384,8 +384,9 @@ def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch
 
 def test_a_teacher_with_another_input_is_refused(blob_data: Path, blob_model: Path, tmp_path: Path) -> None:
     overrides = tiny_config(blob_data, **{"train.teacher": str(blob_model)})  # the student takes 24x24 faces
+    trainer = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")  # loads nothing yet
     with pytest.raises(FerlabError, match="the student 1x24x24: give the student the teacher's input_size"):
-        Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
+        trainer.prepare()
     with pytest.raises(FerlabError, match="train.teacher must be a str, got True"):
         build_config({"name": "student"}, tiny_config(blob_data, **{"train.teacher": "true"}))
     with pytest.raises(

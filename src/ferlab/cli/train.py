@@ -27,6 +27,20 @@ def train(
     resume: Annotated[
         Optional[Path], typer.Option("--resume", help="Continue this run folder from its last epoch.")
     ] = None,
+    device: Annotated[
+        Optional[str],
+        typer.Option(
+            "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; overrides train.device."
+        ),
+    ] = None,
+    nproc: Annotated[
+        Optional[int],
+        typer.Option(
+            "--nproc",
+            help="Train in N processes (DistributedDataParallel: one per GPU, or gloo on the CPU) "
+            "by starting torch.distributed.run; train.batch_size stays the global batch.",
+        ),
+    ] = None,
 ) -> None:
     """Train a model from a config into runs/<name>/ (config, summary, history, curves, checkpoints, metrics).
 
@@ -34,7 +48,36 @@ def train(
     overrides for all). A run already finished with the same config is skipped and an
     interrupted one continues, so a sweep cut short is finished by running it again. A
     config that fails is reported and the sweep goes on with the next one.
+
+    Several processes: `--nproc N`, or `torchrun --nproc-per-node N --no-python ferlab train CONFIG`.
     """
+    from ferlab.training import distributed
+    from ferlab.training.device import check_device_name
+
+    if device is not None:
+        check_device_name(device)
+    if nproc is not None and distributed.ranks_from_env().world_size == 1:
+        args = [str(c) for c in configs or []] + [f"--set={item}" for item in set_ or []]
+        args += [f"--name={name}"] * bool(name) + [f"--runs-dir={runs_dir}"] + [f"--device={device}"] * bool(device)
+        args += [f"--resume={resume}"] * (resume is not None)
+        code = distributed.launch(nproc, ["train", *args])
+        if code:
+            raise FerlabError(f"the {nproc} training processes failed (exit code {code}); their errors are above")
+        return
+    try:
+        _train(configs, set_, name, runs_dir, resume, device)
+    finally:
+        distributed.shutdown()
+
+
+def _train(
+    configs: list[Path] | None,
+    set_: list[str] | None,
+    name: str | None,
+    runs_dir: Path,
+    resume: Path | None,
+    device: str | None,
+) -> None:
     from ferlab.training.config import load_config
     from ferlab.training.trainer import TrainingInterrupted
     from ferlab.training.trainer import resume as resume_run
@@ -43,7 +86,7 @@ def train(
     if resume is not None:
         if configs or set_:
             raise FerlabError("--resume continues a run with its saved config; give no CONFIG or --set")
-        _report(*resume_run(resume))
+        _report(*resume_run(resume, device=device))
         return
     if not configs:
         raise FerlabError("give a CONFIG file to train, or --resume RUN to continue one")
@@ -51,7 +94,7 @@ def train(
         raise FerlabError("--name names one run; leave it out when training several configs")
     overrides = (set_ or []) + ([f"name={json.dumps(name)}"] if name else [])  # quoted: --name 1e5 stays a string
     if len(configs) == 1:
-        _report(*train_run(load_config(configs[0], overrides), runs_dir))
+        _report(*train_run(load_config(configs[0], overrides), runs_dir, device=device))
         return
     # A sweep: one broken config must not cost a night's sweep. Each is checked before
     # anything trains, the bad ones are reported, and every other one trains.
@@ -70,7 +113,7 @@ def train(
         )
     for experiment in experiments:
         try:
-            _report(*train_run(experiment, runs_dir))
+            _report(*train_run(experiment, runs_dir, device=device))
         except TrainingInterrupted:
             raise  # Ctrl-C stops the whole sweep
         except Exception as exc:  # noqa: BLE001 - whatever broke one run, the others still train
@@ -89,6 +132,10 @@ def _sweep_error(what: str, exc: Exception) -> None:
 
 
 def _report(run_dir: Path, metrics: dict[str, Any]) -> None:
+    from ferlab.training.distributed import ranks_from_env
+
+    if ranks_from_env().rank != 0:
+        return  # under torchrun only rank 0 reports
     line = f"val accuracy {100 * metrics['val']['accuracy']:.2f}%"
     if "test" in metrics:
         line += f", test accuracy {100 * metrics['test']['accuracy']:.2f}%"

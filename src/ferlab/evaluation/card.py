@@ -17,7 +17,6 @@ from ferlab.evaluation.evaluator import metrics_table
 from ferlab.evaluation.report import run_evaluation
 from ferlab.inference.predictor import Predictor
 from ferlab.models.bundle import load_bundle
-from ferlab.training.config import build_config, read_config_file
 
 
 def classification_speed(predictor: Predictor, batch: int, seconds: float = 3.0) -> float:
@@ -47,12 +46,11 @@ def write_card(
         out=run_dir / "eval" / f"{Path(data).name}-test",
     )  # the card's report stays with its run
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
-    config_text = (run_dir / "config.yaml").read_text()
-    config = build_config(read_config_file(run_dir / "config.yaml"))
-    train = config.train
+    config_text = (run_dir / "config.yaml").read_text()  # shown on the card as it is
+    info = bundle.info
     validation = (
-        f"the validation images with no near-copy in training (`{config.data.val_clean}`)"
-        if config.data.val_clean
+        f"the validation images with no near-copy in training (`{info.val_clean}`)"
+        if info.val_clean
         else "the validation split"
     )
     params = sum(p.numel() for p in bundle.model.parameters())
@@ -66,7 +64,7 @@ def write_card(
         f"- Architecture: `{spec.name}` {spec.config}, {params:,} parameters, input "
         f"{spec.in_channels}x{spec.input_size}x{spec.input_size}.",
         f"- Classes ({len(bundle.label_set)}): {', '.join(bundle.label_set.classes)}.",
-        f"- Trained on the train split of `{bundle.info.get('data')}`, best epoch selected on {validation} "
+        f"- Trained on the train split of `{info.data}`, best epoch selected on {validation} "
         f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the same images. "
         "The test split was used for nothing but these figures.",
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
@@ -74,12 +72,12 @@ def write_card(
         + (f"{train_metrics['threads']} CPU threads" if "threads" in train_metrics else "the CPU")
         + (f", starting from the weights in `{spec.pretrained}`" if spec.pretrained else "")
         + (
-            f", distilled from `{train.teacher}` at temperature {train.distill_temperature} with weight "
-            f"{train.distill_weight}"
-            if train.teacher
+            f", distilled from `{info.teacher}` at temperature {info.distill_temperature} with weight "
+            f"{info.distill_weight}"
+            if info.teacher
             else ""
         )
-        + ("; the training time of those models is not included." if spec.pretrained or train.teacher else "."),
+        + ("; the training time of those models is not included." if spec.pretrained or info.teacher else "."),
         f"- Reproduce: `{command or 'ferlab train <config>'}` then "
         f"`ferlab runs card {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`.",
         "",

@@ -33,7 +33,6 @@ from ferlab.inference.engine import TTA
 from ferlab.inference.predictor import model_label, resolve_model
 from ferlab.labels import EMOTIONS
 from ferlab.models.bundle import ModelBundle, load_bundle
-from ferlab.training.config import build_config, read_config_file
 
 SPLIT_CHOICES = ("train", "val", "test", ALL)
 
@@ -122,7 +121,7 @@ def run_evaluation(
     bundle = load_bundle(path)
     name = model_label(model, path)
     run_dir = path if path.is_dir() else None
-    dataset, seed = _load(bundle, run_dir, data, data_format, ferplus_labels, ferplus_majority)
+    dataset, seed = _load(bundle, data, data_format, ferplus_labels, ferplus_majority)
     native = native_splits(data, data_format) if ferplus_labels is None else None
     scored = describe_split(dataset, split, native, seed)
     out_dir = out or default_out_dir(name, data, split)
@@ -161,14 +160,13 @@ def run_evaluation(
 
 def _load(
     bundle: ModelBundle,
-    run_dir: Path | None,
     data: Path,
     data_format: str,
     ferplus_labels: Path | None,
     ferplus_majority: str,
 ) -> tuple[FaceDataset, int]:
     spec = bundle.spec
-    seed = _split_seed(run_dir)
+    seed = bundle.info.split_seed  # the seed its run split a dataset without splits with (0 by default)
     options = LoadOptions(
         size=spec.input_size,
         channels=spec.in_channels,
@@ -188,14 +186,6 @@ def _protocol(bundle: ModelBundle, detect: bool) -> str:
             f"warped onto the training crops' landmark template at {size}, as `ferlab predict` does"
         )
     return f"face crops: each image is taken as a face crop and resized to the model's input ({size})"
-
-
-def _split_seed(run_dir: Path | None) -> int:
-    """The seed the run split a dataset without splits with, so that its test images are
-    the ones it never trained on (0, the default, for a bare model.pt)."""
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
-        return 0
-    return build_config(read_config_file(run_dir / "config.yaml")).data.split_seed
 
 
 def _write_report(
@@ -278,11 +268,10 @@ def benchmark(
     for reference in models:
         path = resolve_model(reference)
         bundle = load_bundle(path)
-        run_dir = path if path.is_dir() else None
         for data in datasets:
             native = native_splits(data, "auto")
             chosen = resolve_split(split, native)
-            dataset, _ = _load(bundle, run_dir, data, "auto", None, "strict")
+            dataset, _ = _load(bundle, data, "auto", None, "strict")
             result = (
                 evaluate_photos(bundle, dataset, Path(data), chosen, tta, detector)
                 if detect

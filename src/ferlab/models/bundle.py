@@ -11,7 +11,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,73 @@ from ferlab.models.base import FerModel, ModelSpec
 from ferlab.models.registry import create_model
 
 BUNDLE_FORMAT = "ferlab-model/1"
+"""Unchanged by BundleInfo: its fields are saved as the same plain `info` dict, with more keys."""
+
+
+@dataclass
+class BundleInfo:
+    """What a model file records about how it was made: data options, training recipe, results.
+
+    Stored in `model.pt` as a dict of plain values (the file loads with `weights_only=True`),
+    so evaluation, cards and apps learn a model's split seed or class prior from the model
+    itself, never by re-reading its run's config. The classes come from the bundle's label
+    set and the calibration temperature from `ModelBundle.temperature`.
+    """
+
+    run: str | None = None
+    """Name of the run that trained the model."""
+    data: str | None = None
+    """The training data path as the config gave it."""
+    data_format: str = "auto"
+    split_seed: int = 0
+    """Seed that split a dataset without splits of its own: evaluation scores the same test images."""
+    val_clean: str | None = None
+    """The clean validation list the run selected on (`data.val_clean`), if any."""
+    teacher: str | None = None
+    distill_temperature: float | None = None
+    distill_weight: float | None = None
+    class_prior: list[float] | None = None
+    """Mean training target per class (for `prior="uniform"`); None in models trained before it."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """The run's metrics.json (validation and test figures of the best epoch, time, precision)."""
+    precision: str | None = None
+    """`fp32`, `bf16 autocast` or `fp16 autocast`: how the training arithmetic ran."""
+    device: str | None = None
+    """`cpu`, `cuda`, `cuda:1`, `mps`: where it trained."""
+    device_name: str | None = None
+    world_size: int = 1
+    """Processes (ranks) that trained it together."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Keys of an `info` dict this version does not know, kept as they were."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only; `extra` keys go back beside the known ones."""
+        values = asdict(self)
+        extra = values.pop("extra")
+        return {**extra, **values}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Read access by the old `info` dict's keys, for code written against it (prefer the
+        attributes): a field that is None, or a key this info lacks, gives `default`."""
+        value = self.to_dict().get(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        values = self.to_dict()
+        if values.get(key) is None:
+            raise KeyError(key)
+        return values[key]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> BundleInfo:
+        """From a saved `info` dict, this version's or an older one (any key may be missing)."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)} - {"extra"}
+        info = cls(**{k: values.pop(k) for k in list(values) if k in known}, extra=values)
+        metrics = info.metrics or {}
+        if info.precision is None and "precision" in metrics:
+            info.precision = metrics["precision"]
+        return info
 
 
 @dataclass
@@ -31,8 +98,8 @@ class ModelBundle:
     label_set: LabelSet
     temperature: float = 1.0
     """Softmax temperature fitted on validation data (1.0 = uncalibrated)."""
-    info: dict[str, Any] = field(default_factory=dict)
-    """Provenance: run name, dataset, metrics; shown in model cards and apps."""
+    info: BundleInfo = field(default_factory=BundleInfo)
+    """Provenance and data options: run, dataset, split seed, metrics, class prior, device."""
 
     @property
     def spec(self) -> ModelSpec:
@@ -98,7 +165,7 @@ def save_bundle(bundle: ModelBundle, path: Path) -> None:
             "state_dict": bundle.model.state_dict(),
             "label_set": {"name": bundle.label_set.name, "classes": list(bundle.label_set.classes)},
             "temperature": float(bundle.temperature),
-            "info": bundle.info,
+            "info": bundle.info.to_dict(),
         },
         path,
     )
@@ -129,8 +196,42 @@ def load_bundle(path: str | Path) -> ModelBundle:
             model=model,
             label_set=LabelSet(labels["name"], tuple(labels["classes"])),
             temperature=float(data.get("temperature", 1.0)),
-            info=data.get("info", {}),
+            info=_info_of(data.get("info"), path),
         )
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:160]
         raise FerlabError(f"{path}: a damaged ferlab model file ({type(exc).__name__}: {reason})") from None
+
+
+def _info_of(saved: Any, path: Path) -> BundleInfo:
+    """The saved `info` dict as a BundleInfo. A model written before BundleInfo existed has no
+    `split_seed`: when it sits in a run folder, its `config.yaml` says (read once, here, as
+    plain YAML, so that no other layer ever re-reads a run's config)."""
+    if isinstance(saved, BundleInfo):
+        return saved
+    if saved is not None and not isinstance(saved, dict):
+        raise TypeError(f"info is a {type(saved).__name__}, not a dict")
+    info = BundleInfo.from_dict(saved)
+    if saved is not None and "split_seed" not in saved and (path.parent / "config.yaml").is_file():
+        info = _with_run_config(info, path.parent / "config.yaml")
+    return info
+
+
+def _with_run_config(info: BundleInfo, config_file: Path) -> BundleInfo:
+    import yaml
+
+    try:
+        config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        data, train = config.get("data") or {}, config.get("train") or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return info  # a damaged config: the defaults stand, as for a bare model file
+    teacher = train.get("teacher")
+    return replace(
+        info,
+        data_format=str(data.get("format", info.data_format)),
+        split_seed=int(data.get("split_seed", info.split_seed) or 0),
+        val_clean=data.get("val_clean", info.val_clean),
+        teacher=teacher,
+        distill_temperature=train.get("distill_temperature") if teacher else None,
+        distill_weight=train.get("distill_weight") if teacher else None,
+    )

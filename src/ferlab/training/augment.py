@@ -1,7 +1,9 @@
 """Batch augmentation on tensors: geometric and photometric policies with configurable strengths.
 
 Applied to a whole batch at once (one affine grid sample), so data loading never limits
-CPU training speed.
+CPU training speed. Random draws come from a CPU generator whatever the batch's device, so a
+GPU batch is augmented exactly as the same batch on the CPU; only the per-image parameters
+(a few numbers each, and photometric noise) are copied to the device.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from ferlab.training.config import AugmentConfig
+
+
+def _on(values: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """A CPU-drawn tensor on the batch's device (no copy on the CPU)."""
+    return values if values.device == batch.device else values.to(batch.device, non_blocking=True)
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -34,7 +41,7 @@ def geometric(batch: torch.Tensor, config: AugmentConfig, generator: torch.Gener
         ],
         dim=1,
     )
-    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    grid = F.affine_grid(_on(theta, batch), list(batch.shape), align_corners=False)
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -45,6 +52,7 @@ def photometric(batch: torch.Tensor, config: AugmentConfig, generator: torch.Gen
     contrast = _uniform(n, 1 - config.contrast, 1 + config.contrast, generator).view(n, 1, 1, 1)
     mean = batch.mean(dim=(1, 2, 3), keepdim=True)
     noise = torch.randn(batch.shape, generator=generator) * (config.noise * 255)
+    brightness, contrast, noise = _on(brightness, batch), _on(contrast, batch), _on(noise, batch)
     return ((batch - mean) * contrast + mean + brightness + noise).clamp_(0, 255)
 
 
@@ -59,12 +67,12 @@ def blur(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator)
     sigma = float(_uniform(1, 0.3, max(0.3, config.blur_sigma), generator)) * batch.shape[-1] / 48
     radius = max(1, math.ceil(2.5 * sigma))
     taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
-    taps = taps / taps.sum()
+    taps = _on(taps / taps.sum(), batch)
     channels = batch.shape[1]
     padded = F.pad(batch, (radius, radius, radius, radius), mode="replicate")
     out = F.conv2d(padded, taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1).contiguous(), groups=channels)
     out = F.conv2d(out, taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1).contiguous(), groups=channels)
-    return torch.where(_chosen(batch.shape[0], config.blur, generator), out, batch)
+    return torch.where(_on(_chosen(batch.shape[0], config.blur, generator), batch), out, batch)
 
 
 def low_resolution(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
@@ -74,7 +82,7 @@ def low_resolution(batch: torch.Tensor, config: AugmentConfig, generator: torch.
     low = int(torch.randint(min(config.low_res_min, size), size + 1, (1,), generator=generator))
     small = F.interpolate(batch, size=(low, low), mode="area")
     out = F.interpolate(small, size=batch.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.where(_chosen(batch.shape[0], config.low_res, generator), out, batch)
+    return torch.where(_on(_chosen(batch.shape[0], config.low_res, generator), batch), out, batch)
 
 
 def erase(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
@@ -96,7 +104,7 @@ def erase(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator
         & (cols < (left + w).view(n, 1, 1))
     ).unsqueeze(1)
     fill = (torch.rand(n, generator=generator) * 255).view(n, 1, 1, 1)
-    return torch.where(inside & _chosen(n, config.erase, generator), fill, batch)
+    return torch.where(_on(inside & _chosen(n, config.erase, generator), batch), _on(fill, batch), batch)
 
 
 def augment(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

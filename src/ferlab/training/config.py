@@ -106,6 +106,10 @@ class TrainConfig:
     channels_last: bool = True
     threads: int = 0
     """torch threads; 0 = every core."""
+    device: str = "auto"
+    """auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps; `ferlab train --device` overrides it."""
+    sync_bn: bool = False
+    """With several processes on GPUs, batch norm uses the statistics of the whole global batch."""
 
 
 @dataclass
@@ -404,6 +408,10 @@ def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> 
         if value not in allowed:
             raise FerlabError(f"config {key} must be one of {', '.join(allowed)}, got {_shown(value)}")
     check_run_name(config.name)
+    if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", config.train.device):
+        raise FerlabError(
+            f"config train.device must be auto, cpu, cuda, cuda:N or mps, got {_shown(config.train.device)}"
+        )
     if not config.data.path:
         raise FerlabError("config data.path is required (the dataset to train on)")
     check_ranges(config)

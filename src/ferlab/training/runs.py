@@ -8,19 +8,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ferlab.errors import FerlabError  # noqa: E402
-from ferlab.training.config import build_config, read_config_file  # noqa: E402
+from ferlab.errors import FerlabError
+from ferlab.training.config import build_config, read_config_file
 
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy and loss, train vs validation, per epoch (phase changes marked)."""
+    """Accuracy and loss, train vs validation, per epoch (phase changes marked).
+
+    Drawn on a `matplotlib.figure.Figure` of its own: no pyplot state and no backend change, so
+    training inside a notebook leaves the notebook's plots alone."""
+    from matplotlib.figure import Figure
+
     epochs = [h["epoch"] for h in history]
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    acc_ax, loss_ax = fig.subplots(1, 2)
     for ax, key, title in ((acc_ax, "accuracy", "Accuracy"), (loss_ax, "loss", "Loss")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], label="train", marker=".")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], label="validation", marker=".")
@@ -33,7 +34,6 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""Finishing a run: from the best weights to the calibration temperature, metrics, curves and model.pt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ferlab.data.dataset import FaceDataset
+from ferlab.models.base import FerModel
+from ferlab.models.bundle import BundleInfo, ModelBundle, save_bundle
+from ferlab.models.calibration import expected_calibration_error, fit_temperature, softmax
+from ferlab.models.prior import prior_of_targets
+from ferlab.training.config import ExperimentConfig
+from ferlab.training.data import SplitTensors, TrainingData, split_tensors
+from ferlab.training.device import Runtime, device_name
+from ferlab.training.loop import TrainState, predict_logits, scores
+from ferlab.training.run_folder import RunFolder
+
+
+def final_metrics(
+    model: FerModel, config: ExperimentConfig, data: TrainingData, state: TrainState, runtime: Runtime
+) -> tuple[dict[str, Any], float]:
+    """metrics.json's figures for the (best) weights in `model`, and the temperature fitted on validation."""
+    label_set = data.label_set
+    val_logits = predict_logits(model, data.val.images, runtime)
+    val_labels = data.val.labels.cpu().numpy()
+    temperature = fit_temperature(val_logits.numpy(), val_labels)
+    metrics: dict[str, Any] = {
+        "best_epoch": state.best_epoch,
+        "epochs_run": len(state.history),
+        "train_seconds": round(state.seconds, 1),
+        "threads": torch.get_num_threads(),
+        "precision": runtime.precision_label,
+        "device": str(runtime.device),
+        "device_name": device_name(runtime.device),
+        "processes": runtime.world_size,
+        "monitor": config.train.monitor,
+        "label_set": label_set.name,
+        "classes": list(label_set.classes),
+        "temperature": temperature,
+        "val": {
+            **scores(val_logits, data.val.labels, len(label_set)),
+            "samples": len(val_labels),
+            "ece": expected_calibration_error(softmax(val_logits.numpy()), val_labels),
+            "ece_calibrated": expected_calibration_error(softmax(val_logits.numpy(), temperature), val_labels),
+        },
+    }
+    if runtime.cuda:
+        metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(runtime.device) / 2**20, 1)
+    if "test" in data.dataset.split_names():
+        metrics["test"] = _test_scores(model, data.dataset, runtime, len(label_set))
+    return metrics, temperature
+
+
+def _test_scores(model: FerModel, dataset: FaceDataset, runtime: Runtime, classes: int) -> dict[str, float]:
+    test: SplitTensors = split_tensors(dataset, "test", soft=False)
+    return scores(predict_logits(model, test.images, runtime), test.labels, classes)
+
+
+def bundle_info(config: ExperimentConfig, data: TrainingData, metrics: dict[str, Any], runtime: Runtime) -> BundleInfo:
+    train = config.train
+    return BundleInfo(
+        run=config.name,
+        data=config.data.path,
+        data_format=config.data.format,
+        split_seed=config.data.split_seed,
+        val_clean=config.data.val_clean,
+        teacher=train.teacher,
+        distill_temperature=train.distill_temperature if train.teacher else None,
+        distill_weight=train.distill_weight if train.teacher else None,
+        class_prior=prior_of_targets(data.train.targets.cpu().numpy()),
+        metrics=metrics,
+        precision=runtime.precision_label,
+        device=str(runtime.device),
+        device_name=metrics["device_name"],
+        world_size=runtime.world_size,
+    )
+
+
+def finish_run(
+    model: FerModel,
+    config: ExperimentConfig,
+    data: TrainingData,
+    state: TrainState,
+    runtime: Runtime,
+    folder: RunFolder,
+) -> dict[str, Any]:
+    """Fit the temperature on validation data, then write curves.png, model.pt and metrics.json
+    (last: `train` takes it as the sign of a finished run). `model` holds the best weights."""
+    from ferlab.training.runs import plot_history
+
+    metrics, temperature = final_metrics(model, config, data, state, runtime)
+    if folder.writer:
+        plot_history(state.history, folder.path / "curves.png")
+        model = model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        info = bundle_info(config, data, metrics, runtime)
+        save_bundle(
+            ModelBundle(model=model, label_set=data.label_set, temperature=temperature, info=info), folder.model
+        )
+        folder.write_metrics(metrics)
+    return metrics

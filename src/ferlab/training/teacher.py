@@ -1,0 +1,76 @@
+"""Distillation targets: a trained teacher's softened predictions on the training images, and
+the loss that mixes them with the labels (Hinton et al.)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+
+from ferlab.errors import FerlabError
+from ferlab.labels import LabelSet
+from ferlab.models.base import ModelSpec
+from ferlab.models.bundle import bundle_file, load_bundle
+from ferlab.training.config import ExperimentConfig, TrainConfig
+from ferlab.training.data import sha256_of
+from ferlab.training.device import Runtime
+
+logger = logging.getLogger("ferlab.training")
+
+EVAL_BATCH = 256
+
+
+@torch.no_grad()
+def teacher_probabilities(
+    config: ExperimentConfig, label_set: LabelSet, student: ModelSpec, images: torch.Tensor, runtime: Runtime
+) -> tuple[torch.Tensor, str]:
+    """The teacher's softened predictions on the un-augmented training images, and the sha256 of
+    its file (which goes into each checkpoint, so a run never resumes with another teacher).
+
+    Computed when the run starts or resumes (offline distillation): the teacher costs one
+    forward pass instead of one per epoch, which makes a slow teacher affordable on a CPU.
+    """
+    teacher_path = config.train.teacher
+    assert teacher_path is not None
+    teacher = load_bundle(teacher_path)
+    digest = sha256_of(bundle_file(teacher_path))
+    if teacher.info.data not in (None, config.data.path):
+        logger.warning(
+            "the teacher %s was trained on %s, this run on %s: make sure it never saw this run's "
+            "validation or test images",
+            teacher_path,
+            teacher.info.data,
+            config.data.path,
+        )
+    if teacher.label_set.classes != label_set.classes:
+        raise FerlabError(
+            f"the teacher {teacher_path} predicts {', '.join(teacher.label_set.classes)}, the training data "
+            f"has {', '.join(label_set.classes)}: distillation needs the same classes in the same order"
+        )
+    spec = teacher.spec
+    if (spec.input_size, spec.in_channels) != (student.input_size, student.in_channels):
+        raise FerlabError(
+            f"the teacher {teacher_path} takes {spec.in_channels}x{spec.input_size}x{spec.input_size} faces, "
+            f"the student {student.in_channels}x{student.input_size}x{student.input_size}: give the student "
+            "the teacher's input_size and in_channels"
+        )
+    model = teacher.model.eval().to(runtime.device)
+    plain = Runtime(runtime.device, runtime.precision, channels_last=False)  # the teacher keeps its layout
+    logits = []
+    for start in range(0, len(images), EVAL_BATCH):
+        batch = plain.prepare(images[start : start + EVAL_BATCH], spec.input_mean, spec.input_std)
+        with plain.autocast():
+            logits.append(model(batch).float())
+    probabilities = torch.softmax(torch.cat(logits) / config.train.distill_temperature, dim=1)
+    return probabilities.to(images.device), digest
+
+
+def distilled_loss(
+    label_loss: torch.Tensor, logits: torch.Tensor, taught: torch.Tensor, train: TrainConfig
+) -> torch.Tensor:
+    """Hinton et al.'s mix: labels plus KL to the teacher at temperature T, scaled by T²
+    so the two terms keep comparable gradients whatever T is."""
+    t = train.distill_temperature
+    imitation = F.kl_div(F.log_softmax(logits.float() / t, dim=1), taught, reduction="batchmean") * t * t
+    return (1 - train.distill_weight) * label_loss + train.distill_weight * imitation
