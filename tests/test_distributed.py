@@ -122,7 +122,8 @@ def test_without_batch_norm_or_dropout_two_processes_compute_the_one_process_run
     config.write_text(
         f"name: exact\ndata:\n  path: {blob_data}\nmodel:\n  name: vgg13_fer\n  params: "
         "{input_size: 48, batch_norm: false, dropout: 0.0, fc: 64, fc_dropout: 0.0}\n"
-        "augment:\n  policy: both\ntrain:\n  epochs: 2\n  batch_size: 16\n  optimizer: sgd\n  lr: 0.01\n  mixup_alpha: 0.2\n"
+        "augment:\n  policy: both\ntrain:\n  epochs: 2\n  batch_size: 16\n  optimizer: sgd\n  lr: 0.01\n"
+        "  mixup_alpha: 0.2\n"
         "  scheduler: none\n  threads: 1\n"
     )
     _, single = train(load_config(config), tmp_path / "one")

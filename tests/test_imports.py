@@ -26,12 +26,7 @@ pytestmark = [
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-TRAINING_SIDE_EFFECT = (
-    "ferlab.training.runs calls matplotlib.use('Agg') on import; fixed on the training branch (issue 19)"
-)
-KNOWN_FAILURES = {
-    "ferlab.training.runs": TRAINING_SIDE_EFFECT,
-}
+KNOWN_FAILURES: dict[str, str] = {}
 """Modules that still fail the check, with the reason; each is a strict xfail, not a skip."""
 
 THIRD_PARTY = ("PIL.Image", "cv2", "sklearn.metrics", "sklearn.model_selection", "onnxruntime", "yaml", "typer")

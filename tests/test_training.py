@@ -160,8 +160,7 @@ def test_class_weights_match_sklearn_and_handle_absent_classes() -> None:
 
 
 def test_vote_targets_are_the_ferplus_distribution(tmp_path: Path) -> None:
-    from test_readers import write_ferplus_folder
-
+    from conftest import write_ferplus_folder
     from ferlab.data.loader import load_dataset
 
     dataset = load_dataset(write_ferplus_folder(tmp_path / "ferplus"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -17,24 +17,24 @@ runs_app = typer.Typer(help="Work with run folders: the experiment table.", no_a
 @user_errors
 def train(
     configs: Annotated[
-        Optional[list[Path]], typer.Argument(help="Experiment config(s) (YAML or TOML); several are trained in turn.")
+        list[Path] | None, typer.Argument(help="Experiment config(s) (YAML or TOML); several are trained in turn.")
     ] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.lr=0.01 (repeatable).")
+        list[str] | None, typer.Option("--set", help="Override a config key: --set train.lr=0.01 (repeatable).")
     ] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's name).")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders go.")] = Path("runs"),
     resume: Annotated[
-        Optional[Path], typer.Option("--resume", help="Continue this run folder from its last epoch.")
+        Path | None, typer.Option("--resume", help="Continue this run folder from its last epoch.")
     ] = None,
     device: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; overrides train.device."
         ),
     ] = None,
     nproc: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "--nproc",
             help="Train in N processes (DistributedDataParallel: one per GPU, or gloo on the CPU) "
@@ -109,7 +109,7 @@ def _train(
     names = [experiment.name for experiment in experiments]
     if len(set(names)) < len(names):
         raise FerlabError(
-            f"two configs share a run name ({', '.join(sorted(set(n for n in names if names.count(n) > 1)))})"
+            f"two configs share a run name ({', '.join(sorted({n for n in names if names.count(n) > 1}))})"
         )
     for experiment in experiments:
         try:
@@ -145,12 +145,10 @@ def _report(run_dir: Path, metrics: dict[str, Any]) -> None:
 @runs_app.command("compare")
 @user_errors
 def compare(
-    runs: Annotated[
-        Optional[list[Path]], typer.Argument(help="Run folders (default: every run in --runs-dir).")
-    ] = None,
+    runs: Annotated[list[Path] | None, typer.Argument(help="Run folders (default: every run in --runs-dir).")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders are.")] = Path("runs"),
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Also write the table: .md for Markdown, .csv for CSV.")
+        Path | None, typer.Option("--out", help="Also write the table: .md for Markdown, .csv for CSV.")
     ] = None,
 ) -> None:
     """The experiment table: config keys that differ, best epoch, val/test accuracy, macro-F1, time."""
@@ -173,10 +171,10 @@ def card(
     data: Annotated[Path, typer.Option("--data", help="Dataset with the test split to report on.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the Markdown card.")],
     dedup: Annotated[
-        Optional[Path], typer.Option("--dedup", help="Clean list from `ferlab data audit --write-clean-split`.")
+        Path | None, typer.Option("--dedup", help="Clean list from `ferlab data audit --write-clean-split`.")
     ] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Model name on the card.")] = None,
-    command: Annotated[Optional[str], typer.Option("--command", help="The training command, for the card.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Model name on the card.")] = None,
+    command: Annotated[str | None, typer.Option("--command", help="The training command, for the card.")] = None,
 ) -> None:
     """Evaluate a run on its test split and write its model card (data, config, metrics, ECE, speed)."""
     from ferlab.evaluation.card import write_card

@@ -61,12 +61,16 @@ def write_card(
     lines = [
         f"# Model card: {title}",
         "",
-        f"- Architecture: `{spec.name}` {spec.config}, {params:,} parameters, input "
-        f"{spec.in_channels}x{spec.input_size}x{spec.input_size}.",
+        (
+            f"- Architecture: `{spec.name}` {spec.config}, {params:,} parameters, input "
+            f"{spec.in_channels}x{spec.input_size}x{spec.input_size}."
+        ),
         f"- Classes ({len(bundle.label_set)}): {', '.join(bundle.label_set.classes)}.",
-        f"- Trained on the train split of `{info.data}`, best epoch selected on {validation} "
-        f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the same images. "
-        "The test split was used for nothing but these figures.",
+        (
+            f"- Trained on the train split of `{info.data}`, best epoch selected on {validation} "
+            f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the same images. "
+            "The test split was used for nothing but these figures."
+        ),
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
         f"{train_metrics['train_seconds'] / 60:.0f} minutes on "
         + (f"{train_metrics['threads']} CPU threads" if "threads" in train_metrics else "the CPU")
@@ -78,14 +82,18 @@ def write_card(
             else ""
         )
         + ("; the training time of those models is not included." if spec.pretrained or info.teacher else "."),
-        f"- Reproduce: `{command or 'ferlab train <config>'}` then "
-        f"`ferlab runs card {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`.",
+        (
+            f"- Reproduce: `{command or 'ferlab train <config>'}` then "
+            f"`ferlab runs card {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`."
+        ),
         "",
         "## Test results",
         "",
-        f"Accuracy **{100 * all_metrics['accuracy']:.2f}%** on {all_metrics['samples']} test images "
-        f"(test-time augmentation: {100 * summary['tta']['flip']['accuracy']:.2f}% with horizontal flips, "
-        f"{100 * summary['tta']['tencrop']['accuracy']:.2f}% with ten crops).",
+        (
+            f"Accuracy **{100 * all_metrics['accuracy']:.2f}%** on {all_metrics['samples']} test images "
+            f"(test-time augmentation: {100 * summary['tta']['flip']['accuracy']:.2f}% with horizontal flips, "
+            f"{100 * summary['tta']['tencrop']['accuracy']:.2f}% with ten crops)."
+        ),
     ]
     if "deduplicated" in summary:
         d = summary["deduplicated"]
@@ -99,7 +107,10 @@ def write_card(
                 "overlap between training and test images inflates a score."
             )
     lines += [
-        f"Calibration: ECE {all_metrics['ece_uncalibrated']:.3f} before and {all_metrics['ece']:.3f} after temperature scaling.",
+        (
+            f"Calibration: ECE {all_metrics['ece_uncalibrated']:.3f} before and {all_metrics['ece']:.3f} "
+            "after temperature scaling."
+        ),
         "",
         metrics_table(all_metrics),
         "",

@@ -18,6 +18,7 @@ import numpy as np
 from ferlab.data.audit import read_clean_list
 from ferlab.data.dataset import FaceDataset
 from ferlab.data.loader import detect_format, load_dataset
+from ferlab.data.markdown import markdown_table
 from ferlab.data.options import LoadOptions
 from ferlab.errors import FerlabError
 from ferlab.evaluation.evaluator import (
@@ -140,7 +141,7 @@ def run_evaluation(
         split=split,
         scored=scored,
         protocol=_protocol(bundle, detect),
-        images=int(len(result.labels)),
+        images=len(result.labels),
     )
     if methods:
         summary["tta"] = {}
@@ -308,12 +309,12 @@ def benchmark_table(rows: Sequence[dict[str, Any]]) -> str:
         "macro-F1",
         *(f"recall {c}" for c in classes),
     ]
-    lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 3)]
+    table = []
     for row in rows:
         cells = [row["model"], row["data"], row["split"], str(row["images"])]
         if detect:
             cells.append("-" if row["faces_found"] is None else str(row["faces_found"]))
         cells += [f"{100 * row['accuracy']:.2f}%", f"{row['macro_f1']:.3f}"]
         cells += [f"{row['recall'][c]:.3f}" if c in row["recall"] else "-" for c in classes]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        table.append(cells)
+    return markdown_table(head, table, right=range(3, len(head)))

@@ -148,7 +148,7 @@ def load_torch_file(path: Path, what: str, allow: Sequence[Any] = ()) -> Any:
                 "values, and ferlab never loads those (unpickling them could run code)"
             ) from None
         raise FerlabError(f"{path}: not a readable {what} (damaged or cut short)") from None
-    except Exception as exc:  # torch raises many types for foreign, empty or truncated files
+    except Exception as exc:  # noqa: BLE001  (torch raises many types for foreign, empty or truncated files)
         reason = " ".join(str(exc).split())[:160]
         raise FerlabError(
             f"{path}: not a readable {what}, damaged or cut short "

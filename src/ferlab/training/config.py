@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional, get_args, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import yaml
 
@@ -26,14 +26,14 @@ class DataConfig:
 
     path: str = ""
     format: str = "auto"
-    ferplus_labels: Optional[str] = None
+    ferplus_labels: str | None = None
     ferplus_majority: str = "strict"
-    label_set: Optional[str] = None
+    label_set: str | None = None
     """Remap the dataset's labels to this label set (e.g. `five`), dropping other classes."""
     split_seed: int = 0
-    max_train_samples: Optional[int] = None
+    max_train_samples: int | None = None
     """Use a stratified random subset of the training split (quick experiments, tests)."""
-    val_clean: Optional[str] = None
+    val_clean: str | None = None
     """A clean list from `ferlab data audit --query-split val --write-clean-split`: model
     selection, early stopping and the calibration temperature use only those validation
     images, so near-copies of training images (memorised, not recognised) cannot steer them."""
@@ -95,7 +95,7 @@ class TrainConfig:
     """Draw training batches with probability inversely proportional to class size."""
     targets: str = "hard"
     """hard (majority labels) or votes (FER+ vote distribution as soft targets)."""
-    teacher: Optional[str] = None
+    teacher: str | None = None
     """Knowledge distillation: a trained ferlab model (run folder or model.pt) with the same
     classes and input whose softened predictions on the training images are extra targets."""
     distill_weight: float = 0.5
@@ -316,7 +316,7 @@ def _shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_ranges(config: "ExperimentConfig") -> None:
+def check_ranges(config: ExperimentConfig) -> None:
     """Every numeric key within its documented range, or one line naming key, value and range."""
     flat = config.flat()
     for key, allowed in RANGES.items():
@@ -348,7 +348,7 @@ _ConfigLoader.add_implicit_resolver(
 
 def parse_yaml(text: str) -> Any:
     """A config value or file: safe YAML in which `3e-4` is a float."""
-    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_ConfigLoader)
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

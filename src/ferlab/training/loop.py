@@ -20,13 +20,14 @@ from sklearn.metrics import f1_score
 from tqdm import tqdm
 
 from ferlab.models.base import FerModel
+from ferlab.models.batching import FORWARD_BATCH
 from ferlab.training.augment import augment
 from ferlab.training.config import ExperimentConfig
 from ferlab.training.data import SplitTensors
 from ferlab.training.device import Runtime
 from ferlab.training.teacher import distilled_loss
 
-EVAL_BATCH = 256
+EVAL_BATCH = FORWARD_BATCH
 
 
 @dataclass

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
+from ferlab.data.markdown import markdown_table
 from ferlab.errors import FerlabError
 from ferlab.training.config import build_config, read_config_file
 
@@ -25,7 +27,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     for ax, key, title in ((acc_ax, "accuracy", "Accuracy"), (loss_ax, "loss", "Loss")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], label="train", marker=".")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], label="validation", marker=".")
-        for previous, current in zip(history, history[1:]):
+        for previous, current in itertools.pairwise(history):
             if previous["phase"] != current["phase"]:
                 ax.axvline(current["epoch"] - 0.5, color="gray", linestyle="--", linewidth=1)
         ax.set_title(title)
@@ -79,9 +81,7 @@ def compare_runs(run_dirs: list[Path]) -> tuple[list[str], list[list[str]]]:
 
 
 def to_markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(header, rows) + "\n"
 
 
 def to_csv(header: list[str], rows: list[list[str]]) -> str:
