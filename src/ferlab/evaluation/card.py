@@ -16,7 +16,7 @@ import numpy as np
 from ferlab.evaluation.evaluator import metrics_table
 from ferlab.evaluation.report import run_evaluation
 from ferlab.inference.predictor import Predictor
-from ferlab.models.bundle import load_bundle
+from ferlab.models.bundle import BundleInfo, load_bundle
 
 
 def classification_speed(predictor: Predictor, batch: int, seconds: float = 3.0) -> float:
@@ -73,7 +73,7 @@ def write_card(
         ),
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
         f"{train_metrics['train_seconds'] / 60:.0f} minutes on "
-        + (f"{train_metrics['threads']} CPU threads" if "threads" in train_metrics else "the CPU")
+        + _where_trained(info, train_metrics)
         + (f", starting from the weights in `{spec.pretrained}`" if spec.pretrained else "")
         + (
             f", distilled from `{info.teacher}` at temperature {info.distill_temperature} with weight "
@@ -130,3 +130,12 @@ def write_card(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return summary
+
+
+def _where_trained(info: BundleInfo, train_metrics: dict[str, Any]) -> str:
+    """`2 CPU threads`, `NVIDIA H200 (cuda:0)` or `2 processes on NVIDIA H200 (cuda:0)`."""
+    if info.device in (None, "cpu"):
+        where = f"{train_metrics['threads']} CPU threads" if "threads" in train_metrics else "the CPU"
+    else:
+        where = f"{info.device_name or info.device} ({info.device})"
+    return f"{info.world_size} processes on {where}" if info.world_size > 1 else where
