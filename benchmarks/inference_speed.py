@@ -67,7 +67,7 @@ def main() -> None:
         ]
         print(
             f"  end to end, 640x480 frame with {n_faces} face(s), detector {predictor.detector.name}, "
-            f"backend {predictor.classifier.backend.name}: {frame_ms(predictor, frames):.1f} ms median"
+            f"backend {predictor.engine.backend.name}: {frame_ms(predictor, frames):.1f} ms median"
         )
 
 

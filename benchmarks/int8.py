@@ -20,12 +20,12 @@ from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import run_script
 from ferlab.evaluation.evaluator import align_labels
-from ferlab.inference.engine import Classifier
+from ferlab.inference.engine import LogitEngine
 from ferlab.inference.predictor import resolve_model
 from ferlab.models.bundle import load_bundle
 
 
-def faces_per_second(classifier: Classifier, faces: np.ndarray, seconds: float = 1.5) -> float:
+def faces_per_second(classifier: LogitEngine, faces: np.ndarray, seconds: float = 1.5) -> float:
     classifier.logits(faces)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -45,7 +45,7 @@ def main() -> int:
     spec = bundle.spec
     dataset = load_dataset(args.data, options=LoadOptions(size=spec.input_size, channels=spec.in_channels))
     part, outputs, _ = align_labels(dataset.split(args.split), bundle.label_set)
-    classifiers = {p: Classifier.for_bundle(bundle, "onnx", p, threads=1) for p in ("fp32", "int8")}
+    classifiers = {p: LogitEngine.for_bundle(bundle, "onnx", p, threads=1) for p in ("fp32", "int8")}
     accuracy = {
         p: float((c.logits(part.images)[:, outputs].argmax(1) == part.labels).mean()) for p, c in classifiers.items()
     }

@@ -99,16 +99,16 @@ def ferlab_worker(args: argparse.Namespace, spawned: float) -> dict[str, float]:
     }
     for n in (1, 5):
         row[f"frame_{n}_faces_ms"] = 1000 * _timed(lambda n=n: predictor.predict(frames[n], bgr=True))
-    spec = predictor.classifier.inputs  # not .bundle: that would import torch
+    spec = predictor.engine.inputs  # not .bundle: that would import torch
     crops = np.stack([np.repeat(f[..., None], spec.channels, axis=2) for f in faces])
     if spec.size != crops.shape[1]:
         import cv2
 
         crops = np.stack([cv2.resize(c, (spec.size, spec.size)).reshape(spec.size, spec.size, -1) for c in crops])
     for threads, label in ((1, "1t"), (None, "default")):
-        classifier = ferlab.load(args.model, threads=threads).classifier
+        engine = ferlab.load(args.model, threads=threads).engine
         for batch in (1, 64):
-            seconds = _timed(lambda b=batch, c=classifier: c.logits(crops[:b]))
+            seconds = _timed(lambda b=batch, c=engine: c.logits(crops[:b]))
             row[f"classify_b{batch}_{label}_faces_s"] = batch / seconds
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row

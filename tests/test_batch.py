@@ -92,3 +92,14 @@ def test_an_unknown_or_absent_device_is_a_clear_error(blob_model: Path) -> None:
             load(str(blob_model), device="cuda", backend="torch")
     result = CliRunner().invoke(app, ["predict", str(blob_model), "--device", "tpu"])
     assert result.exit_code == 2 and "unknown device" in result.output
+
+
+def test_ferlab_model_names_the_default_for_predict_and_the_python_api(
+    blob_model: Path, blob_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FERLAB_MODEL", str(blob_model))
+    assert load(backend="torch").classes == ("angry", "happy", "sad")
+    face = min((blob_data / "test").rglob("*.png"))
+    result = CliRunner().invoke(app, ["predict", str(face), "--no-detect"])
+    assert result.exit_code == 0, result.output
+    assert any(name in result.output for name in ("angry", "happy", "sad"))

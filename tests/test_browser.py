@@ -24,8 +24,8 @@ from PIL import Image
 import ferlab.apps
 from conftest import GRACE_HOPPER, free_port
 from ferlab.inference.annotate import COLOR, UNCERTAIN_COLOR
-from ferlab.inference.catalog import MODEL_ENV
 from ferlab.inference.predictor import load
+from ferlab.models.shipped import MODEL_ENV
 
 WEBAPP = Path(ferlab.apps.__file__).with_name("webapp.py")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

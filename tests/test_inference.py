@@ -140,7 +140,7 @@ def test_onnx_and_torch_give_the_same_probabilities(blob_model: Path) -> None:
     faces = np.stack([blob_image(i % 3, np.random.default_rng(i))[:, :, None] for i in range(6)])
     torch_p = Predictor(bundle, backend="torch").classify(faces)
     onnx_predictor = Predictor(bundle, backend="onnx")
-    assert onnx_predictor.classifier.backend.name == "onnx"
+    assert onnx_predictor.engine.backend.name == "onnx"
     np.testing.assert_allclose(onnx_predictor.classify(faces), torch_p, atol=1e-4)
 
 

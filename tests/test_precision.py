@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from ferlab.cli.main import app
 from ferlab.errors import FerlabError
-from ferlab.inference.engine import Classifier, onnx_cache_dir
+from ferlab.inference.engine import LogitEngine, onnx_cache_dir
 from ferlab.inference.predictor import load
 from ferlab.models.bundle import load_bundle
 
@@ -21,14 +21,14 @@ pytest.importorskip("onnxruntime")
 def test_int8_export_lands_where_the_runtime_finds_it_and_agrees_with_fp32(blob_model: Path, blob_data: Path) -> None:
     bundle = load_bundle(blob_model)
     with pytest.raises(FerlabError, match="no int8 export"):
-        Classifier.for_bundle(bundle, "onnx", "int8")
-    assert Classifier.for_bundle(bundle, "onnx", "auto").backend.precision == "fp32"  # type: ignore[attr-defined]
+        LogitEngine.for_bundle(bundle, "onnx", "int8")
+    assert LogitEngine.for_bundle(bundle, "onnx", "auto").backend.precision == "fp32"  # type: ignore[attr-defined]
     result = runner.invoke(app, ["export", str(blob_model), "--int8"])
     assert result.exit_code == 2 and "--calibration" in result.output
     result = runner.invoke(app, ["export", str(blob_model), "--int8", "--calibration", str(blob_data)])
     assert result.exit_code == 0, result.output
     assert any(p.name.endswith(".int8.onnx") for p in onnx_cache_dir().iterdir())
-    int8, fp32 = Classifier.for_bundle(bundle, "onnx", "auto"), Classifier.for_bundle(bundle, "onnx", "fp32")
+    int8, fp32 = LogitEngine.for_bundle(bundle, "onnx", "auto"), LogitEngine.for_bundle(bundle, "onnx", "fp32")
     assert int8.backend.precision == "int8" and fp32.backend.precision == "fp32"  # type: ignore[attr-defined]
     images = np.stack([np.asarray(p) for p in _blob_faces(blob_data)])
     agree = (int8.logits(images).argmax(1) == fp32.logits(images).argmax(1)).mean()
@@ -43,18 +43,18 @@ def _blob_faces(root: Path) -> list[np.ndarray]:
 
 def test_onnx_runs_one_intra_op_thread_unless_asked(blob_model: Path) -> None:
     bundle = load_bundle(blob_model)
-    default = Classifier.for_bundle(bundle, "onnx").backend.session.get_session_options()  # type: ignore[attr-defined]
+    default = LogitEngine.for_bundle(bundle, "onnx").backend.session.get_session_options()  # type: ignore[attr-defined]
     assert default.intra_op_num_threads == 1
-    two = Classifier.for_bundle(bundle, "onnx", threads=2).backend.session.get_session_options()  # type: ignore[attr-defined]
+    two = LogitEngine.for_bundle(bundle, "onnx", threads=2).backend.session.get_session_options()  # type: ignore[attr-defined]
     assert two.intra_op_num_threads == 2
 
 
 def test_unknown_precision_and_int8_on_torch_are_refused(blob_model: Path) -> None:
     bundle = load_bundle(blob_model)
     with pytest.raises(FerlabError, match="unknown precision"):
-        Classifier.for_bundle(bundle, "onnx", "fp16")  # type: ignore[arg-type]
+        LogitEngine.for_bundle(bundle, "onnx", "fp16")  # type: ignore[arg-type]
     with pytest.raises(FerlabError, match="onnx backend only"):
-        Classifier.for_bundle(bundle, "torch", "int8")
+        LogitEngine.for_bundle(bundle, "torch", "int8")
 
 
 def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Path, blob_data: Path) -> None:
@@ -85,8 +85,8 @@ def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Pat
 
 def test_the_shipped_default_runs_int8_by_default() -> None:
     predictor = load()
-    assert predictor.classifier.backend.precision == "int8"  # type: ignore[attr-defined]
-    assert load(precision="fp32").classifier.backend.precision == "fp32"  # type: ignore[attr-defined]
+    assert predictor.engine.backend.precision == "int8"  # type: ignore[attr-defined]
+    assert load(precision="fp32").engine.backend.precision == "fp32"  # type: ignore[attr-defined]
 
 
 _TORCH_FREE_SCRIPT = """
@@ -94,7 +94,7 @@ import sys
 import ferlab
 predictor = ferlab.load({model!r})
 faces = predictor.predict({image!r})
-print(predictor.classifier.backend.precision, len(faces), faces[0].label if faces else None)
+print(predictor.engine.backend.precision, len(faces), faces[0].label if faces else None)
 print(sorted(m for m in ("torch", "onnx") if m in sys.modules))
 """
 
@@ -123,7 +123,7 @@ def test_a_model_file_runs_without_torch_once_its_export_is_cached(blob_model: P
     by the child process); the second finds it by the file's digest and never imports torch."""
     face = min((blob_data / "test").rglob("*.png"))
     first = load(str(blob_model), detector="haar")
-    assert first.classifier.backend.name == "onnx"
+    assert first.engine.backend.name == "onnx"
     assert list(onnx_cache_dir().glob("*.json")), "no manifest was written next to the cached export"
     expected = first.predict(face, detect=False)[0].label
     script = _TORCH_FREE_SCRIPT.replace(
@@ -150,9 +150,7 @@ def test_the_torch_free_predictor_agrees_with_the_torch_backend(blob_model: Path
     torch_backend = load(str(blob_model), backend="torch")
     np.testing.assert_allclose(onnx.classify(faces), torch_backend.classify(faces), atol=1e-4)
     for tta in ("flip", "tencrop"):
-        np.testing.assert_allclose(
-            onnx.classifier.logits(faces, tta), torch_backend.classifier.logits(faces, tta), atol=1e-3
-        )
+        np.testing.assert_allclose(onnx.engine.logits(faces, tta), torch_backend.engine.logits(faces, tta), atol=1e-3)
 
 
 def test_every_shipped_model_matches_its_registry_entry_and_manifest() -> None:

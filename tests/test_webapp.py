@@ -17,8 +17,9 @@ from streamlit.testing.v1 import AppTest
 
 import ferlab.apps
 from conftest import GRACE_HOPPER, blob_image
-from ferlab.inference.catalog import EXTRA_MODELS_ENV, MODEL_ENV
+from ferlab.inference.catalog import EXTRA_MODELS_ENV
 from ferlab.inference.predictor import load
+from ferlab.models.shipped import MODEL_ENV
 
 WEBAPP = str(Path(ferlab.apps.__file__).with_name("webapp.py"))
 

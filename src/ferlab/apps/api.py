@@ -36,8 +36,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from ferlab.data.imageio import MAX_PIXELS, as_rgb
 from ferlab.errors import FerlabError
-from ferlab.inference.catalog import default_model, model_summary
+from ferlab.inference.catalog import model_summary
 from ferlab.inference.predictor import Faces, Predictor, load
+from ferlab.models.shipped import default_model
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 API_MAX_PIXELS = 25_000_000

@@ -274,7 +274,7 @@ def export(
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
     import numpy as np
 
-    from ferlab.inference.engine import Classifier, InputSpec, OnnxBackend, export_onnx, onnx_cache_dir
+    from ferlab.inference.engine import InputSpec, LogitEngine, OnnxBackend, export_onnx, onnx_cache_dir
     from ferlab.inference.predictor import model_label, resolve_model
     from ferlab.models.bundle import bundle_file, load_bundle
 
@@ -298,8 +298,8 @@ def export(
     faces = np.random.default_rng(0).integers(
         0, 256, (4, spec.input_size, spec.input_size, spec.in_channels), dtype=np.uint8
     )
-    onnx_logits = Classifier(OnnxBackend(target), InputSpec.of_bundle(bundle)).logits(faces)
-    difference = float(np.abs(onnx_logits - Classifier.for_bundle(bundle, "torch").logits(faces)).max())
+    onnx_logits = LogitEngine(OnnxBackend(target), InputSpec.of_bundle(bundle)).logits(faces)
+    difference = float(np.abs(onnx_logits - LogitEngine.for_bundle(bundle, "torch").logits(faces)).max())
     typer.echo(
         f"wrote {target} (max |logit difference| vs torch on random faces: {difference:.2e}); "
         f"classes {', '.join(bundle.label_set.classes)}, temperature {bundle.temperature:.3f}"

@@ -100,7 +100,7 @@ def serve(
     import uvicorn
 
     from ferlab.apps.api import create_app  # the API launcher: the one import of apps left (see pyproject)
-    from ferlab.inference.catalog import default_model
+    from ferlab.models.shipped import default_model
 
     reference = model or default_model()
     api = create_app(
@@ -134,8 +134,9 @@ def app_command(
     _check_port(port)
     require_extra("app", "web", "streamlit", "pandas")
     import ferlab
-    from ferlab.inference.catalog import EXTRA_MODELS_ENV, MODEL_ENV, default_model
+    from ferlab.inference.catalog import EXTRA_MODELS_ENV
     from ferlab.inference.predictor import resolve_model
+    from ferlab.models.shipped import MODEL_ENV, default_model
 
     reference = model or default_model()
     for item in [reference, *(add_model or [])]:

@@ -18,7 +18,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score, r
 from ferlab.data.dataset import FaceDataset
 from ferlab.data.markdown import markdown_table
 from ferlab.errors import FerlabError
-from ferlab.inference.engine import TTA, BackendName, Classifier
+from ferlab.inference.engine import TTA, BackendName, LogitEngine
 from ferlab.inference.preprocess import whole_image_face
 from ferlab.labels import LabelSet, map_labels
 from ferlab.models.bundle import ModelBundle
@@ -129,7 +129,7 @@ def evaluate(
             f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
             f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size"
         )
-    logits = Classifier.for_bundle(bundle, backend).logits(part.images, tta)[:, outputs]
+    logits = LogitEngine.for_bundle(bundle, backend).logits(part.images, tta)[:, outputs]
     return EvaluationResult(
         classes=part.label_set.classes,
         labels=part.labels,
@@ -177,7 +177,7 @@ def evaluate_photos(
             predictor.crops(rgb, faces[:1])[0] if faces else whole_image_face(rgb, spec.input_size, spec.in_channels)
         )
     faces_array = np.stack(crops)
-    logits = predictor.classifier.logits(faces_array, tta)[:, outputs]
+    logits = predictor.engine.logits(faces_array, tta)[:, outputs]
     found = np.array(detected)
     notes.append(
         f"photo pipeline: detector {predictor.detector.name}, landmark-aligned crops; a face was found in "

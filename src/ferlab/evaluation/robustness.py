@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from ferlab.data.imageio import resize
 from ferlab.errors import FerlabError
-from ferlab.inference.engine import BackendName, Classifier
+from ferlab.inference.engine import BackendName, LogitEngine
 from ferlab.inference.predictor import resolve_model
 from ferlab.inference.preprocess import to_channels
 from ferlab.models.bundle import load_bundle
@@ -173,11 +173,11 @@ class ScoredModel:
         if missing:
             raise FerlabError(f"{reference} does not predict {', '.join(missing)}, which the data has")
         self.outputs = [model_classes.index(c) for c in data_classes]
-        self.classifier = Classifier.for_bundle(self.bundle, backend, threads=None)  # a benchmark may use every core
+        self.engine = LogitEngine.for_bundle(self.bundle, backend, threads=None)  # a benchmark may use every core
 
     def logits(self, rgb_faces: np.ndarray) -> np.ndarray:
         spec = self.bundle.spec
-        return self.classifier.logits(model_input(rgb_faces, spec.input_size, spec.in_channels))[:, self.outputs]
+        return self.engine.logits(model_input(rgb_faces, spec.input_size, spec.in_channels))[:, self.outputs]
 
     def probabilities(
         self, logits: np.ndarray, temperature: float | None = None, uniform_prior: bool = False

@@ -14,19 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ferlab.models.bundle import ModelBundle
-from ferlab.models.shipped import DEFAULT_MODEL, resolve_model, shipped_models
+from ferlab.models.shipped import default_model, resolve_model, shipped_models
 
-MODEL_ENV = "FERLAB_MODEL"
-"""The model a front end starts with: shipped name, model.pt or run folder."""
 EXTRA_MODELS_ENV = "FERLAB_MODELS"
 """More model files or run folders to offer, separated by os.pathsep (':' on Linux)."""
 VALIDATION_KEYS = ("accuracy", "macro_f1", "ece_calibrated")
 """The validation metrics a summary shows (loss is not comparable across models)."""
-
-
-def default_model() -> str:
-    """The model named by $FERLAB_MODEL, else the shipped default."""
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
 
 
 def installed_models() -> list[str]:

@@ -1,6 +1,6 @@
 """Batched classification of face crops: the one place logits are made.
 
-The evaluator and the predictor both go through `Classifier`, so a model is evaluated with
+The evaluator and the predictor both go through `LogitEngine`, so a model is evaluated with
 exactly the preprocessing and test-time augmentation it is served with. Two backends run
 the network: ONNX Runtime (the default when installed: faster on CPU) and torch. A shipped
 or cached ONNX export runs from its manifest (`ferlab.models.manifest`) without importing
@@ -311,7 +311,7 @@ def _views(batch: np.ndarray, tta: TTA) -> list[np.ndarray]:
     return views
 
 
-class Classifier:
+class LogitEngine:
     """A network behind a backend, and the input it takes."""
 
     def __init__(self, backend: Backend, inputs: InputSpec) -> None:
@@ -327,13 +327,13 @@ class Classifier:
         threads: int | None = 1,
         source: Path | None = None,
         device: str = "cpu",
-    ) -> Classifier:
+    ) -> LogitEngine:
         return cls(create_backend(bundle, backend, precision, threads, source, device), InputSpec.of_bundle(bundle))
 
     @classmethod
     def for_export(
         cls, manifest: ModelManifest, precision: Precision = "auto", threads: int | None = 1, device: str = "cpu"
-    ) -> Classifier:
+    ) -> LogitEngine:
         """Run a shipped or cached export through ONNX Runtime, without torch."""
         if check_device(device) != "cpu" and precision == "auto":
             precision = "fp32"  # int8 QDQ graphs are made for the CPU

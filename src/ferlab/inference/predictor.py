@@ -21,7 +21,7 @@ from ferlab.inference.detection import Face, FaceDetector, create_detector
 from ferlab.inference.engine import (
     TTA,
     BackendName,
-    Classifier,
+    LogitEngine,
     Precision,
     check_choices,
     check_device,
@@ -151,12 +151,12 @@ class Predictor:
             self._bundle = model
         if manifest is not None:
             try:
-                self.classifier = Classifier.for_export(manifest, precision, threads, device)
+                self.engine = LogitEngine.for_export(manifest, precision, threads, device)
             except FerlabError:
                 manifest = None  # the manifest is there, its export is not (yet): make it from the weights
         if manifest is None:
             bundle = self.bundle
-            self.classifier = Classifier.for_bundle(bundle, backend, precision, threads, self.source, device)
+            self.engine = LogitEngine.for_bundle(bundle, backend, precision, threads, self.source, device)
             label_set, temperature, recorded_prior = (
                 bundle.label_set,
                 bundle.temperature,
@@ -202,14 +202,14 @@ class Predictor:
             return detector.detect(rgb)
 
     def crops(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-        inputs = self.classifier.inputs
+        inputs = self.engine.inputs
         if not faces:
             return np.zeros((0, inputs.size, inputs.size, inputs.channels), np.uint8)
         return np.stack([crop_face(rgb, f, inputs.size, inputs.channels, self.margin, self.align) for f in faces])
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, K) for uint8 crops at the model's input size."""
-        probabilities = softmax(self.classifier.logits(faces, self.tta), self.temperature)
+        probabilities = softmax(self.engine.logits(faces, self.tta), self.temperature)
         return probabilities if self.class_prior is None else rebalance(probabilities, self.class_prior)
 
     def _results(self, faces: Sequence[Face | tuple[int, int, int, int]], probabilities: np.ndarray) -> Faces:
@@ -230,7 +230,7 @@ class Predictor:
 
     def predict_many(self, images: Sequence[ImageInput], *, detect: bool = True, bgr: bool = False) -> list[Faces]:
         """Like `predict` for several images, classifying all their faces in one batch."""
-        inputs = self.classifier.inputs
+        inputs = self.engine.inputs
         per_image: list[list[Face | tuple[int, int, int, int]]] = []
         crops: list[np.ndarray] = []
         for image in images:

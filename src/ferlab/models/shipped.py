@@ -9,6 +9,7 @@ in every command: a shipped name, a run folder or a `model.pt` file.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,6 +20,9 @@ from ferlab.errors import FerlabError
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "models.json"
 DEFAULT_MODEL = "ferplus8"
+MODEL_ENV = "FERLAB_MODEL"
+"""Names the model every front end and `ferlab.load()` use when none is given: a shipped
+name, a model.pt or a run folder."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,15 @@ def shipped_models() -> dict[str, ShippedModel]:
     return models
 
 
+def default_model() -> str:
+    """The model named by $FERLAB_MODEL, else the shipped default."""
+    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
 def resolve_model(name_or_path: str | Path | None = None) -> Path:
-    """A model file from a path (model.pt or run folder) or the name of a shipped model."""
-    reference = name_or_path or DEFAULT_MODEL
+    """A model file from a path (model.pt or run folder) or the name of a shipped model
+    (None: $FERLAB_MODEL, else the shipped default)."""
+    reference = name_or_path or default_model()
     path = Path(reference).expanduser()
     if path.exists():
         return path
@@ -82,7 +92,7 @@ def resolve_model(name_or_path: str | Path | None = None) -> Path:
 
 def shipped_name(name_or_path: str | Path | None) -> str | None:
     """The shipped model a reference means (None means the default), or None for a path."""
-    reference = str(name_or_path or DEFAULT_MODEL)
+    reference = str(name_or_path or default_model())
     return reference if reference in shipped_models() and not Path(reference).exists() else None
 
 
