@@ -54,6 +54,7 @@ def evaluate(
     detector: Annotated[
         str, typer.Option("--detector", help="With --detect: auto (yunet), yunet, haar or mediapipe.")
     ] = "auto",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps: where the network runs.")] = "cpu",
 ) -> None:
     """Accuracy, per-class report, confusion matrix, ROC/AUC, calibration, Grad-CAM examples and report.md."""
     from ferlab.evaluation.evaluator import metrics_table
@@ -72,6 +73,7 @@ def evaluate(
         gradcam_examples=not no_gradcam,
         detect=detect,
         detector=detector,
+        device=device,
     )
     typer.echo(f"{summary['model']} on {data}: {summary['scored']}")
     typer.echo(f"protocol: {summary['protocol']}")

@@ -120,8 +120,10 @@ def evaluate(
     split: str = "test",
     tta: TTA = "none",
     backend: BackendName = "torch",
+    device: str = "cpu",
 ) -> EvaluationResult:
-    """The model on one split (`all`: every image) of a dataset whose images are face crops."""
+    """The model on one split (`all`: every image) of a dataset whose images are face crops
+    (`device`: cpu, cuda, cuda:N or mps, where the network runs)."""
     part = split_part(dataset, split)
     part, outputs, notes = align_labels(part, bundle.label_set)
     if part.image_shape != (bundle.spec.input_size, bundle.spec.input_size, bundle.spec.in_channels):
@@ -129,7 +131,7 @@ def evaluate(
             f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
             f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size"
         )
-    logits = LogitEngine.for_bundle(bundle, backend).logits(part.images, tta)[:, outputs]
+    logits = LogitEngine.for_bundle(bundle, backend, device=device).logits(part.images, tta)[:, outputs]
     return EvaluationResult(
         classes=part.label_set.classes,
         labels=part.labels,
@@ -149,6 +151,7 @@ def evaluate_photos(
     tta: TTA = "none",
     detector: str = "auto",
     backend: BackendName = "torch",
+    device: str = "cpu",
 ) -> EvaluationResult:
     """The model through the full photo pipeline on one split: every original image file is
     read at full resolution, faces are detected and cropped (landmark-aligned) as
@@ -166,7 +169,7 @@ def evaluate_photos(
             f"--detect needs the dataset's image files; {files[0] if files else root} is not one "
             "(a .csv dataset holds only 48x48 crops)"
         )
-    predictor = Predictor(bundle, detector=detector, backend=backend, tta=tta)
+    predictor = Predictor(bundle, detector=detector, backend=backend, tta=tta, device=device)
     spec = bundle.spec
     crops, detected = [], []
     for path in files:

@@ -105,6 +105,7 @@ def run_evaluation(
     gradcam_examples: bool = True,
     detect: bool = False,
     detector: str = "auto",
+    device: str = "cpu",
 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate a model (shipped name, run folder or model.pt) on one split of a dataset, or on
     every image (`split="all"`); returns (folder, metrics).
@@ -130,8 +131,8 @@ def run_evaluation(
 
     def score(method: TTA) -> EvaluationResult:
         if detect:
-            return evaluate_photos(bundle, dataset, Path(data), split, method, detector)
-        return evaluate(bundle, dataset, split, method)
+            return evaluate_photos(bundle, dataset, Path(data), split, method, detector, device=device)
+        return evaluate(bundle, dataset, split, method, device=device)
 
     result = score("none")
     summary = write_metrics(result, out_dir, clean, split)
