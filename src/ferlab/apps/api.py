@@ -16,7 +16,6 @@ import binascii
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +36,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from ferlab.data.imageio import MAX_PIXELS, as_rgb
 from ferlab.errors import FerlabError
 from ferlab.inference.catalog import model_summary
+from ferlab.inference.cpus import usable_cpus
 from ferlab.inference.predictor import Faces, Predictor, load
 from ferlab.models.shipped import default_model
 
@@ -249,8 +249,12 @@ def check_image_size(data: bytes, max_pixels: int) -> None:
 
 
 def decode_and_predict(predictor: Predictor, data: bytes, detect: bool) -> tuple[np.ndarray, Faces]:
-    """The upright image (EXIF orientation applied, as the boxes are) and its faces."""
-    rgb = as_rgb(data)
+    """The upright image (EXIF orientation applied, as the boxes are) and its faces. Only a file
+    that cannot be decoded is the client's fault (400); any other failure is the server's (500)."""
+    try:
+        rgb = as_rgb(data)
+    except FerlabError as exc:  # truncated or otherwise undecodable despite a valid header
+        raise ApiError(400, "not_an_image", str(exc)) from None
     return rgb, predictor.predict(rgb, detect=detect)
 
 
@@ -287,7 +291,7 @@ def create_app(
         predictors = [predictor_or_model]
     else:
         reference = predictor_or_model or default_model()
-        predictors = [load(reference, **predictor_options) for _ in range(workers or os.cpu_count() or 1)]
+        predictors = [load(reference, **predictor_options) for _ in range(workers or usable_cpus())]
     if preload_detector:
         for predictor in predictors:
             _ = predictor.detector
@@ -378,10 +382,7 @@ def create_app(
             query_detect if query_detect is not None else True if body_detect is None else body_detect
         )
         check_image_size(data, max_pixels)
-        try:
-            rgb, faces = await pool.run(decode_and_predict, data, detect)
-        except FerlabError as exc:  # truncated or otherwise undecodable despite a valid header
-            raise ApiError(400, "not_an_image", str(exc)) from None
+        rgb, faces = await pool.run(decode_and_predict, data, detect)
         return {
             "model": model_info["name"],
             "image": {"width": rgb.shape[1], "height": rgb.shape[0]},

@@ -88,7 +88,6 @@ def predict(
     ] = None,
 ) -> None:
     """Detect faces and classify their expressions; one row per face, classes sorted by probability."""
-    import os
     import time
 
     from PIL import Image
@@ -96,6 +95,7 @@ def predict(
 
     from ferlab.inference.annotate import draw_face
     from ferlab.inference.batch import predict_files
+    from ferlab.inference.cpus import usable_cpus
     from ferlab.inference.predictor import load
 
     paths = expand_inputs(inputs)
@@ -122,7 +122,7 @@ def predict(
     results = predict_files(
         paths,
         make_predictor,
-        workers=workers or os.cpu_count() or 1,
+        workers=workers or usable_cpus(),
         chunk=batch,
         detect=not no_detect,
         keep_images=annotate is not None,
@@ -276,7 +276,8 @@ def export(
 
     from ferlab.inference.engine import InputSpec, LogitEngine, OnnxBackend, export_onnx, onnx_cache_dir
     from ferlab.inference.predictor import model_label, resolve_model
-    from ferlab.models.bundle import bundle_file, load_bundle
+    from ferlab.models.bundle import load_bundle
+    from ferlab.models.shipped import bundle_file
 
     if format != "onnx":
         raise FerlabError(f"unknown export format {format!r}; supported: onnx")

@@ -15,8 +15,6 @@ original image. docs/detection.md has the measured detection rates and times.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +24,8 @@ import cv2.data  # the Haar cascades' folder (a submodule cv2's own stubs leave 
 import numpy as np
 
 from ferlab.errors import FerlabError
+from ferlab.inference.cpus import usable_cpus
+from ferlab.models.manifest import file_sha256
 
 DETECT_SIDE = 640
 MIN_SIDE = 192
@@ -132,10 +132,6 @@ def decode_yunet(
     return [(all_boxes[i], float(all_scores[i]), all_points[i]) for i in nms(all_boxes, all_scores, iou_threshold)]
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class YuNetDetector:
     """OpenCV Zoo's YuNet (2026may, MIT), run with ONNX Runtime: box, score and 5 landmarks per face.
 
@@ -167,10 +163,10 @@ class YuNetDetector:
         path = Path(model_path or YUNET_FILE)
         if not path.is_file():
             raise FerlabError(f"YuNet model file missing ({path}); reinstall ferlab")
-        if model_path is None and _file_sha256(path) != YUNET_SHA256:
+        if model_path is None and file_sha256(path) != YUNET_SHA256:
             raise FerlabError(f"{path} is not the shipped YuNet file (sha256 differs); reinstall ferlab")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or min(4, usable_cpus())
         options.log_severity_level = 3  # dynamic-shape warnings are expected
         # One short call per frame: worker threads that sleep instead of spinning are as fast here and
         # leave the CPU to the classifier and to other processes.

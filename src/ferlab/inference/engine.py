@@ -22,6 +22,7 @@ import numpy as np
 
 from ferlab.data.cache import cache_root
 from ferlab.errors import FerlabError
+from ferlab.inference.cpus import usable_cpus
 from ferlab.models.batching import FORWARD_BATCH
 from ferlab.models.manifest import ModelManifest, OnnxPrecision, onnx_file_name
 
@@ -133,7 +134,7 @@ class OnnxBackend:
         self.path = path
         self.precision: OnnxPrecision = "int8" if path.name.endswith(".int8.onnx") else "fp32"
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads or usable_cpus()
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=providers)
 
@@ -226,6 +227,10 @@ def exported_file(arch: str, digest: str, precision: Precision) -> Path | None:
         if int8 is not None or precision == "int8":
             return int8
     return find_onnx(onnx_file_name(arch, digest, "fp32"))
+
+
+class MissingExport(FerlabError):
+    """A manifest names an fp32 export that is neither shipped nor cached (the weights can make it)."""
 
 
 def _missing_int8(arch: str) -> FerlabError:
@@ -341,7 +346,7 @@ class LogitEngine:
         if path is None:
             if precision == "int8":
                 raise _missing_int8(manifest.arch)
-            raise FerlabError(f"the export {manifest.onnx_name('fp32')} is missing from {onnx_cache_dir()}")
+            raise MissingExport(f"the export {manifest.onnx_name('fp32')} is missing from {onnx_cache_dir()}")
         return cls(OnnxBackend(path, threads, device), InputSpec.of_manifest(manifest))
 
     def logits(self, faces: np.ndarray, tta: TTA = "none") -> np.ndarray:
@@ -363,11 +368,3 @@ class LogitEngine:
         if not outputs:
             return np.zeros((0, spec.num_classes), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32)
-
-
-def manifest_for(source: Path) -> ModelManifest | None:
-    """The manifest of a shipped or cached export of the model file `source` (no torch needed)."""
-    from ferlab.models.manifest import find_manifest
-
-    found = find_manifest(source, export_folders())
-    return None if found is None else found[0]

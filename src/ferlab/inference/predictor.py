@@ -22,6 +22,7 @@ from ferlab.inference.engine import (
     TTA,
     BackendName,
     LogitEngine,
+    MissingExport,
     Precision,
     check_choices,
     check_device,
@@ -34,7 +35,14 @@ from ferlab.labels import LabelSet
 from ferlab.models.calibration import softmax
 from ferlab.models.manifest import ModelManifest, find_manifest
 from ferlab.models.prior import PRIORS, Prior, class_prior, rebalance
-from ferlab.models.shipped import DEFAULT_MODEL, model_label, resolve_model, shipped_models, shipped_name
+from ferlab.models.shipped import (
+    DEFAULT_MODEL,
+    bundle_file,
+    model_label,
+    resolve_model,
+    shipped_models,
+    shipped_name,
+)
 
 if TYPE_CHECKING:
     from ferlab.models.bundle import ModelBundle
@@ -104,7 +112,7 @@ def exported_manifest(reference: str | Path | None, path: Path) -> ModelManifest
     if name is not None:
         manifest_path = shipped_models()[name].manifest_path
         return ModelManifest.load(manifest_path) if manifest_path.is_file() else None
-    file = path / "model.pt" if path.is_dir() else path
+    file = bundle_file(path)
     found = find_manifest(file, export_folders()) if file.is_file() else None
     return None if found is None else found[0]
 
@@ -143,8 +151,7 @@ class Predictor:
         """The model file this predictor was loaded from (None for a bundle passed in)."""
         manifest = None
         if model is None or isinstance(model, (str, Path)):
-            resolved = resolve_model(model)
-            self.source = resolved / "model.pt" if resolved.is_dir() else resolved
+            self.source = bundle_file(resolve_model(model))
             if backend != "torch" and onnxruntime_available() and (device == "cpu" or onnx_cuda_available()):
                 manifest = exported_manifest(model, self.source)
         else:
@@ -152,7 +159,7 @@ class Predictor:
         if manifest is not None:
             try:
                 self.engine = LogitEngine.for_export(manifest, precision, threads, device)
-            except FerlabError:
+            except MissingExport:
                 manifest = None  # the manifest is there, its export is not (yet): make it from the weights
         if manifest is None:
             bundle = self.bundle

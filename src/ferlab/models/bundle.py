@@ -21,6 +21,7 @@ from ferlab.errors import FerlabError
 from ferlab.labels import LabelSet
 from ferlab.models.base import FerModel, ModelSpec
 from ferlab.models.registry import create_model
+from ferlab.models.shipped import bundle_file
 
 BUNDLE_FORMAT = "ferlab-model/1"
 """Unchanged by BundleInfo: its fields are saved as the same plain `info` dict, with more keys."""
@@ -169,12 +170,6 @@ def save_bundle(bundle: ModelBundle, path: Path) -> None:
         },
         path,
     )
-
-
-def bundle_file(path: str | Path) -> Path:
-    """The model file a user means: a run folder's model.pt, or the file itself."""
-    path = Path(path)
-    return path / "model.pt" if path.is_dir() else path
 
 
 def load_bundle(path: str | Path) -> ModelBundle:

@@ -69,6 +69,12 @@ def shipped_models() -> dict[str, ShippedModel]:
     return models
 
 
+def bundle_file(path: str | Path) -> Path:
+    """The model file a user means: a run folder's model.pt, or the file itself."""
+    path = Path(path)
+    return path / "model.pt" if path.is_dir() else path
+
+
 def default_model() -> str:
     """The model named by $FERLAB_MODEL, else the shipped default."""
     return os.environ.get(MODEL_ENV) or DEFAULT_MODEL

@@ -3,7 +3,6 @@ as uint8 tensors per split, with the class weights and the digests of the files 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from ferlab.data.stats import balanced_class_weights
 from ferlab.data.tensors import to_uint8_tensor
 from ferlab.errors import FerlabError
 from ferlab.labels import LabelSet, get_label_set, map_labels
+from ferlab.models.manifest import file_sha256
 from ferlab.training.config import ExperimentConfig
 
 logger = logging.getLogger("ferlab.training")
@@ -64,7 +64,7 @@ def prepare_data(config: ExperimentConfig, input_size: int, channels: int) -> Tr
         weights = torch.tensor(
             balanced_class_weights(train.labels.numpy(), len(dataset.label_set)), dtype=torch.float32
         )
-    digests = {"data.val_clean": sha256_of(Path(config.data.val_clean))} if config.data.val_clean else {}
+    digests = {"data.val_clean": file_sha256(Path(config.data.val_clean))} if config.data.val_clean else {}
     return TrainingData(dataset, train, val, weights, digests)
 
 
@@ -106,10 +106,6 @@ def load_training_data(config: ExperimentConfig, input_size: int, channels: int)
     if config.train.targets == "votes" and dataset.votes is None:
         raise FerlabError("train.targets=votes needs FER+ votes, and this dataset has none")
     return dataset
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _deduplicated_validation(dataset: FaceDataset, clean_list: Path) -> FaceDataset:

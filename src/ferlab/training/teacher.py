@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from ferlab.errors import FerlabError
 from ferlab.labels import LabelSet
 from ferlab.models.base import ModelSpec
-from ferlab.models.bundle import bundle_file, load_bundle
+from ferlab.models.bundle import load_bundle
+from ferlab.models.manifest import file_sha256
+from ferlab.models.shipped import bundle_file
 from ferlab.training.config import ExperimentConfig, TrainConfig
-from ferlab.training.data import sha256_of
 from ferlab.training.device import Runtime
 
 logger = logging.getLogger("ferlab.training")
@@ -34,7 +35,7 @@ def teacher_probabilities(
     teacher_path = config.train.teacher
     assert teacher_path is not None
     teacher = load_bundle(teacher_path)
-    digest = sha256_of(bundle_file(teacher_path))
+    digest = file_sha256(bundle_file(teacher_path))
     if teacher.info.data not in (None, config.data.path):
         logger.warning(
             "the teacher %s was trained on %s, this run on %s: make sure it never saw this run's "
