@@ -110,3 +110,37 @@ def test_evaluate_refuses_an_unknown_device_before_scoring(blob_model: Path, blo
         app, ["evaluate", str(blob_model), "--data", str(blob_data), "--device", "gpu", "--out", str(tmp_path / "e")]
     )
     assert result.exit_code == 2 and "unknown device" in result.output
+
+
+def test_a_run_that_fails_midway_still_writes_the_rows_it_has(
+    blob_model: Path, blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Predictor.predict_many
+    calls: list[int] = []
+
+    def fail_on_the_second_chunk(self: Predictor, images: list, **options: bool) -> list:
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise RuntimeError("the machine fell over")
+        return real(self, images, **options)
+
+    monkeypatch.setattr(Predictor, "predict_many", fail_on_the_second_chunk)
+    out = tmp_path / "partial.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(blob_data / "test"),
+            "--model",
+            str(blob_model),
+            "--no-detect",
+            "--workers",
+            "1",
+            "--batch",
+            "4",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code != 0 and isinstance(result.exception, RuntimeError)
+    assert len(out.read_text().splitlines()) == 1 + 4  # the header and the first chunk's four faces

@@ -127,42 +127,44 @@ def predict(
         detect=not no_detect,
         keep_images=annotate is not None,
     )
-    for result in tqdm(results, total=len(paths), unit="image", disable=None, leave=False):
-        path, faces, rgb = result.path, result.faces, result.rgb
-        if faces is None:
-            failures += 1
-            typer.secho(f"skip: {result.error}", fg=typer.colors.YELLOW, err=True)
-            continue
-        if not faces:
-            typer.echo(f"{path}: {faces.reason}")
-            records.append({"file": str(path), "face": None, "reason": faces.reason})
-        for number, face in enumerate(faces, start=1):
-            top3 = ", ".join(f"{name} {p:.2f}" for name, p in list(face.probabilities.items())[:3])
-            flag = " (uncertain)" if face.uncertain else ""
-            typer.echo(f"{path} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
-            records.append({"file": str(path), "face": number, **face.to_dict()})
-        if annotate is not None and rgb is not None:
-            canvas = rgb.copy()
+    try:
+        for result in tqdm(results, total=len(paths), unit="image", disable=None, leave=False):
+            path, faces, rgb = result.path, result.faces, result.rgb
+            if faces is None:
+                failures += 1
+                typer.secho(f"skip: {result.error}", fg=typer.colors.YELLOW, err=True)
+                continue
+            if not faces:
+                typer.echo(f"{path}: {faces.reason}")
+                records.append({"file": str(path), "face": None, "reason": faces.reason})
             for number, face in enumerate(faces, start=1):
-                draw_face(
-                    canvas,
-                    face.box,
-                    f"{number} {face.label} {face.confidence:.2f}",
-                    face.probabilities,
-                    face.uncertain,
-                    face.landmarks,
-                )
-            annotate.mkdir(parents=True, exist_ok=True)
-            name = f"{path.stem}.annotated.png"
-            if name in annotated:  # photos with the same name in different folders
-                name = f"{path.stem}.{len(annotated)}.annotated.png"
-            annotated.add(name)
-            Image.fromarray(canvas).save(annotate / name)
+                top3 = ", ".join(f"{name} {p:.2f}" for name, p in list(face.probabilities.items())[:3])
+                flag = " (uncertain)" if face.uncertain else ""
+                typer.echo(f"{path} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
+                records.append({"file": str(path), "face": number, **face.to_dict()})
+            if annotate is not None and rgb is not None:
+                canvas = rgb.copy()
+                for number, face in enumerate(faces, start=1):
+                    draw_face(
+                        canvas,
+                        face.box,
+                        f"{number} {face.label} {face.confidence:.2f}",
+                        face.probabilities,
+                        face.uncertain,
+                        face.landmarks,
+                    )
+                annotate.mkdir(parents=True, exist_ok=True)
+                name = f"{path.stem}.annotated.png"
+                if name in annotated:  # photos with the same name in different folders
+                    name = f"{path.stem}.{len(annotated)}.annotated.png"
+                annotated.add(name)
+                Image.fromarray(canvas).save(annotate / name)
+    finally:  # an interrupted or failed run still writes the rows it has (Ctrl-C included)
+        if out is not None:
+            write_records(records, out, predictor.classes)
+            typer.echo(f"wrote {out} ({len(records)} rows)")
     seconds = time.perf_counter() - started
     typer.secho(f"{len(paths)} images in {seconds:.1f} s: {len(paths) / max(seconds, 1e-9):.1f} images/s", err=True)
-    if out is not None:
-        write_records(records, out, predictor.classes)
-        typer.echo(f"wrote {out}")
     if failures == len(paths):
         raise FerlabError(f"none of the {len(paths)} input(s) could be read")
     if failures:
