@@ -220,9 +220,10 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def exported_file(arch: str, digest: str, precision: Precision) -> Path | None:
-    """The export to run at `precision`: int8 where one exists (auto) or is asked for, else fp32."""
-    if precision in ("auto", "int8"):
+def exported_file(arch: str, digest: str, precision: Precision, device: str = "cpu") -> Path | None:
+    """The export to run at `precision`: int8 where one exists (auto, on the CPU: int8 QDQ graphs
+    are made for it) or is asked for, else fp32."""
+    if precision == "int8" or (precision == "auto" and device == "cpu"):
         int8 = find_onnx(onnx_file_name(arch, digest, "int8"))
         if int8 is not None or precision == "int8":
             return int8
@@ -263,10 +264,8 @@ def create_backend(
         if name == "onnx" or precision == "int8":
             raise FerlabError("the onnx backend needs: pip install onnx onnxruntime") from None
         return TorchBackend(bundle, device)
-    if not on_cpu and precision == "auto":
-        precision = "fp32"  # int8 QDQ graphs are made for the CPU
     digest = weights_digest(bundle)
-    path = exported_file(bundle.spec.name, digest, precision)
+    path = exported_file(bundle.spec.name, digest, precision, device)
     if path is None and precision == "int8":
         raise _missing_int8(bundle.spec.name)
     if path is None:
@@ -340,9 +339,7 @@ class LogitEngine:
         cls, manifest: ModelManifest, precision: Precision = "auto", threads: int | None = 1, device: str = "cpu"
     ) -> LogitEngine:
         """Run a shipped or cached export through ONNX Runtime, without torch."""
-        if check_device(device) != "cpu" and precision == "auto":
-            precision = "fp32"  # int8 QDQ graphs are made for the CPU
-        path = exported_file(manifest.arch, manifest.weights_digest, precision)
+        path = exported_file(manifest.arch, manifest.weights_digest, precision, check_device(device))
         if path is None:
             if precision == "int8":
                 raise _missing_int8(manifest.arch)
