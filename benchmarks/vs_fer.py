@@ -2,10 +2,11 @@
 
     python benchmarks/vs_fer.py                         # ferlab's rows; fer's too if importable
     python benchmarks/vs_fer.py --fer-python /tmp/ferenv/bin/python --rounds 5
+    python benchmarks/vs_fer.py --model ferplus8 --model ferplus8-fast --fer-python /tmp/ferenv/bin/python
 
-Every round starts one fresh process per contender, ferlab then fer, so both see the same
-machine state; the table gives the median over rounds, the range, and the ratio of ferlab's
-time to fer's (below 1 means ferlab is faster). Rows: classifying pre-cropped faces at
+Every round starts one fresh process per contender (each ferlab model given, then fer), so
+all see the same machine state; the table gives the median over rounds, the range, and the
+ratio of each ferlab model's time to fer's (below 1 means ferlab is faster). Rows: classifying pre-cropped faces at
 batch 1 and 64 with 1 thread and with the library's default threads, a 640x480 frame with
 1 and 5 faces (detection included), process start to first prediction through each Python
 API, and peak resident memory.
@@ -162,19 +163,9 @@ ROWS = [  # key, label, higher is better
 ]
 
 
-def run_worker(python: str, contender: str, args: argparse.Namespace) -> dict[str, float]:
-    command = [
-        python,
-        str(HERE),
-        "--worker",
-        contender,
-        "--data",
-        args.data,
-        "--model",
-        args.model,
-        "--spawned",
-        repr(time.time()),
-    ]
+def run_worker(python: str, contender: str, model: str, args: argparse.Namespace) -> dict[str, float]:
+    command = [python, str(HERE), "--worker", contender, "--data", args.data, "--model", model]
+    command += ["--spawned", repr(time.time())]
     done = subprocess.run(
         command, check=False, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     )
@@ -194,13 +185,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", default=".data/ferplus")
-    parser.add_argument("--model", default="ferplus8", help="the ferlab model (shipped name or path)")
+    parser.add_argument(
+        "--model", action="append", help="a ferlab model (shipped name or path; repeatable; default: ferplus8)"
+    )
     parser.add_argument("--fer-python", help="a Python interpreter that can import fer (default: this one, if it can)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", choices=("ferlab", "fer"), help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.model = args.model or ["ferplus8"]
     if args.worker:
+        args.model = args.model[-1]
         worker = ferlab_worker if args.worker == "ferlab" else fer_worker
         print(json.dumps(worker(args, args.spawned)))
         return 0
@@ -210,28 +205,31 @@ def main() -> int:
         print(
             "fer is not importable here (see docs/speed.md, or pass --fer-python): ferlab's rows only", file=sys.stderr
         )
-    contenders = {"ferlab": sys.executable} | ({"fer": other} if other else {})
+    contenders = dict.fromkeys(args.model, (sys.executable, "ferlab"))
+    if other:
+        contenders["fer"] = (other, "fer")
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
     for k in range(args.rounds):
-        for name, python in contenders.items():
-            rounds[name].append(run_worker(python, name, args))
+        for name, (python, kind) in contenders.items():
+            rounds[name].append(run_worker(python, kind, name, args))
         print(f"round {k + 1}/{args.rounds} done", file=sys.stderr)
     print_table(rounds, args)
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "rounds": rounds, "cpus": os.cpu_count()}, indent=1))
+        args.json.write_text(json.dumps({"models": args.model, "rounds": rounds, "cpus": os.cpu_count()}, indent=1))
     return 0
 
 
 def print_table(rounds: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
     names = list(rounds)
+    ratios = [n for n in names if n != "fer"] if "fer" in rounds else []
     header = "| | " + " | ".join(f"{n} median (range)" for n in names)
-    header += " | ferlab ÷ fer (time) |" if "fer" in rounds else " |"
+    header += "".join(f" | {n} ÷ fer (time)" for n in ratios) + " |"
     print(
-        f"{args.rounds} interleaved rounds, model {args.model}, {os.cpu_count()} CPUs, "
+        f"{args.rounds} interleaved rounds, ferlab models {', '.join(args.model)}, {os.cpu_count()} CPUs, "
         f"{shutil.which('python') and sys.version.split()[0]}"
     )
     print(header)
-    print("|---|" + "---:|" * (len(names) + ("fer" in rounds)))
+    print("|---|" + "---:|" * (len(names) + len(ratios)))
     for key, label, higher_better in ROWS:
         cells = []
         medians = {}
@@ -240,11 +238,9 @@ def print_table(rounds: dict[str, list[dict[str, float]]], args: argparse.Namesp
             medians[name] = statistics.median(values)
             digits = 0 if max(values) >= 100 else (1 if max(values) >= 10 else 2)
             cells.append(f"{medians[name]:,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})")
-        if "fer" in rounds and not key.startswith("faces_found"):
-            ratio = medians["fer"] / medians["ferlab"] if higher_better else medians["ferlab"] / medians["fer"]
-            cells.append(f"{ratio:.2f}×")
-        elif "fer" in rounds:
-            cells.append("")
+        for name in ratios:
+            ratio = medians["fer"] / medians[name] if higher_better else medians[name] / medians["fer"]
+            cells.append("" if key.startswith("faces_found") else f"{ratio:.2f}×")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

@@ -100,3 +100,19 @@ def test_training_corruptions_apply_with_their_probability_and_repeat_with_the_s
     erased = augment(faces, AugmentConfig(erase=1.0), torch.Generator().manual_seed(2)) != faces.float()
     area = erased.flatten(1).float().mean(1)
     assert ((area > 0.005) & (area < 0.25)).all()  # 2-20 % of the face
+
+
+def test_noise_max_draws_one_noise_level_per_face_and_off_keeps_one_level() -> None:
+    import torch
+
+    from ferlab.training.augment import photometric
+    from ferlab.training.config import AugmentConfig
+
+    faces = torch.full((64, 1, 48, 48), 128.0)
+    level = {"brightness": 0.0, "contrast": 0.0}
+    spread = photometric(faces, AugmentConfig(noise=0.0, noise_max=0.2, **level), torch.Generator().manual_seed(0))
+    stds = (spread - 128).flatten(1).std(1) / 255
+    assert stds.min() < 0.04 and stds.max() > 0.16 and (stds < 0.21).all()  # clean to very noisy faces
+    fixed = photometric(faces, AugmentConfig(noise=0.1, **level), torch.Generator().manual_seed(0))
+    stds = (fixed - 128).flatten(1).std(1) / 255
+    assert ((stds > 0.09) & (stds < 0.11)).all()

@@ -46,12 +46,15 @@ def geometric(batch: torch.Tensor, config: AugmentConfig, generator: torch.Gener
 
 
 def photometric(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Random brightness, contrast and Gaussian noise on a float batch in [0, 255]."""
+    """Random brightness, contrast and Gaussian noise (one level, or one per face) on a float batch in [0, 255]."""
     n = batch.shape[0]
     brightness = _uniform(n, -config.brightness, config.brightness, generator).view(n, 1, 1, 1) * 255
     contrast = _uniform(n, 1 - config.contrast, 1 + config.contrast, generator).view(n, 1, 1, 1)
     mean = batch.mean(dim=(1, 2, 3), keepdim=True)
-    noise = torch.randn(batch.shape, generator=generator) * (config.noise * 255)
+    level: float | torch.Tensor = config.noise
+    if config.noise_max > config.noise:  # drawn only then, so configs without it keep their random stream
+        level = _uniform(n, config.noise, config.noise_max, generator).view(n, 1, 1, 1)
+    noise = torch.randn(batch.shape, generator=generator) * (level * 255)
     brightness, contrast, noise = _on(brightness, batch), _on(contrast, batch), _on(noise, batch)
     return ((batch - mean) * contrast + mean + brightness + noise).clamp_(0, 255)
 

@@ -57,6 +57,10 @@ class AugmentConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     noise: float = 0.03
+    """Standard deviation of the Gaussian pixel noise, as a share of 255."""
+    noise_max: float = 0.0
+    """Above `noise`: each face's noise level is drawn uniformly between `noise` and this, so a
+    model sees clean and very noisy faces alike (off: the same level for every face)."""
     blur: float = 0.0
     """Probability that a face is Gaussian-blurred (sigma up to `blur_sigma` pixels at 48 px)."""
     blur_sigma: float = 1.5
@@ -197,6 +201,7 @@ RANGES: dict[str, Range] = {
     "augment.brightness": _PROBABILITY,  # share of the 0..255 range either way
     "augment.contrast": _PROBABILITY,
     "augment.noise": _PROBABILITY,  # standard deviation as a share of 255
+    "augment.noise_max": _PROBABILITY,
     "augment.blur": _PROBABILITY,
     "augment.blur_sigma": Range(0.0, 24.0, low_open=True),  # pixels at 48 px
     "augment.low_res": _PROBABILITY,
