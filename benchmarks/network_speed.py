@@ -14,40 +14,25 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ferlab.errors import run_script
-from ferlab.inference.engine import export_onnx
+from ferlab.inference.engine import OnnxBackend, export_onnx
 from ferlab.inference.quantize import quantize_int8
 from ferlab.labels import get_label_set
+from ferlab.models.base import param_counts
 from ferlab.models.bundle import ModelBundle
 from ferlab.models.registry import create_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from int8 import faces_per_second
+from train_speed import parse_model
+
 DEFAULT_NETS = [f"resnet9_fer:width={w}" for w in (8, 10, 12, 16, 32)] + ["mini_xception"]
-
-
-def parse_net(text: str) -> tuple[str, dict[str, int | float | str]]:
-    """`name:key=value,key=value` -> (name, params)."""
-    name, _, rest = text.partition(":")
-    params: dict[str, int | float | str] = {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        params[key] = int(value) if value.isdigit() else float(value) if value.replace(".", "", 1).isdigit() else value
-    return name, params
-
-
-def faces_per_second(session: object, face: np.ndarray, seconds: float) -> float:
-    run = session.run  # type: ignore[attr-defined]
-    run(None, {"input": face})
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        run(None, {"input": face})
-        done += 1
-    return done / (time.perf_counter() - started)
 
 
 def main() -> int:
@@ -61,26 +46,23 @@ def main() -> int:
     args = parser.parse_args()
     label_set = get_label_set(args.classes)
     rng = np.random.default_rng(0)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    sessions, sizes = {}, {}
+    backends, sizes = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         for text in args.net or DEFAULT_NETS:
-            name, params = parse_net(text)
+            name, params = parse_model(text)
             model = create_model(name, len(label_set), **params).eval()
             spec = model.spec
-            fp32 = export_onnx(ModelBundle(model, label_set), Path(scratch) / f"{len(sessions)}.onnx")
+            fp32 = export_onnx(ModelBundle(model, label_set), Path(scratch) / f"{len(sizes)}.onnx")
             calibration = rng.normal(size=(60, spec.in_channels, spec.input_size, spec.input_size))
             int8 = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"), calibration.astype(np.float32))
             face = rng.normal(size=(1, spec.in_channels, spec.input_size, spec.input_size)).astype(np.float32)
             for precision, path in (("fp32", fp32), ("int8", int8)):
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                sessions[text, precision] = (session, face)
-            sizes[text] = (sum(p.numel() for p in model.parameters()), fp32.stat().st_size / 1e6)
-        speeds: dict[tuple[str, str], list[float]] = {key: [] for key in sessions}
+                backends[text, precision] = (OnnxBackend(path, threads=1), face)
+            sizes[text] = (param_counts(model)[0], fp32.stat().st_size / 1e6)
+        speeds: dict[tuple[str, str], list[float]] = {key: [] for key in backends}
         for _ in range(args.rounds):
-            for key, (session, face) in sessions.items():
-                speeds[key].append(faces_per_second(session, face, args.seconds))
+            for key, (backend, face) in backends.items():
+                speeds[key].append(faces_per_second(backend, face, args.seconds))
     print(f"batch 1, 1 thread, ONNX Runtime {ort.__version__}, median of {args.rounds} interleaved rounds")
     print("| network | parameters | fp32 MB | fp32 faces/s | int8 faces/s |")
     print("|---|---:|---:|---:|---:|")

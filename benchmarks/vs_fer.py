@@ -194,6 +194,8 @@ def main() -> int:
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.model = args.model or ["ferplus8"]
+    if "fer" in args.model or len(set(args.model)) < len(args.model):
+        parser.error("--model: each ferlab model once, and none called 'fer' (that column is the fer package)")
     if args.worker:
         args.model = args.model[-1]
         worker = ferlab_worker if args.worker == "ferlab" else fer_worker
@@ -213,9 +215,9 @@ def main() -> int:
         for name, (python, kind) in contenders.items():
             rounds[name].append(run_worker(python, kind, name, args))
         print(f"round {k + 1}/{args.rounds} done", file=sys.stderr)
-    print_table(rounds, args)
-    if args.json:
+    if args.json:  # first: a table that fails to print loses no measurement
         args.json.write_text(json.dumps({"models": args.model, "rounds": rounds, "cpus": os.cpu_count()}, indent=1))
+    print_table(rounds, args)
     return 0
 
 
@@ -239,8 +241,11 @@ def print_table(rounds: dict[str, list[dict[str, float]]], args: argparse.Namesp
             digits = 0 if max(values) >= 100 else (1 if max(values) >= 10 else 2)
             cells.append(f"{medians[name]:,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})")
         for name in ratios:
+            if key.startswith("faces_found"):
+                cells.append("")
+                continue
             ratio = medians["fer"] / medians[name] if higher_better else medians[name] / medians["fer"]
-            cells.append("" if key.startswith("faces_found") else f"{ratio:.2f}×")
+            cells.append(f"{ratio:.2f}×")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

@@ -106,7 +106,7 @@ def test_noise_max_draws_one_noise_level_per_face_and_off_keeps_one_level() -> N
     import torch
 
     from ferlab.training.augment import photometric
-    from ferlab.training.config import AugmentConfig
+    from ferlab.training.config import AugmentConfig, build_config
 
     faces = torch.full((64, 1, 48, 48), 128.0)
     level = {"brightness": 0.0, "contrast": 0.0}
@@ -116,3 +116,8 @@ def test_noise_max_draws_one_noise_level_per_face_and_off_keeps_one_level() -> N
     fixed = photometric(faces, AugmentConfig(noise=0.1, **level), torch.Generator().manual_seed(0))
     stds = (fixed - 128).flatten(1).std(1) / 255
     assert ((stds > 0.09) & (stds < 0.11)).all()
+    # noise_max at or below noise draws nothing more: older configs keep their random stream
+    same = photometric(faces, AugmentConfig(noise=0.1, noise_max=0.1, **level), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(same, fixed)
+    with pytest.raises(FerlabError, match="noise_max"):
+        build_config({"data": {"path": "x"}, "augment": {"noise": 0.05, "noise_max": 0.02}})

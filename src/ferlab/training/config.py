@@ -420,6 +420,12 @@ def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> 
     if not config.data.path:
         raise FerlabError("config data.path is required (the dataset to train on)")
     check_ranges(config)
+    augment = config.augment
+    if 0 < augment.noise_max < augment.noise:
+        raise FerlabError(
+            f"config augment.noise_max ({augment.noise_max:g}) is below augment.noise ({augment.noise:g}): "
+            "noise levels are drawn between the two, so give noise_max above noise, or 0 for one level"
+        )
     return config
 
 
