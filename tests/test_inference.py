@@ -274,6 +274,21 @@ def test_unreadable_video_and_missing_camera_are_clear_errors(blob_model: Path, 
     assert result.exit_code == 2 and "cannot open camera 97" in result.output
 
 
+def test_fast_picks_the_live_video_model_and_conflicts_with_model(
+    blob_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ferlab.models.shipped.FAST_MODEL", str(blob_model))
+    video = write_video(tmp_path / "clip.mp4")
+    out = tmp_path / "v"
+    result = runner.invoke(app, ["video", str(video), "--fast", "--out", str(out), "--every", "6", "--detector=haar"])
+    assert result.exit_code == 0, result.output
+    assert (out / "frames.csv").stat().st_size > 0
+    result = runner.invoke(app, ["video", str(video), "--fast", "--model", str(blob_model)])
+    assert result.exit_code == 2 and "two models" in result.output
+    result = runner.invoke(app, ["webcam", "--fast", "--camera", "97"])
+    assert result.exit_code == 2 and "cannot open camera 97" in result.output
+
+
 def test_export_onnx_matches_torch(blob_model: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     result = runner.invoke(app, ["export", str(blob_model), "--out", str(tmp_path / "m.onnx")])

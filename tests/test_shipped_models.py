@@ -80,7 +80,12 @@ def fer2013_test(tmp_path_factory: pytest.TempPathFactory) -> FaceDataset:
 
 @pytest.mark.parametrize(
     ("name", "data"),
-    [("ferplus8", "ferplus_test"), ("fer2013-7", "fer2013_test"), ("five", "fer2013_test")],
+    [
+        ("ferplus8", "ferplus_test"),
+        ("ferplus8-fast", "ferplus_test"),
+        ("fer2013-7", "fer2013_test"),
+        ("five", "fer2013_test"),
+    ],
 )
 def test_shipped_model_reproduces_its_card(name: str, data: str, request: pytest.FixtureRequest) -> None:
     dataset: FaceDataset = request.getfixturevalue(data)

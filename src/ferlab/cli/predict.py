@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8).")
 ]
+FastOpt = Annotated[
+    bool,
+    typer.Option("--fast", help="The fast live-video model (ferplus8-fast; its card has its accuracy and speed)."),
+]
 DetectorOpt = Annotated[str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")]
 PrecisionOpt = Annotated[
@@ -201,10 +205,20 @@ def write_records(records: list[dict[str, object]], out: Path, classes: tuple[st
             )
 
 
+def live_model(model: str | None, fast: bool) -> str | None:
+    """--model wins; --fast picks the shipped live-video model; neither: $FERLAB_MODEL or the default."""
+    from ferlab.models.shipped import FAST_MODEL
+
+    if model and fast:
+        raise FerlabError(f"--model {model} and --fast name two models: give one")
+    return FAST_MODEL if fast else model
+
+
 @user_errors
 def video(
     file: Annotated[Path, typer.Argument(help="A video file OpenCV can read.")],
     model: ModelOpt = None,
+    fast: FastOpt = False,
     out: Annotated[Path, typer.Option("--out", help="Folder for frames.csv, annotated.mp4 and emotions.png.")] = Path(
         "video-out"
     ),
@@ -222,7 +236,9 @@ def video(
 
     if not 0 <= smoothing < 1:
         raise FerlabError(f"--smoothing must be at least 0 and below 1, got {smoothing:g}")
-    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior, device=device)
+    predictor = load(
+        live_model(model, fast), detector=detector, backend=backend, precision=precision, prior=prior, device=device
+    )
     summary = process_video(predictor, file, out, every=every, smoothing=smoothing)
     typer.echo(
         f"{summary.frames} frames, {summary.processed} analysed, faces in {summary.frames_with_faces}; "
@@ -234,6 +250,7 @@ def video(
 def webcam(
     camera: Annotated[int, typer.Option("--camera", help="Camera index.")] = 0,
     model: ModelOpt = None,
+    fast: FastOpt = False,
     every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame.")] = 1,
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
@@ -245,7 +262,14 @@ def webcam(
     from ferlab.inference.predictor import load
     from ferlab.inference.video import run_webcam
 
-    predictor = load(model, detector=detector, backend=backend, precision=precision, prior=prior, device=device)
+    predictor = load(
+        live_model(model, fast),
+        detector=detector,
+        backend=backend,
+        precision=precision,
+        prior=prior,
+        device=device,
+    )
     run_webcam(predictor, camera=camera, every=every)
 
 
