@@ -194,13 +194,13 @@ def main() -> int:
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.model = args.model or ["ferplus8"]
-    if "fer" in args.model or len(set(args.model)) < len(args.model):
-        parser.error("--model: each ferlab model once, and none called 'fer' (that column is the fer package)")
     if args.worker:
         args.model = args.model[-1]
         worker = ferlab_worker if args.worker == "ferlab" else fer_worker
         print(json.dumps(worker(args, args.spawned)))
         return 0
+    if "fer" in args.model or len(set(args.model)) < len(args.model):
+        parser.error("--model: each ferlab model once, and none called 'fer' (that column is the fer package)")
 
     other = fer_python(args.fer_python)
     if other is None:
