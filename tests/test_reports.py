@@ -348,3 +348,12 @@ def test_front_ends_show_the_cards_accuracy(name: str):
 
     summary = model_summary(load_bundle(resolve_model(name)), name)
     assert round(100 * summary["test"]["accuracy"], 2) == _card_figures(name)["accuracy"]
+
+
+def test_the_card_names_where_a_model_trained_in_good_grammar() -> None:
+    from ferlab.evaluation.card import _where_trained
+    from ferlab.models.bundle import BundleInfo
+
+    assert _where_trained(BundleInfo(), {"threads": 1}) == "1 CPU thread"
+    assert _where_trained(BundleInfo(), {"threads": 2}) == "2 CPU threads"
+    assert _where_trained(BundleInfo(), {}) == "the CPU"

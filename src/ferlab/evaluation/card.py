@@ -135,7 +135,8 @@ def write_card(
 def _where_trained(info: BundleInfo, train_metrics: dict[str, Any]) -> str:
     """`2 CPU threads`, `NVIDIA H200 (cuda:0)` or `2 processes on NVIDIA H200 (cuda:0)`."""
     if info.device in (None, "cpu"):
-        where = f"{train_metrics['threads']} CPU threads" if "threads" in train_metrics else "the CPU"
+        threads = train_metrics.get("threads")
+        where = "the CPU" if threads is None else f"{threads} CPU thread{'' if threads == 1 else 's'}"
     else:
         where = f"{info.device_name or info.device} ({info.device})"
     return f"{info.world_size} processes on {where}" if info.world_size > 1 else where
