@@ -289,6 +289,20 @@ def test_fast_picks_the_live_video_model_and_conflicts_with_model(
     assert result.exit_code == 2 and "cannot open camera 97" in result.output
 
 
+def test_export_into_a_folder_writes_what_the_runtime_finds(blob_model: Path, tmp_path: Path) -> None:
+    """A folder as --out gets the digest-named fp32 export and its manifest (no int8): how a
+    model ships fp32 only."""
+    from ferlab.models.manifest import ModelManifest
+
+    pytest.importorskip("onnxruntime")
+    result = runner.invoke(app, ["export", str(blob_model), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (manifest_path,) = tmp_path.glob("*.json")
+    manifest = ModelManifest.load(manifest_path)
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == [manifest.onnx_name("fp32")]
+    assert "vs torch on random faces" in result.output
+
+
 def test_export_onnx_matches_torch(blob_model: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     result = runner.invoke(app, ["export", str(blob_model), "--out", str(tmp_path / "m.onnx")])

@@ -281,8 +281,9 @@ def export(
         Path | None,
         typer.Option(
             "--out",
-            help="Output file (default: ./<model>.onnx in the working directory); "
-            "with --int8 a folder (default: the ONNX cache, where predict finds it).",
+            help="Output file (default: ./<model>.onnx in the working directory), or an existing folder: "
+            "there the export is named by the weights' digest, with its manifest, where predict finds it "
+            "(with --int8 always a folder; default: the ONNX cache).",
         ),
     ] = None,
     int8: Annotated[
@@ -300,7 +301,14 @@ def export(
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
     import numpy as np
 
-    from ferlab.inference.engine import InputSpec, LogitEngine, OnnxBackend, export_onnx, onnx_cache_dir
+    from ferlab.inference.engine import (
+        InputSpec,
+        LogitEngine,
+        OnnxBackend,
+        export_onnx,
+        export_to_folder,
+        onnx_cache_dir,
+    )
     from ferlab.inference.predictor import model_label, resolve_model
     from ferlab.models.bundle import load_bundle
     from ferlab.models.shipped import bundle_file
@@ -319,8 +327,10 @@ def export(
         )
         typer.echo(f"wrote {fp32_path} and {int8_path} (int8, calibrated on 300 training faces of {calibration})")
         return
-    target = out or Path.cwd() / f"{model_label(model, path)}.onnx"
-    export_onnx(bundle, target)
+    if out is not None and out.is_dir():
+        _, target = export_to_folder(bundle, out, bundle_file(path))
+    else:
+        target = export_onnx(bundle, out or Path.cwd() / f"{model_label(model, path)}.onnx")
     spec = bundle.spec
     faces = np.random.default_rng(0).integers(
         0, 256, (4, spec.input_size, spec.input_size, spec.in_channels), dtype=np.uint8

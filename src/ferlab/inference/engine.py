@@ -172,6 +172,18 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
     return path
 
 
+def export_to_folder(bundle: ModelBundle, folder: Path, source: Path) -> tuple[ModelManifest, Path]:
+    """The fp32 export of `bundle` (loaded from the model file `source`) in `folder`, named by
+    the weights' digest, with its manifest: the layout the runtime finds (the package's
+    weights/onnx or the cache) and runs without torch."""
+    from ferlab.models.manifest import file_sha256
+
+    manifest = ModelManifest.from_bundle(bundle, file_sha256(source), weights_digest(bundle))
+    fp32 = export_onnx(bundle, folder / manifest.onnx_name("fp32"))
+    manifest.save(folder)
+    return manifest, fp32
+
+
 SHIPPED_ONNX_DIR = Path(__file__).resolve().parent.parent / "weights" / "onnx"
 """Exports that ship with the package, with their manifests, named like the cache by the
 weights' digest: a shipped model never needs torch or the exporter, and its int8 copy was

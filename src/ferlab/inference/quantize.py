@@ -81,14 +81,9 @@ def calibration_faces(
 
 def export_int8(bundle: ModelBundle, faces: np.ndarray, folder: Path, source: Path) -> tuple[Path, Path]:
     """fp32 and static int8 exports of `bundle` (loaded from the model file `source`) in `folder`,
-    named by the weights' digest, with their manifest, so that the runtime finds them there
-    (the package's weights/onnx or the cache) and runs them without torch."""
-    from ferlab.inference.engine import InputSpec, export_onnx, weights_digest
-    from ferlab.models.manifest import ModelManifest, file_sha256
+    with their manifest (`export_to_folder`), calibrated on `faces`."""
+    from ferlab.inference.engine import InputSpec, export_to_folder
 
-    manifest = ModelManifest.from_bundle(bundle, file_sha256(source), weights_digest(bundle))
-    fp32 = export_onnx(bundle, folder / manifest.onnx_name("fp32"))
+    manifest, fp32 = export_to_folder(bundle, folder, source)
     calibration = InputSpec.of_bundle(bundle).normalize(faces)
-    int8 = quantize_int8(fp32, folder / manifest.onnx_name("int8"), calibration)
-    manifest.save(folder)
-    return fp32, int8
+    return fp32, quantize_int8(fp32, folder / manifest.onnx_name("int8"), calibration)
