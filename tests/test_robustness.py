@@ -102,6 +102,22 @@ def test_training_corruptions_apply_with_their_probability_and_repeat_with_the_s
     assert ((area > 0.005) & (area < 0.25)).all()  # 2-20 % of the face
 
 
+def test_clean_share_keeps_a_share_of_faces_free_of_corruptions() -> None:
+    import torch
+
+    from ferlab.training.augment import augment
+    from ferlab.training.config import AugmentConfig
+
+    faces = torch.from_numpy(_faces(64, 48)[..., :1].transpose(0, 3, 1, 2).copy())
+    corrupt = {"policy": "photometric", "noise": 0.1, "blur": 1.0, "low_res": 1.0, "erase": 1.0}
+    every = augment(faces, AugmentConfig(**corrupt, clean_share=1.0), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(every, faces.float())
+    half = augment(faces, AugmentConfig(**corrupt, clean_share=0.5), torch.Generator().manual_seed(0))
+    untouched = (half == faces.float()).flatten(1).all(1)
+    assert 16 <= int(untouched.sum()) <= 48  # about half of 64 faces, the rest corrupted
+    assert ((half - faces.float()).abs().flatten(1).mean(1)[~untouched] > 0.1).all()
+
+
 def test_noise_max_draws_one_noise_level_per_face_and_off_keeps_one_level() -> None:
     import torch
 

@@ -112,10 +112,12 @@ def erase(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator
 
 def augment(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """uint8 (N, C, H, W) -> augmented float batch in [0, 255] under the configured policy,
-    then the robustness corruptions (blur, low resolution, erasing) each with its probability."""
+    then the robustness corruptions (blur, low resolution, erasing) each with its probability;
+    a `clean_share` of the faces keeps the geometric changes only."""
     out = batch.float()
     if config.policy in ("geometric", "both"):
         out = geometric(out, config, generator)
+    clean = out
     if config.policy in ("photometric", "both"):
         out = photometric(out, config, generator)
     if config.blur > 0:
@@ -124,4 +126,6 @@ def augment(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generat
         out = low_resolution(out, config, generator)
     if config.erase > 0:
         out = erase(out, config, generator)
+    if config.clean_share > 0:  # drawn only then, so configs without it keep their random stream
+        out = torch.where(_on(_chosen(out.shape[0], config.clean_share, generator), out), clean, out)
     return out

@@ -69,6 +69,9 @@ class AugmentConfig:
     low_res_min: int = 16
     erase: float = 0.0
     """Probability of random erasing: a rectangle of 2-20 % of the face filled with one grey level."""
+    clean_share: float = 0.0
+    """Probability that a face skips the photometric changes and corruptions (geometric ones
+    still apply), so a model trained for corrupted faces keeps seeing clean ones."""
 
 
 @dataclass
@@ -207,6 +210,7 @@ RANGES: dict[str, Range] = {
     "augment.low_res": _PROBABILITY,
     "augment.low_res_min": Range(4, 4096),
     "augment.erase": _PROBABILITY,
+    "augment.clean_share": _PROBABILITY,
     "train.epochs": Range(1, 100_000),
     "train.batch_size": Range(2, 65_536),
     "train.lr": _LR,
