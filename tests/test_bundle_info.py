@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ferlab.models.bundle import BundleInfo, load_bundle, save_bundle
+from ferlab.training.device import PRECISION_LABELS, choose_precision
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "ferlab" / "weights"
 
@@ -28,7 +29,8 @@ def test_bundle_info_round_trips_as_plain_values(blob_model: Path, tmp_path: Pat
     bundle = load_bundle(blob_model)
     info = bundle.info
     assert info.run == "blobs" and info.device == "cpu" and info.world_size == 1
-    assert info.precision == "fp32" and info.metrics["precision"] == "fp32" and info.split_seed == 0
+    trained_in = PRECISION_LABELS[choose_precision(torch.device("cpu"), want_bf16=True)]  # bf16 where the CPU has it
+    assert info.precision == trained_in and info.metrics["precision"] == trained_in and info.split_seed == 0
     assert len(info.class_prior or []) == 3
     bundle.info.extra["note"] = "kept"
     save_bundle(bundle, tmp_path / "m.pt")
