@@ -83,6 +83,7 @@ def fer2013_test(tmp_path_factory: pytest.TempPathFactory) -> FaceDataset:
     [
         ("ferplus8", "ferplus_test"),
         ("ferplus8-fast", "ferplus_test"),
+        ("ferplus8-robust", "ferplus_test"),
         ("fer2013-7", "fer2013_test"),
         ("five", "fer2013_test"),
     ],
