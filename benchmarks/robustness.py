@@ -83,7 +83,7 @@ def main() -> int:
             balanced_logits = {reference: model.logits(dataset.images[balanced]) for reference, model in models.items()}
         for name, members, uniform in variants:
             probabilities = np.mean(
-                [models[m].probabilities(logits[m], uniform_prior=uniform) for m in members], axis=0
+                [models[m].probabilities(logits[m], prior_strength=float(uniform)) for m in members], axis=0
             )
             entry = {
                 **asdict(Score.of(labels, probabilities.argmax(1), len(classes))),
@@ -92,7 +92,8 @@ def main() -> int:
             if corruption == "none":
                 results[name]["clean"] = entry
                 balanced_probabilities = np.mean(
-                    [models[m].probabilities(balanced_logits[m], uniform_prior=uniform) for m in members], axis=0
+                    [models[m].probabilities(balanced_logits[m], prior_strength=float(uniform)) for m in members],
+                    axis=0,
                 )
                 recall = per_class_recall(dataset.labels[balanced], balanced_probabilities.argmax(1), len(classes))
                 results[name]["balanced_recall"] = dict(zip(classes, map(float, recall)))

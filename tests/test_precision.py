@@ -66,8 +66,13 @@ def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Pat
     balanced = load(blob_model, prior="uniform").classify(faces)
     expected = natural / prior
     np.testing.assert_allclose(balanced, expected / expected.sum(axis=1, keepdims=True), rtol=1e-5)
-    with pytest.raises(FerlabError, match="unknown prior"):
-        load(blob_model, prior="balanced")  # type: ignore[arg-type]
+    half = load(blob_model, prior=0.5).classify(faces)
+    expected = natural / np.sqrt(prior)
+    np.testing.assert_allclose(half, expected / expected.sum(axis=1, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(load(blob_model, prior="0.5").classify(faces), half, rtol=1e-6)  # as the CLI passes it
+    for wrong in ("balanced", 1.5, -0.1, "nan"):
+        with pytest.raises(FerlabError, match="unknown prior"):
+            load(blob_model, prior=wrong)
     result = runner.invoke(
         app,
         [

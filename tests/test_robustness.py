@@ -13,7 +13,7 @@ from ferlab.evaluation.robustness import (
     corrupt,
     model_input,
 )
-from ferlab.models.prior import class_prior, prior_of_targets, rebalance
+from ferlab.models.prior import class_prior, prior_of_targets, prior_strength, rebalance
 
 
 def _faces(n: int = 6, size: int = 48) -> np.ndarray:
@@ -65,6 +65,16 @@ def test_rebalancing_by_the_prior_undoes_it() -> None:
     np.testing.assert_allclose(balanced[0], [1 / 3] * 3)  # the prior itself carries no evidence
     assert balanced[1].argmax() == 2 and np.allclose(balanced.sum(axis=1), 1)
     np.testing.assert_allclose(rebalance(probabilities, np.full(3, 1 / 3)), probabilities)
+
+
+def test_a_partial_rebalancing_lies_between_the_training_prior_and_uniform() -> None:
+    prior = np.array([0.7, 0.2, 0.1])
+    probabilities = np.array([[0.5, 0.3, 0.2]])
+    np.testing.assert_allclose(rebalance(probabilities, prior, 0.0), probabilities)
+    half = rebalance(probabilities, prior, 0.5)[0]
+    full = rebalance(probabilities, prior)[0]
+    assert probabilities[0, 0] > half[0] > full[0] and probabilities[0, 2] < half[2] < full[2]
+    assert prior_strength("train") == 0 and prior_strength("uniform") == 1 and prior_strength("0.25") == 0.25
 
 
 def test_prior_of_vote_targets_is_their_mean_and_never_zero() -> None:

@@ -27,12 +27,13 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 # offline). A comment, not a docstring: Streamlit would print a bare string in this script.
 ICE_SERVERS_ENV = "FERLAB_ICE_SERVERS"
 SOURCES = ("Upload a photo", "Camera snapshot", "Live webcam")
+PRIORS = ("train", "0.5", "uniform")
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def get_predictor(reference: str) -> Predictor:
-    """One predictor per model and process, shared by every session."""
-    return load(reference)
+def get_predictor(reference: str, prior: str = "train") -> Predictor:
+    """One predictor per model, prior and process, shared by every session."""
+    return load(reference, prior=prior)
 
 
 @st.cache_resource(show_spinner="Preparing Grad-CAM…")
@@ -158,8 +159,15 @@ def main() -> None:
         installed_models(),
         format_func=lambda ref: ref if model_name(ref) == ref else f"{model_name(ref)} ({ref})",
     )
+    prior = st.sidebar.select_slider(
+        "Class prior",
+        PRIORS,
+        value="train",
+        help="train: classes as common as in training (most faces are neutral or happy). uniform: every "
+        "class equally likely, which recalls disgust, fear and anger on posed or balanced photos. 0.5: half way.",
+    )
     try:
-        predictor = get_predictor(reference)
+        predictor = get_predictor(reference, prior)
     except FerlabError as exc:
         st.error(f"Cannot load the model: {exc}")
         st.stop()

@@ -41,8 +41,8 @@ PriorOpt = Annotated[
     str,
     typer.Option(
         "--prior",
-        help="train (the training class prior) or uniform (every class "
-        "equally likely: recalls the rare classes, e.g. disgust and fear).",
+        help="train (the training class prior), uniform (every class equally likely: "
+        "recalls the rare classes, e.g. disgust and fear) or a strength between, e.g. 0.5.",
     ),
 ]
 

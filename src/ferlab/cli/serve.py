@@ -78,7 +78,11 @@ def serve(
         str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")
     ] = "auto",
     prior: Annotated[
-        str, typer.Option("--prior", help="train (as trained) or uniform (rebalanced for balanced classes).")
+        str,
+        typer.Option(
+            "--prior",
+            help="train (as trained), uniform (rebalanced for balanced classes) or a strength between, e.g. 0.5.",
+        ),
     ] = "train",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps: where the network runs.")] = "cpu",
     workers: Annotated[

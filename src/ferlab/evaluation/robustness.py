@@ -180,11 +180,12 @@ class ScoredModel:
         return self.engine.logits(model_input(rgb_faces, spec.input_size, spec.in_channels))[:, self.outputs]
 
     def probabilities(
-        self, logits: np.ndarray, temperature: float | None = None, uniform_prior: bool = False
+        self, logits: np.ndarray, temperature: float | None = None, prior_strength: float = 0.0
     ) -> np.ndarray:
-        """Softmax at the model's temperature (or another), optionally rebalanced to uniform classes."""
+        """Softmax at the model's temperature (or another), optionally rebalanced towards uniform classes
+        (strength 1: all the way; ferlab.models.prior)."""
         probabilities = softmax(logits, self.bundle.temperature if temperature is None else temperature)
-        if uniform_prior:
+        if prior_strength > 0:
             prior = class_prior(self.bundle.info.get("class_prior"), self.bundle.spec.num_classes)[self.outputs]
-            probabilities = rebalance(probabilities, prior)
+            probabilities = rebalance(probabilities, prior, prior_strength)
         return probabilities

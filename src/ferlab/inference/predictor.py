@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 from ferlab.data.imageio import as_rgb
-from ferlab.errors import FerlabError
 from ferlab.inference.detection import Face, FaceDetector, create_detector
 from ferlab.inference.engine import (
     TTA,
@@ -34,7 +33,7 @@ from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_f
 from ferlab.labels import LabelSet
 from ferlab.models.calibration import softmax
 from ferlab.models.manifest import ModelManifest, find_manifest
-from ferlab.models.prior import PRIORS, Prior, class_prior, rebalance
+from ferlab.models.prior import Prior, class_prior, prior_strength, rebalance
 from ferlab.models.shipped import (
     DEFAULT_MODEL,
     bundle_file,
@@ -140,10 +139,10 @@ class Predictor:
 
         `align=True` warps each face's landmarks onto the training crops' template; `False`
         crops by the detector's box (ferlab.inference.preprocess). `prior="uniform"` rebalances
-        the probabilities as if every class were equally common (ferlab.models.prior). `device`
+        the probabilities as if every class were equally common, a number between 0 and 1 part of
+        the way (ferlab.models.prior). `device`
         `cuda` runs the network on a GPU (ONNX Runtime's CUDA provider, else torch)."""
-        if prior not in PRIORS:
-            raise FerlabError(f"unknown prior {prior!r}; use {' or '.join(PRIORS)}")
+        self.prior_strength = prior_strength(prior)
         check_choices(backend, precision)
         check_device(device)
         self._bundle: ModelBundle | None = None
@@ -174,7 +173,7 @@ class Predictor:
             temperature, recorded_prior = manifest.temperature, manifest.class_prior
         self.label_set: LabelSet = label_set
         self.temperature = float(temperature)
-        self.class_prior = class_prior(recorded_prior, len(self.label_set)) if prior == "uniform" else None
+        self.class_prior = class_prior(recorded_prior, len(self.label_set)) if self.prior_strength > 0 else None
         self._detector = detector
         self._detector_lock = threading.Lock()  # OpenCV and MediaPipe detectors are not thread-safe
         self.uncertain_below = uncertain_below
@@ -217,7 +216,9 @@ class Predictor:
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, K) for uint8 crops at the model's input size."""
         probabilities = softmax(self.engine.logits(faces, self.tta), self.temperature)
-        return probabilities if self.class_prior is None else rebalance(probabilities, self.class_prior)
+        if self.class_prior is None:
+            return probabilities
+        return rebalance(probabilities, self.class_prior, self.prior_strength)
 
     def _results(self, faces: Sequence[Face | tuple[int, int, int, int]], probabilities: np.ndarray) -> Faces:
         results = Faces()

@@ -4,20 +4,36 @@ A classifier trained on FER+ learns that neutral and happy faces are common and 
 rare; on photos whose classes are balanced (posed lab sets) that prior costs the rare
 classes. Dividing the calibrated probabilities by the training prior and renormalising is
 the Bayes-optimal correction for a label shift to uniform classes (the post-hoc logit
-adjustment of Menon et al., 2021, applied to temperature-scaled logits).
+adjustment of Menon et al., 2021, applied to temperature-scaled logits). A strength between
+0 and 1 divides by the prior raised to that power: half the correction, for photos whose
+class mix is unknown (benchmarks/prior.py measures the trade-off).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 
 from ferlab.errors import FerlabError
 
-Prior = Literal["train", "uniform"]
-PRIORS: tuple[str, ...] = ("train", "uniform")
+Prior = str | float
+"""`train` (strength 0), `uniform` (strength 1) or a strength between 0 and 1 (a number, or its text)."""
+PRIORS: dict[str, float] = {"train": 0.0, "uniform": 1.0}
+
+
+def prior_strength(prior: Prior) -> float:
+    """The strength of the rebalancing a `prior` argument asks for: 0 keeps the training prior."""
+    if isinstance(prior, str) and prior in PRIORS:
+        return PRIORS[prior]
+    try:
+        strength = float(prior)
+    except ValueError:
+        strength = math.nan
+    if not 0.0 <= strength <= 1.0:  # also rejects nan
+        raise FerlabError(f"unknown prior {prior!r}; use train, uniform or a strength between 0 and 1")
+    return strength
 
 
 def class_prior(prior: Sequence[float] | None, classes: int) -> np.ndarray:
@@ -33,9 +49,10 @@ def class_prior(prior: Sequence[float] | None, classes: int) -> np.ndarray:
     return values / values.sum()
 
 
-def rebalance(probabilities: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Probabilities (N, K) under the training prior -> under a uniform prior."""
-    weighted = probabilities / prior
+def rebalance(probabilities: np.ndarray, prior: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Probabilities (N, K) under the training prior -> under a uniform prior (strength 1), or
+    part of the way there."""
+    weighted = probabilities / prior**strength
     return weighted / weighted.sum(axis=1, keepdims=True)
 
 
