@@ -392,3 +392,36 @@ def test_a_teacher_with_another_input_is_refused(blob_data: Path, blob_model: Pa
         FerlabError, match="distill_weight = 1.5 is out of range: allowed 0 <= train.distill_weight <= 1"
     ):
         build_config({"name": "student"}, tiny_config(blob_data, **{"train.distill_weight": 1.5}))
+
+
+def test_interpolate_mixes_the_best_fine_tuned_weights_with_the_starting_ones(blob_data: Path, tmp_path: Path) -> None:
+    """WiSE-FT: model.pt = share x best.pt + (1 - share) x the starting model, batch-norm statistics too."""
+    resnet = {"model.name": "resnet9_fer", "train.mixup_alpha": 0, "augment.policy": "none", "train.epochs": 2}
+    start_dir, _ = train(
+        build_config(
+            {"name": "start"}, tiny_config(blob_data, **resnet, **{"model.params": "{input_size: 24, width: 4}"})
+        ),
+        tmp_path,
+    )
+    params = f"{{input_size: 24, width: 4, pretrained: {start_dir / 'model.pt'}}}"
+    with pytest.raises(FerlabError, match="needs model.params.pretrained"):
+        build_config({"name": "x"}, tiny_config(blob_data, **resnet, **{"train.interpolate": 0.5}))
+    with pytest.raises(FerlabError, match="train.interpolate"):
+        build_config(
+            {"name": "x"}, tiny_config(blob_data, **resnet, **{"model.params": params, "train.interpolate": 0})
+        )
+    run_dir, metrics = train(
+        build_config(
+            {"name": "wise"},
+            tiny_config(blob_data, **resnet, **{"model.params": params, "train.interpolate": 0.25, "train.lr": 0.05}),
+        ),
+        tmp_path,
+    )
+    assert metrics["interpolate"] == 0.25 and "0.25 x the best fine-tuned" in (run_dir / "train.log").read_text()
+    start = load_bundle(start_dir).model.state_dict()
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    final = load_bundle(run_dir).model.state_dict()
+    for key in ("backbone.prep.bn.running_mean", "backbone.res3.conv2.conv.weight", "head.fc.weight"):
+        assert key in final, sorted(final)
+        assert not torch.allclose(best[key], start[key])  # the fine-tune moved it
+        torch.testing.assert_close(final[key], 0.25 * best[key] + 0.75 * start[key])

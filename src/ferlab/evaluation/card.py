@@ -76,6 +76,12 @@ def write_card(
         + _where_trained(info, train_metrics)
         + (f", starting from the weights in `{spec.pretrained}`" if spec.pretrained else "")
         + (
+            f"; the final weights are {train_metrics['interpolate']:g} of the best fine-tuned ones plus "
+            f"{1 - train_metrics['interpolate']:g} of those starting weights (WiSE-FT)"
+            if "interpolate" in train_metrics
+            else ""
+        )
+        + (
             f", distilled from `{info.teacher}` at temperature {info.distill_temperature} with weight "
             f"{info.distill_weight}"
             if info.teacher

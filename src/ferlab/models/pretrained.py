@@ -134,3 +134,33 @@ def load_backbone_weights(model: FerModel, source: str | Path) -> str:
         raise FerlabError(f"{path} does not fit the {model.spec.name} backbone: " + "; ".join(problems))
     backbone.load_state_dict(state, strict=True)
     return str(path)
+
+
+def interpolate_with_start(model: FerModel, source: str | Path, share: float) -> int:
+    """Replace `model`'s weights by `share` of them plus `1 - share` of the weights in `source`
+    (WiSE-FT); returns how many tensors were mixed.
+
+    `source` is the file the fine-tune started from: a whole ferlab model (its head is mixed
+    too when it has the same shape) or a backbone state dict (the head, trained from scratch,
+    keeps its fine-tuned weights). Batch-norm statistics are mixed like the weights; integer
+    counters keep the fine-tuned values.
+    """
+    start = read_state_dict(_resolve(model, str(source)))
+    if not any(k.startswith("backbone.") for k in start):
+        start = {f"backbone.{k}": v for k, v in start.items()}
+    current = model.state_dict()
+    backbone_keys = [k for k, v in current.items() if k.startswith("backbone.") and v.is_floating_point()]
+    unusable = [k for k in backbone_keys if k not in start or start[k].shape != current[k].shape]
+    if unusable:
+        raise FerlabError(
+            f"{source}: cannot interpolate with these starting weights: {len(unusable)} backbone tensor(s) "
+            f"missing or of another shape (e.g. {unusable[0]}); it needs a ferlab model or backbone state "
+            "dict of the same network"
+        )
+    mixed = {
+        key: share * value + (1 - share) * start[key].to(value.dtype)
+        for key, value in current.items()
+        if value.is_floating_point() and key in start and start[key].shape == value.shape
+    }
+    model.load_state_dict({**current, **mixed})
+    return len(mixed)

@@ -109,6 +109,11 @@ class TrainConfig:
     """Share of the loss given to matching the teacher (the rest goes to the labels)."""
     distill_temperature: float = 4.0
     """Softmax temperature of both teacher and student in the distillation term."""
+    interpolate: float = 1.0
+    """Share of the fine-tuned weights in the final model, the rest taken from the starting
+    weights (`model.params.pretrained`): 1 keeps the fine-tuned weights, 0.5 is their midpoint.
+    Weight-space ensembling (WiSE-FT, Wortsman et al., 2022): a fine-tune for robustness
+    gives back part of the starting model's clean accuracy without costing inference time."""
     bf16: bool = True
     channels_last: bool = True
     threads: int = 0
@@ -225,6 +230,7 @@ RANGES: dict[str, Range] = {
     "train.mixup_alpha": Range(0.0, 100.0, note="0 turns mixup off"),
     "train.distill_weight": _PROBABILITY,
     "train.distill_temperature": Range(0.0, 100.0, low_open=True),
+    "train.interpolate": Range(0.0, 1.0, low_open=True, note="1 keeps the fine-tuned weights"),
     "train.threads": Range(0, 4096, note="0 uses every core"),
     "finetune.unfreeze_top": _COUNT,
     "finetune.lr": _LR,
@@ -429,6 +435,11 @@ def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> 
         raise FerlabError(
             f"config augment.noise_max ({augment.noise_max:g}) is below augment.noise ({augment.noise:g}): "
             "noise levels are drawn between the two, so give noise_max above noise, or 0 for one level"
+        )
+    if config.train.interpolate < 1 and not config.model.params.get("pretrained"):
+        raise FerlabError(
+            f"config train.interpolate ({config.train.interpolate:g}) mixes the fine-tuned weights with the "
+            "starting ones, so it needs model.params.pretrained (the weights the fine-tune starts from)"
         )
     return config
 

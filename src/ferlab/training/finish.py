@@ -10,6 +10,7 @@ from ferlab.data.dataset import FaceDataset
 from ferlab.models.base import FerModel
 from ferlab.models.bundle import BundleInfo, ModelBundle, save_bundle
 from ferlab.models.calibration import expected_calibration_error, fit_temperature, softmax
+from ferlab.models.pretrained import interpolate_with_start
 from ferlab.models.prior import prior_of_targets
 from ferlab.training.config import ExperimentConfig
 from ferlab.training.data import SplitTensors, TrainingData, split_tensors
@@ -87,10 +88,20 @@ def finish_run(
     folder: RunFolder,
 ) -> dict[str, Any]:
     """Fit the temperature on validation data, then write curves.png, model.pt and metrics.json
-    (last: `train` takes it as the sign of a finished run). `model` holds the best weights."""
+    (last: `train` takes it as the sign of a finished run). `model` holds the best weights; with
+    `train.interpolate` below 1 they are first mixed with the starting weights (WiSE-FT)."""
     from ferlab.training.runs import plot_history
 
+    if config.train.interpolate < 1:
+        assert model.spec.pretrained is not None  # build_config requires model.params.pretrained
+        mixed = interpolate_with_start(model, model.spec.pretrained, config.train.interpolate)
+        folder.log(
+            f"# final weights: {config.train.interpolate:g} x the best fine-tuned + "
+            f"{1 - config.train.interpolate:g} x {model.spec.pretrained} ({mixed} tensors mixed)"
+        )
     metrics, temperature = final_metrics(model, config, data, state, runtime)
+    if config.train.interpolate < 1:
+        metrics["interpolate"] = config.train.interpolate
     if folder.writer:
         plot_history(state.history, folder.path / "curves.png")
         model = model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
