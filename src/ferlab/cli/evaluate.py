@@ -135,7 +135,7 @@ def explain(
     image: Annotated[Path, typer.Argument(help="A photo or a face crop.")],
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Shipped model name, run folder or model.pt (default: ferplus8)."),
+        typer.Option("--model", "-m", help="Shipped model name, run folder or model.pt (default: ferplus8-blend)."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the overlay PNG.")] = Path("gradcam.png"),
     class_name: Annotated[

@@ -19,9 +19,9 @@ from ferlab.errors import FerlabError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "models.json"
-DEFAULT_MODEL = "ferplus8"
+DEFAULT_MODEL = "ferplus8-blend"
 FAST_MODEL = "ferplus8-fast"
-"""The live-video model (`webcam`, `video --fast`): distilled from the default, faster than
+"""The live-video model (`webcam`, `video --fast`): distilled from ferplus8, faster than
 `fer` per face at batch 1."""
 MODEL_ENV = "FERLAB_MODEL"
 """Names the model every front end and `ferlab.load()` use when none is given: a shipped
