@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from ferlab.inference.predictor import Predictor
 
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8-blend).")
+    str | None,
+    typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8-blend)."),
 ]
 FastOpt = Annotated[
     bool,

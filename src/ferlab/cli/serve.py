@@ -19,7 +19,9 @@ from ferlab.errors import FerlabError
 ModelOpt = Annotated[
     str | None,
     typer.Option(
-        "--model", "-m", help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8-blend)."
+        "--model",
+        "-m",
+        help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8-blend).",
     ),
 ]
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind; the default keeps the server on this machine.")]
