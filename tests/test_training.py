@@ -425,3 +425,31 @@ def test_interpolate_mixes_the_best_fine_tuned_weights_with_the_starting_ones(bl
         assert key in final, sorted(final)
         assert not torch.allclose(best[key], start[key])  # the fine-tune moved it
         torch.testing.assert_close(final[key], 0.25 * best[key] + 0.75 * start[key])
+
+
+def test_calibrating_on_augmented_validation_images_fits_the_temperature_on_both(
+    blob_data: Path, tmp_path: Path
+) -> None:
+    """`train.calibrate_on: augmented` fits on the clean validation images plus one augmented copy."""
+    from ferlab.models.calibration import fit_temperature
+    from ferlab.training.finish import augmented_copy
+    from ferlab.training.loop import predict_logits
+
+    options = {"augment.policy": "both", "augment.blur": 0.5, "augment.erase": 0.5, "train.mixup_alpha": 0}
+    config = build_config({"name": "aug-cal"}, tiny_config(blob_data, **options, **{"train.calibrate_on": "augmented"}))
+    run_dir, metrics = train(config, tmp_path)
+    assert metrics["calibrated_on"] == "augmented"
+    with pytest.raises(FerlabError, match="train.calibrate_on must be one of clean, augmented"):
+        build_config({"name": "x"}, tiny_config(blob_data, **{"train.calibrate_on": "corrupted"}))
+    trainer = Trainer(config, run_dir).prepare()
+    data = trainer.prepared
+    bundle = load_bundle(run_dir)
+    augmented = augmented_copy(data.val.images, config)
+    assert augmented.dtype == torch.uint8 and augmented.shape == data.val.images.shape
+    assert not torch.equal(augmented, data.val.images)
+    torch.testing.assert_close(augmented, augmented_copy(data.val.images, config))  # seeded
+    labels = data.val.labels.numpy()
+    logits = [predict_logits(bundle.model, images, trainer.runtime).numpy() for images in (data.val.images, augmented)]
+    expected = fit_temperature(np.concatenate(logits), np.concatenate([labels, labels]))
+    assert bundle.temperature == pytest.approx(expected, rel=1e-3)
+    assert bundle.temperature != pytest.approx(fit_temperature(logits[0], labels), rel=1e-3)

@@ -109,6 +109,9 @@ class TrainConfig:
     """Share of the loss given to matching the teacher (the rest goes to the labels)."""
     distill_temperature: float = 4.0
     """Softmax temperature of both teacher and student in the distillation term."""
+    calibrate_on: str = "clean"
+    """Validation images the temperature is fitted on: clean, or augmented (each clean image and
+    one copy under the training augmentation), so that confidence also holds on degraded faces."""
     interpolate: float = 1.0
     """Share of the fine-tuned weights in the final model, the rest taken from the starting
     weights (`model.params.pretrained`): 1 keeps the fine-tuned weights, 0.5 is their midpoint.
@@ -164,6 +167,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.scheduler": ("plateau", "cosine", "none"),
     "train.monitor": ("val_accuracy", "val_macro_f1", "val_loss"),
     "train.targets": ("hard", "votes"),
+    "train.calibrate_on": ("clean", "augmented"),
     "data.ferplus_majority": ("strict", "plurality"),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ferlab.data.dataset import FaceDataset
@@ -12,11 +13,16 @@ from ferlab.models.bundle import BundleInfo, ModelBundle, save_bundle
 from ferlab.models.calibration import expected_calibration_error, fit_temperature, softmax
 from ferlab.models.pretrained import interpolate_with_start
 from ferlab.models.prior import prior_of_targets
+from ferlab.training.augment import augment
 from ferlab.training.config import ExperimentConfig
 from ferlab.training.data import SplitTensors, TrainingData, split_tensors
 from ferlab.training.device import Runtime, device_name
 from ferlab.training.loop import TrainState, predict_logits, scores
 from ferlab.training.run_folder import RunFolder
+
+CALIBRATION_SEED = 7919
+"""Offset of the augmentation draw that calibrates on augmented images from the run's seed:
+its own stream, so the training batches are unchanged."""
 
 
 def final_metrics(
@@ -26,7 +32,12 @@ def final_metrics(
     label_set = data.label_set
     val_logits = predict_logits(model, data.val.images, runtime)
     val_labels = data.val.labels.cpu().numpy()
-    temperature = fit_temperature(val_logits.numpy(), val_labels)
+    fit_logits, fit_labels = val_logits.numpy(), val_labels
+    if config.train.calibrate_on == "augmented":
+        augmented = augmented_copy(data.val.images, config)
+        fit_logits = np.concatenate([fit_logits, predict_logits(model, augmented, runtime).numpy()])
+        fit_labels = np.concatenate([val_labels, val_labels])
+    temperature = fit_temperature(fit_logits, fit_labels)
     metrics: dict[str, Any] = {
         "best_epoch": state.best_epoch,
         "epochs_run": len(state.history),
@@ -40,6 +51,7 @@ def final_metrics(
         "label_set": label_set.name,
         "classes": list(label_set.classes),
         "temperature": temperature,
+        "calibrated_on": config.train.calibrate_on,
         "val": {
             **scores(val_logits, data.val.labels, len(label_set)),
             "samples": len(val_labels),
@@ -52,6 +64,12 @@ def final_metrics(
     if "test" in data.dataset.split_names():
         metrics["test"] = _test_scores(model, data.dataset, runtime, len(label_set))
     return metrics, temperature
+
+
+def augmented_copy(images: torch.Tensor, config: ExperimentConfig) -> torch.Tensor:
+    """The images (uint8) under one draw of the training augmentation, seeded by the run's seed."""
+    generator = torch.Generator().manual_seed(config.seed + CALIBRATION_SEED)  # on the CPU, as in training
+    return augment(images, config.augment, generator).round().clamp(0, 255).to(torch.uint8)
 
 
 def _test_scores(model: FerModel, dataset: FaceDataset, runtime: Runtime, classes: int) -> dict[str, float]:
