@@ -220,6 +220,7 @@ def test_model_card_reports_measured_figures(
     assert f"Accuracy **{100 * metrics['all']['accuracy']:.2f}%** on 20 test images" in text
     assert "faces/s at batch 1" in text and "```yaml" in text and "ferlab train blobs.yaml" in text
     assert "Classes (3): angry, happy, sad." in text
+    assert "fitted on the same images. The test split" in text  # calibrated on clean validation images
     assert f"{100 * metrics['tta']['tencrop']['accuracy']:.2f}% with ten crops" in text
 
 

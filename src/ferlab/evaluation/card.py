@@ -68,8 +68,13 @@ def write_card(
         f"- Classes ({len(bundle.label_set)}): {', '.join(bundle.label_set.classes)}.",
         (
             f"- Trained on the train split of `{info.data}`, best epoch selected on {validation} "
-            f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the same images. "
-            "The test split was used for nothing but these figures."
+            f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the same images"
+            + (
+                " plus one copy of each under the training augmentation (`calibrate_on: augmented`). "
+                if train_metrics.get("calibrated_on") == "augmented"
+                else ". "
+            )
+            + "The test split was used for nothing but these figures."
         ),
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
         f"{train_metrics['train_seconds'] / 60:.0f} minutes on "
