@@ -1,13 +1,14 @@
 """What rebalancing by the training class prior does, at strengths from 0 (as trained) to 1 (uniform).
 
-    python benchmarks/prior.py ferplus8 ferplus8-robust --data .data/ferplus
+    python benchmarks/prior.py ferplus8 ferplus8-blend ferplus8-robust --json docs/figures/prior.json
 
 For each model and strength (`predict --prior STRENGTH`): accuracy and macro-F1 on the whole
 test split (FER+'s own class mix, 32 % neutral), and per-class recall with its mean, the
 balanced accuracy (what a class-balanced test set would score, in expectation). The balanced
 subsample of benchmarks/robustness.py estimates the same recalls from 15 faces a class; here
 every test face counts, so a recall is uncertain by the rarer classes' counts only (FER+ test:
-about 20 disgust, 100 fear and 20 contempt faces). fp32 ONNX Runtime, as the model cards.
+16 disgust, 86 fear and 15 contempt faces; the script prints the counts). fp32 ONNX Runtime,
+as the model cards.
 """
 
 from __future__ import annotations
