@@ -8,7 +8,9 @@ probabilities of several models (an ensemble). `--prior uniform` also scores eve
 with its predictions rebalanced by its training class prior (`ferlab.models.prior`).
 Per-class recall is reported on a class-balanced subsample of the uncorrupted test split
 (as many faces per class as the rarest class has), where accuracy alone hides the rare
-classes. `--json FILE` keeps every figure; `--markdown` prints tables for docs/robustness.md.
+classes. Each model is scored as it is served (its `train.tta`); `--tta none` or `--tta flip`
+(each face and its mirror image, averaged) scores them all one way.
+`--json FILE` keeps every figure; `--markdown` prints tables for docs/robustness.md.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="score a random subsample of this many faces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"))
+    parser.add_argument(
+        "--tta",
+        choices=("auto", "none", "flip", "tencrop"),
+        default="auto",
+        help="test-time augmentation for every model (auto: each as it is served)",
+    )
     parser.add_argument("--prior", choices=("train", "uniform", "both"), default="train")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
@@ -65,7 +73,7 @@ def main() -> int:
     )
 
     models = {
-        reference: ScoredModel(reference, classes, args.backend)
+        reference: ScoredModel(reference, classes, args.backend, None if args.tta == "auto" else args.tta)
         for spec in args.models
         for reference in spec.split("+")
     }
@@ -116,6 +124,7 @@ def main() -> int:
                     "split": args.split,
                     "faces": len(labels),
                     "seed": args.seed,
+                    "tta": {reference: model.tta for reference, model in models.items()},
                     "results": results,
                 },
                 indent=1,

@@ -6,10 +6,11 @@
 
 Every round starts one fresh process per contender (each ferlab model given, then fer), so
 all see the same machine state; the table gives the median over rounds, the range, and the
-ratio of each ferlab model's time to fer's (below 1 means ferlab is faster). Rows: classifying pre-cropped faces at
-batch 1 and 64 with 1 thread and with the library's default threads, a 640x480 frame with
-1 and 5 faces (detection included), process start to first prediction through each Python
-API, and peak resident memory.
+ratio of each ferlab model's time to fer's (below 1 means ferlab is faster). Rows:
+classifying pre-cropped faces as served (a model finished with `train.tta: flip` runs each
+face and its mirror image) at batch 1 and 64 with 1 thread and with the library's default
+threads, a 640x480 frame with 1 and 5 faces (detection included), process start to first
+prediction through each Python API, and peak resident memory.
 
 `fer` (TFLite mini-Xception and Haar) pulls GBs of CUDA with a plain `pip install fer`; make
 its environment as docs/speed.md says and pass its interpreter with --fer-python.
@@ -107,9 +108,9 @@ def ferlab_worker(args: argparse.Namespace, spawned: float) -> dict[str, float]:
 
         crops = np.stack([cv2.resize(c, (spec.size, spec.size)).reshape(spec.size, spec.size, -1) for c in crops])
     for threads, label in ((1, "1t"), (None, "default")):
-        engine = ferlab.load(args.model, threads=threads).engine
+        served = ferlab.load(args.model, threads=threads)  # with the model's test-time flips, if it has them
         for batch in (1, 64):
-            seconds = _timed(lambda b=batch, c=engine: c.logits(crops[:b]))
+            seconds = _timed(lambda b=batch, c=served: c.classify(crops[:b]))
             row[f"classify_b{batch}_{label}_faces_s"] = batch / seconds
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row

@@ -453,3 +453,58 @@ def test_calibrating_on_augmented_validation_images_fits_the_temperature_on_both
     expected = fit_temperature(np.concatenate(logits), np.concatenate([labels, labels]))
     assert bundle.temperature == pytest.approx(expected, rel=1e-3)
     assert bundle.temperature != pytest.approx(fit_temperature(logits[0], labels), rel=1e-3)
+
+
+def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob_data: Path, tmp_path: Path) -> None:
+    """`train.tta: flip`: the temperature is fitted on the averaged logits of each face and its
+    mirror image, the model and its ONNX manifest record it, and every predictor and evaluation
+    uses it unless told otherwise."""
+    from ferlab.evaluation.report import run_evaluation
+    from ferlab.inference.predictor import Predictor
+    from ferlab.models.calibration import fit_temperature, softmax
+    from ferlab.models.manifest import ModelManifest
+    from ferlab.training.loop import predict_logits
+
+    with pytest.raises(FerlabError, match="train.tta must be one of none, flip"):
+        build_config({"name": "x"}, tiny_config(blob_data, **{"train.tta": "tencrop"}))
+    config = build_config({"name": "flip"}, tiny_config(blob_data, **{"train.tta": "flip"}))
+    run_dir, metrics = train(config, tmp_path)
+    bundle = load_bundle(run_dir)
+    assert metrics["tta"] == "flip" and bundle.info.tta == "flip"
+    trainer = Trainer(config, run_dir).prepare()
+    images, labels = trainer.prepared.val.images, trainer.prepared.val.labels.numpy()
+    logits = [predict_logits(bundle.model, x, trainer.runtime).numpy() for x in (images, images.flip(-1))]
+    assert not np.allclose(logits[0], logits[1], atol=1e-2)  # the blobs are not mirror-symmetric
+    assert bundle.temperature == pytest.approx(fit_temperature((logits[0] + logits[1]) / 2, labels), rel=1e-3)
+
+    faces = images.permute(0, 2, 3, 1).numpy()
+    predictor = Predictor(run_dir, backend="torch")
+    assert predictor.tta == "flip" and Predictor(run_dir, backend="torch", tta="none").tta == "none"
+    engine = predictor.engine
+    averaged = (engine.logits(faces) + engine.logits(np.ascontiguousarray(faces[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(predictor.classify(faces), softmax(averaged, bundle.temperature), atol=1e-5)
+
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "onnx").mkdir()
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "onnx")])
+    assert result.exit_code == 0, result.output
+    (manifest_path,) = (tmp_path / "onnx").glob("*.json")
+    assert ModelManifest.load(manifest_path).tta == "flip"
+    older = {k: v for k, v in json.loads(manifest_path.read_text()).items() if k != "tta"}
+    manifest_path.write_text(json.dumps(older))  # a manifest written before train.tta: served plain
+    assert ModelManifest.load(manifest_path).tta == "none"
+
+    out, summary = run_evaluation(run_dir, blob_data, tta=("none",), gradcam_examples=False, out=tmp_path / "eval")
+    assert summary["served_tta"] == "flip" and set(summary["tta"]) == {"none"}
+    assert "mirror image" in summary["protocol"] and "served with `flip`" in (out / "report.md").read_text()
+
+    # as a teacher it teaches as served: its flip-averaged logits on the training faces
+    student = Trainer(
+        build_config({"name": "student"}, tiny_config(blob_data, **{"train.teacher": str(run_dir)})),
+        tmp_path / "student",
+    ).prepare()
+    train_images = student.train_data.images
+    served = [predict_logits(bundle.model, x, trainer.runtime) for x in (train_images, train_images.flip(-1))]
+    expected = torch.softmax((served[0] + served[1]) / 2 / student.config.train.distill_temperature, dim=1)
+    assert student.teacher_probabilities is not None
+    torch.testing.assert_close(student.teacher_probabilities, expected, atol=2e-3, rtol=0)

@@ -31,7 +31,8 @@ def evaluate(
     tta: Annotated[
         list[str] | None,
         typer.Option(
-            "--tta", help="Also report this test-time augmentation: flip or tencrop (repeat the option for both)."
+            "--tta",
+            help="Also report this test-time augmentation: none, flip or tencrop (repeat the option for more).",
         ),
     ] = None,
     dedup: Annotated[
@@ -107,7 +108,9 @@ def bench(
     detector: Annotated[
         str, typer.Option("--detector", help="With --detect: auto (yunet), yunet, haar or mediapipe.")
     ] = "auto",
-    tta: Annotated[str, typer.Option("--tta", help="none, flip or tencrop.")] = "none",
+    tta: Annotated[
+        str, typer.Option("--tta", help="auto (each model as it is served), none, flip or tencrop.")
+    ] = "auto",
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the table (.md) and the figures (.json).")
     ] = None,
@@ -117,7 +120,7 @@ def bench(
 
     from ferlab.evaluation.report import benchmark, benchmark_table
 
-    rows = benchmark(models, data, split=split, detect=detect, detector=detector, tta=tta)  # type: ignore[arg-type]
+    rows = benchmark(models, data, split=split, detect=detect, detector=detector, tta=None if tta == "auto" else tta)  # type: ignore[arg-type]
     for row in rows:
         for note in row["notes"]:
             typer.echo(f"note ({row['model']} on {row['data']}): {note}")
@@ -135,7 +138,7 @@ def explain(
     image: Annotated[Path, typer.Argument(help="A photo or a face crop.")],
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Shipped model name, run folder or model.pt (default: ferplus8-blend)."),
+        typer.Option("--model", "-m", help="Shipped model name, run folder or model.pt (default: ferplus8-robust-40)."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the overlay PNG.")] = Path("gradcam.png"),
     class_name: Annotated[

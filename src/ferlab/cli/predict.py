@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8-blend)."),
+    typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8-robust-40)."),
 ]
 FastOpt = Annotated[
     bool,
@@ -78,7 +78,9 @@ def predict(
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Images are face crops: classify them whole.")] = False,
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
-    tta: Annotated[str, typer.Option("--tta", help="none, flip or tencrop.")] = "none",
+    tta: Annotated[
+        str, typer.Option("--tta", help="auto (as the model is served: its card says which), none, flip or tencrop.")
+    ] = "auto",
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per classification batch.")] = 16,
     precision: PrecisionOpt = "auto",
     prior: PriorOpt = "train",
@@ -109,7 +111,7 @@ def predict(
     options = {
         "detector": detector,
         "backend": backend,
-        "tta": tta,
+        "tta": None if tta == "auto" else tta,
         "precision": precision,
         "prior": prior,
         "device": device,

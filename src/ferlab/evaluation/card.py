@@ -31,6 +31,13 @@ def classification_speed(predictor: Predictor, batch: int, seconds: float = 3.0)
     return done / (time.perf_counter() - started)
 
 
+TTA_WORDS = {
+    "none": "with none",
+    "flip": "with horizontal flips",
+    "tencrop": "with ten crops",
+}
+
+
 def write_card(
     run_dir: Path, data: Path, out: Path, dedup: Path | None = None, name: str | None = None, command: str | None = None
 ) -> dict[str, Any]:
@@ -42,7 +49,7 @@ def write_card(
         data,
         split="test",
         dedup=dedup,
-        tta=("flip", "tencrop"),
+        tta=("none", "flip", "tencrop"),  # the one the model is served with is the headline
         out=run_dir / "eval" / f"{Path(data).name}-test",
     )  # the card's report stays with its run
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -101,9 +108,17 @@ def write_card(
         "## Test results",
         "",
         (
-            f"Accuracy **{100 * all_metrics['accuracy']:.2f}%** on {all_metrics['samples']} test images "
-            f"(test-time augmentation: {100 * summary['tta']['flip']['accuracy']:.2f}% with horizontal flips, "
-            f"{100 * summary['tta']['tencrop']['accuracy']:.2f}% with ten crops)."
+            f"Accuracy **{100 * all_metrics['accuracy']:.2f}%** on {all_metrics['samples']} test images"
+            + (
+                " as served, each face averaged with its mirror image (`train.tta: flip`; "
+                if summary["served_tta"] == "flip"
+                else " ("
+            )
+            + "test-time augmentation: "
+            + ", ".join(
+                f"{100 * metrics['accuracy']:.2f}% {TTA_WORDS[method]}" for method, metrics in summary["tta"].items()
+            )
+            + ")."
         ),
     ]
     if "deduplicated" in summary:

@@ -18,7 +18,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score, r
 from ferlab.data.dataset import FaceDataset
 from ferlab.data.markdown import markdown_table
 from ferlab.errors import FerlabError
-from ferlab.inference.engine import TTA, BackendName, LogitEngine
+from ferlab.inference.engine import TTA, BackendName, LogitEngine, served_tta
 from ferlab.inference.preprocess import whole_image_face
 from ferlab.labels import LabelSet, map_labels
 from ferlab.models.bundle import ModelBundle
@@ -118,12 +118,13 @@ def evaluate(
     bundle: ModelBundle,
     dataset: FaceDataset,
     split: str = "test",
-    tta: TTA = "none",
+    tta: TTA | None = None,
     backend: BackendName = "torch",
     device: str = "cpu",
 ) -> EvaluationResult:
     """The model on one split (`all`: every image) of a dataset whose images are face crops
-    (`device`: cpu, cuda, cuda:N or mps, where the network runs)."""
+    (`device`: cpu, cuda, cuda:N or mps, where the network runs; `tta=None`: as the model is
+    served, `train.tta`)."""
     part = split_part(dataset, split)
     part, outputs, notes = align_labels(part, bundle.label_set)
     if part.image_shape != (bundle.spec.input_size, bundle.spec.input_size, bundle.spec.in_channels):
@@ -131,7 +132,8 @@ def evaluate(
             f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
             f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size"
         )
-    logits = LogitEngine.for_bundle(bundle, backend, device=device).logits(part.images, tta)[:, outputs]
+    engine = LogitEngine.for_bundle(bundle, backend, device=device)
+    logits = engine.logits(part.images, served_tta(bundle.info.tta) if tta is None else tta)[:, outputs]
     return EvaluationResult(
         classes=part.label_set.classes,
         labels=part.labels,
@@ -148,7 +150,7 @@ def evaluate_photos(
     dataset: FaceDataset,
     root: Path,
     split: str = "test",
-    tta: TTA = "none",
+    tta: TTA | None = None,
     detector: str = "auto",
     backend: BackendName = "torch",
     device: str = "cpu",
@@ -180,7 +182,7 @@ def evaluate_photos(
             predictor.crops(rgb, faces[:1])[0] if faces else whole_image_face(rgb, spec.input_size, spec.in_channels)
         )
     faces_array = np.stack(crops)
-    logits = predictor.engine.logits(faces_array, tta)[:, outputs]
+    logits = predictor.engine.logits(faces_array, predictor.tta)[:, outputs]
     found = np.array(detected)
     notes.append(
         f"photo pipeline: detector {predictor.detector.name}, landmark-aligned crops; a face was found in "

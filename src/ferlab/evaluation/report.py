@@ -30,7 +30,7 @@ from ferlab.evaluation.evaluator import (
     write_metrics,
 )
 from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
-from ferlab.inference.engine import TTA
+from ferlab.inference.engine import TTA, served_tta
 from ferlab.inference.predictor import model_label, resolve_model
 from ferlab.labels import EMOTIONS
 from ferlab.models.bundle import ModelBundle, load_bundle
@@ -110,17 +110,20 @@ def run_evaluation(
     """Evaluate a model (shipped name, run folder or model.pt) on one split of a dataset, or on
     every image (`split="all"`); returns (folder, metrics).
 
-    Each test-time augmentation in `tta` is reported next to the plain figures. With
+    The main figures are the model as served (with the test-time augmentation it records,
+    `train.tta`); each other one in `tta` ("none" included) is reported next to them. With
     `detect`, each image goes through the photo pipeline (detect, align, classify) instead
     of being treated as a face crop. The folder defaults to `default_out_dir`.
     """
     _check_split(split)
-    methods = [method for method in dict.fromkeys((tta,) if isinstance(tta, str) else tta) if method != "none"]
-    unknown = [method for method in methods if method not in get_args(TTA)]
+    requested = list(dict.fromkeys((tta,) if isinstance(tta, str) else tta))
+    unknown = [method for method in requested if method not in get_args(TTA)]
     if unknown:
-        raise FerlabError(f"unknown test-time augmentation {', '.join(unknown)}; use flip or tencrop")
+        raise FerlabError(f"unknown test-time augmentation {', '.join(unknown)}; use none, flip or tencrop")
     path = resolve_model(model)
     bundle = load_bundle(path)
+    served = served_tta(bundle.info.tta)
+    methods = [method for method in requested if method != served]
     name = model_label(model, path)
     run_dir = path if path.is_dir() else None
     dataset, seed = _load(bundle, data, data_format, ferplus_labels, ferplus_majority)
@@ -134,7 +137,7 @@ def run_evaluation(
             return evaluate_photos(bundle, dataset, Path(data), split, method, detector, device=device)
         return evaluate(bundle, dataset, split, method, device=device)
 
-    result = score("none")
+    result = score(served)
     summary = write_metrics(result, out_dir, clean, split)
     summary.update(
         model=name,
@@ -142,6 +145,7 @@ def run_evaluation(
         split=split,
         scored=scored,
         protocol=_protocol(bundle, detect),
+        served_tta=served,
         images=len(result.labels),
     )
     if methods:
@@ -187,7 +191,11 @@ def _protocol(bundle: ModelBundle, detect: bool) -> str:
             f"photo pipeline: each image file is read at full size, faces are detected and the largest is "
             f"warped onto the training crops' landmark template at {size}, as `ferlab predict` does"
         )
-    return f"face crops: each image is taken as a face crop and resized to the model's input ({size})"
+    return f"face crops: each image is taken as a face crop and resized to the model's input ({size})" + (
+        "; scored as served, each face averaged with its mirror image (`train.tta: flip`)"
+        if bundle.info.tta == "flip"
+        else ""
+    )
 
 
 def _write_report(
@@ -220,7 +228,10 @@ def _write_report(
         ]
     lines += report_sections(summary, split) + [""]
     if "tta" in summary:
-        lines += ["## Test-time augmentation", ""]
+        served = (
+            "" if summary["served_tta"] == "none" else f" (the figures above: served with `{summary['served_tta']}`)"
+        )
+        lines += ["## Test-time augmentation", "", f"Other test-time augmentations{served}:", ""]
         for method, tta in summary["tta"].items():
             lines.append(
                 f"- With `{method}`: accuracy {100 * tta['accuracy']:.2f}% "
@@ -257,9 +268,11 @@ def benchmark(
     split: str = "auto",
     detect: bool = False,
     detector: str = "auto",
-    tta: TTA = "none",
+    tta: TTA | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (model, dataset): split scored, images, accuracy, macro-F1, recall per class.
+
+    `tta=None` scores each model as it is served (`train.tta`).
 
     `split="auto"` scores a dataset's own test split where it has one and every image of a
     dataset without splits (external validation: the model never saw these images).

@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from ferlab.data.imageio import resize
 from ferlab.errors import FerlabError
-from ferlab.inference.engine import BackendName, LogitEngine
+from ferlab.inference.engine import TTA, BackendName, LogitEngine, served_tta
 from ferlab.inference.predictor import resolve_model
 from ferlab.inference.preprocess import to_channels
 from ferlab.models.bundle import load_bundle
@@ -166,8 +166,11 @@ class ScoredModel:
     """A model whose outputs are restricted to, and ordered as, a dataset's classes, fed with
     RGB faces of any size through the same conversion as inference."""
 
-    def __init__(self, reference: str, data_classes: tuple[str, ...], backend: BackendName = "onnx") -> None:
+    def __init__(
+        self, reference: str, data_classes: tuple[str, ...], backend: BackendName = "onnx", tta: TTA | None = None
+    ) -> None:
         self.bundle = load_bundle(resolve_model(reference))
+        self.tta = served_tta(self.bundle.info.tta) if tta is None else tta  # None: as served
         model_classes = self.bundle.label_set.classes
         missing = [c for c in data_classes if c not in model_classes]
         if missing:
@@ -177,7 +180,7 @@ class ScoredModel:
 
     def logits(self, rgb_faces: np.ndarray) -> np.ndarray:
         spec = self.bundle.spec
-        return self.engine.logits(model_input(rgb_faces, spec.input_size, spec.in_channels))[:, self.outputs]
+        return self.engine.logits(model_input(rgb_faces, spec.input_size, spec.in_channels), self.tta)[:, self.outputs]
 
     def probabilities(
         self, logits: np.ndarray, temperature: float | None = None, prior_strength: float = 0.0

@@ -65,6 +65,7 @@ def model_summary(bundle: ModelBundle, reference: str | Path | None = None) -> d
         "label_set": bundle.label_set.name,
         "classes": list(bundle.label_set.classes),
         "temperature": bundle.temperature,
+        "tta": bundle.info.tta,
         "training_data": bundle.info.get("data"),
         "run": bundle.info.get("run"),
         "test": _card_test_figures(card_text, metrics.get("test")),

@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args
 
 import cv2
 import numpy as np
@@ -30,6 +30,17 @@ if TYPE_CHECKING:
     from ferlab.models.bundle import ModelBundle
 
 TTA = Literal["none", "flip", "tencrop"]
+
+
+def served_tta(recorded: str | None) -> TTA:
+    """The test-time augmentation a model records that it is served with (`train.tta`): none
+    for models made before it; an unknown value is refused rather than silently dropped."""
+    value = recorded or "none"
+    if value not in get_args(TTA):
+        raise FerlabError(f"the model asks for test-time augmentation {value!r}, which this ferlab does not know")
+    return cast(TTA, value)
+
+
 BackendName = Literal["auto", "onnx", "torch"]
 Precision = Literal["auto", "fp32", "int8"]
 BATCH = FORWARD_BATCH

@@ -28,6 +28,7 @@ from ferlab.inference.engine import (
     export_folders,
     onnx_cuda_available,
     onnxruntime_available,
+    served_tta,
 )
 from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_face
 from ferlab.labels import LabelSet
@@ -129,7 +130,7 @@ class Predictor:
         uncertain_below: float = UNCERTAIN_BELOW,
         margin: float = DEFAULT_MARGIN,
         align: bool = True,
-        tta: TTA = "none",
+        tta: TTA | None = None,
         prior: Prior = "train",
         device: str = "cpu",
     ) -> None:
@@ -138,7 +139,8 @@ class Predictor:
         Runtime without importing torch; `bundle` loads the weights when something needs them.
 
         `align=True` warps each face's landmarks onto the training crops' template; `False`
-        crops by the detector's box (ferlab.inference.preprocess). `prior="uniform"` rebalances
+        crops by the detector's box (ferlab.inference.preprocess). `tta=None` serves the model
+        with the test-time augmentation it was finished with (`train.tta`). `prior="uniform"` rebalances
         the probabilities as if every class were equally common, a number between 0 and 1 part of
         the way (ferlab.models.prior). `device`
         `cuda` runs the network on a GPU (ONNX Runtime's CUDA provider, else torch)."""
@@ -163,14 +165,15 @@ class Predictor:
         if manifest is None:
             bundle = self.bundle
             self.engine = LogitEngine.for_bundle(bundle, backend, precision, threads, self.source, device)
-            label_set, temperature, recorded_prior = (
+            label_set, temperature, recorded_prior, recorded_tta = (
                 bundle.label_set,
                 bundle.temperature,
                 bundle.info.get("class_prior"),
+                bundle.info.tta,
             )
         else:
             label_set = LabelSet(manifest.label_set, manifest.classes)
-            temperature, recorded_prior = manifest.temperature, manifest.class_prior
+            temperature, recorded_prior, recorded_tta = manifest.temperature, manifest.class_prior, manifest.tta
         self.label_set: LabelSet = label_set
         self.temperature = float(temperature)
         self.class_prior = class_prior(recorded_prior, len(self.label_set)) if self.prior_strength > 0 else None
@@ -179,7 +182,7 @@ class Predictor:
         self.uncertain_below = uncertain_below
         self.margin = margin
         self.align = align
-        self.tta = tta
+        self.tta: TTA = served_tta(recorded_tta) if tta is None else tta
 
     @property
     def bundle(self) -> ModelBundle:

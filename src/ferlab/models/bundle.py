@@ -51,6 +51,8 @@ class BundleInfo:
     distill_weight: float | None = None
     class_prior: list[float] | None = None
     """Mean training target per class (for `prior="uniform"`); None in models trained before it."""
+    tta: str = "none"
+    """Test-time augmentation the model is served with (`train.tta`): none or flip."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """The run's metrics.json (validation and test figures of the best epoch, time, precision)."""
     precision: str | None = None

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,6 +45,8 @@ class ModelManifest:
     source_sha256: str
     """sha256 of the `model.pt` file the export was made from: how a cached export is found
     for a model file without loading that file."""
+    tta: str = "none"
+    """Test-time augmentation the model is served with (none or flip); absent in older manifests."""
 
     @property
     def num_classes(self) -> int:
@@ -74,6 +76,7 @@ class ModelManifest:
             class_prior=None if prior is None else tuple(float(v) for v in prior),
             weights_digest=weights_digest,
             source_sha256=source_sha256,
+            tta=bundle.info.tta,
         )
 
     def save(self, folder: Path) -> Path:
@@ -98,6 +101,8 @@ class ModelManifest:
         values: dict[str, Any] = {}
         try:
             for item in fields(cls):
+                if item.name not in data and item.default is not MISSING:
+                    continue  # a field added later, with a default: an older manifest
                 value = data[item.name]
                 values[item.name] = tuple(value) if isinstance(value, list) else value
             manifest = cls(**values)

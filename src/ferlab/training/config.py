@@ -112,6 +112,10 @@ class TrainConfig:
     calibrate_on: str = "clean"
     """Validation images the temperature is fitted on: clean, or augmented (each clean image and
     one copy under the training augmentation), so that confidence also holds on degraded faces."""
+    tta: str = "none"
+    """Test-time augmentation the model is served with: none, or flip (each face and its mirror
+    image, logits averaged, at twice the compute). The temperature is fitted and the test split
+    scored through it, and predictors use it unless told otherwise."""
     interpolate: float = 1.0
     """Share of the fine-tuned weights in the final model, the rest taken from the starting
     weights (`model.params.pretrained`): 1 keeps the fine-tuned weights, 0.5 is their midpoint.
@@ -168,6 +172,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.monitor": ("val_accuracy", "val_macro_f1", "val_loss"),
     "train.targets": ("hard", "votes"),
     "train.calibrate_on": ("clean", "augmented"),
+    "train.tta": ("none", "flip"),
     "data.ferplus_majority": ("strict", "plurality"),
 }
 

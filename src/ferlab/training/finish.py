@@ -30,12 +30,13 @@ def final_metrics(
 ) -> tuple[dict[str, Any], float]:
     """metrics.json's figures for the (best) weights in `model`, and the temperature fitted on validation."""
     label_set = data.label_set
-    val_logits = predict_logits(model, data.val.images, runtime)
+    tta = config.train.tta
+    val_logits = served_logits(model, data.val.images, runtime, tta)
     val_labels = data.val.labels.cpu().numpy()
     fit_logits, fit_labels = val_logits.numpy(), val_labels
     if config.train.calibrate_on == "augmented":
         augmented = augmented_copy(data.val.images, config)
-        fit_logits = np.concatenate([fit_logits, predict_logits(model, augmented, runtime).numpy()])
+        fit_logits = np.concatenate([fit_logits, served_logits(model, augmented, runtime, tta).numpy()])
         fit_labels = np.concatenate([val_labels, val_labels])
     temperature = fit_temperature(fit_logits, fit_labels)
     metrics: dict[str, Any] = {
@@ -52,6 +53,7 @@ def final_metrics(
         "classes": list(label_set.classes),
         "temperature": temperature,
         "calibrated_on": config.train.calibrate_on,
+        "tta": tta,
         "val": {
             **scores(val_logits, data.val.labels, len(label_set)),
             "samples": len(val_labels),
@@ -62,7 +64,7 @@ def final_metrics(
     if runtime.cuda:
         metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(runtime.device) / 2**20, 1)
     if "test" in data.dataset.split_names():
-        metrics["test"] = _test_scores(model, data.dataset, runtime, len(label_set))
+        metrics["test"] = _test_scores(model, data.dataset, runtime, len(label_set), tta)
     return metrics, temperature
 
 
@@ -72,9 +74,18 @@ def augmented_copy(images: torch.Tensor, config: ExperimentConfig) -> torch.Tens
     return augment(images, config.augment, generator).round().clamp(0, 255).to(torch.uint8)
 
 
-def _test_scores(model: FerModel, dataset: FaceDataset, runtime: Runtime, classes: int) -> dict[str, float]:
+def served_logits(model: FerModel, images: torch.Tensor, runtime: Runtime, tta: str) -> torch.Tensor:
+    """Logits as the model will be served (`train.tta`): with flip, averaged with the mirror
+    images' logits, as ferlab.inference.engine does."""
+    logits = predict_logits(model, images, runtime)
+    if tta == "flip":
+        logits = (logits + predict_logits(model, images.flip(-1), runtime)) / 2
+    return logits
+
+
+def _test_scores(model: FerModel, dataset: FaceDataset, runtime: Runtime, classes: int, tta: str) -> dict[str, float]:
     test: SplitTensors = split_tensors(dataset, "test", soft=False)
-    return scores(predict_logits(model, test.images, runtime), test.labels, classes)
+    return scores(served_logits(model, test.images, runtime, tta), test.labels, classes)
 
 
 def bundle_info(config: ExperimentConfig, data: TrainingData, metrics: dict[str, Any], runtime: Runtime) -> BundleInfo:
@@ -89,6 +100,7 @@ def bundle_info(config: ExperimentConfig, data: TrainingData, metrics: dict[str,
         distill_temperature=train.distill_temperature if train.teacher else None,
         distill_weight=train.distill_weight if train.teacher else None,
         class_prior=prior_of_targets(data.train.targets.cpu().numpy()),
+        tta=train.tta,
         metrics=metrics,
         precision=runtime.precision_label,
         device=str(runtime.device),

@@ -31,6 +31,8 @@ def teacher_probabilities(
 
     Computed when the run starts or resumes (offline distillation): the teacher costs one
     forward pass instead of one per epoch, which makes a slow teacher affordable on a CPU.
+    A teacher served with flips (`train.tta: flip`) teaches as served: each image's logits
+    are averaged with its mirror image's.
     """
     teacher_path = config.train.teacher
     assert teacher_path is not None
@@ -63,7 +65,10 @@ def teacher_probabilities(
     for start in range(0, len(images), EVAL_BATCH):
         batch = runtime.prepare(images[start : start + EVAL_BATCH], spec.input_mean, spec.input_std)
         with runtime.autocast():
-            logits.append(model(batch).float())
+            batch_logits = model(batch).float()
+            if teacher.info.tta == "flip":
+                batch_logits = (batch_logits + model(batch.flip(-1)).float()) / 2
+            logits.append(batch_logits)
     probabilities = torch.softmax(torch.cat(logits) / config.train.distill_temperature, dim=1)
     return probabilities.to(images.device), digest
 
