@@ -81,6 +81,7 @@ def fer2013_test(tmp_path_factory: pytest.TempPathFactory) -> FaceDataset:
 @pytest.mark.parametrize(
     ("name", "data"),
     [
+        ("ferplus8-robust-40", "ferplus_test"),
         ("ferplus8-blend", "ferplus_test"),
         ("ferplus8", "ferplus_test"),
         ("ferplus8-fast", "ferplus_test"),

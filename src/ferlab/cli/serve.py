@@ -21,7 +21,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8-blend).",
+        help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8-robust-40).",
     ),
 ]
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind; the default keeps the server on this machine.")]

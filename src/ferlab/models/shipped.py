@@ -19,7 +19,7 @@ from ferlab.errors import FerlabError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "models.json"
-DEFAULT_MODEL = "ferplus8-blend"
+DEFAULT_MODEL = "ferplus8-robust-40"
 FAST_MODEL = "ferplus8-fast"
 """The live-video model (`webcam`, `video --fast`): distilled from ferplus8, faster than
 `fer` per face at batch 1."""
