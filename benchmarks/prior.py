@@ -1,6 +1,6 @@
 """What rebalancing by the training class prior does, at strengths from 0 (as trained) to 1 (uniform).
 
-    python benchmarks/prior.py ferplus8 ferplus8-blend ferplus8-robust --json docs/figures/prior.json
+    python benchmarks/prior.py ferplus8 ferplus8-blend ferplus8-robust ferplus8-robust-40 --json docs/figures/prior.json
 
 For each model and strength (`predict --prior STRENGTH`): accuracy and macro-F1 on the whole
 test split (FER+'s own class mix, 32 % neutral), and per-class recall with its mean, the

@@ -483,6 +483,15 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
     engine = predictor.engine
     averaged = (engine.logits(faces) + engine.logits(np.ascontiguousarray(faces[:, :, ::-1]))) / 2
     np.testing.assert_allclose(predictor.classify(faces), softmax(averaged, bundle.temperature), atol=1e-5)
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(tmp_path / "face.png"), faces[0])
+    served = {}
+    for tta in ("auto", "none"):
+        args = ["predict", str(tmp_path / "face.png"), "--no-detect", "--model", str(run_dir), "--backend", "torch"]
+        result = CliRunner().invoke(app, [*args, "--tta", tta, "--out", str(tmp_path / f"{tta}.json")])
+        assert result.exit_code == 0, result.output
+        served[tta] = json.loads((tmp_path / f"{tta}.json").read_text())[0]["probabilities"]
+    assert served["auto"] != served["none"]  # --tta none: one view, as the model's plain logits
 
     pytest.importorskip("onnxruntime")
     (tmp_path / "onnx").mkdir()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from ferlab.cli.common import user_errors
+from ferlab.cli.predict import served_option
 
 if TYPE_CHECKING:
     from ferlab.inference.engine import TTA
@@ -120,7 +121,7 @@ def bench(
 
     from ferlab.evaluation.report import benchmark, benchmark_table
 
-    rows = benchmark(models, data, split=split, detect=detect, detector=detector, tta=None if tta == "auto" else tta)  # type: ignore[arg-type]
+    rows = benchmark(models, data, split=split, detect=detect, detector=detector, tta=served_option(tta))  # type: ignore[arg-type]
     for row in rows:
         for note in row["notes"]:
             typer.echo(f"note ({row['model']} on {row['data']}): {note}")

@@ -30,6 +30,13 @@ BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime i
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")
 ]
+TtaOpt = Annotated[
+    str,
+    typer.Option(
+        "--tta",
+        help="auto (as the model is served: its card says which), none (one view per face: faster), flip or tencrop.",
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option(
@@ -46,6 +53,11 @@ PriorOpt = Annotated[
         "recalls the rare classes, e.g. disgust and fear) or a strength between, e.g. 0.5.",
     ),
 ]
+
+
+def served_option(tta: str) -> str | None:
+    """`--tta auto` -> None: the predictor serves the model as it was finished (`train.tta`)."""
+    return None if tta == "auto" else tta
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -78,9 +90,7 @@ def predict(
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Images are face crops: classify them whole.")] = False,
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
-    tta: Annotated[
-        str, typer.Option("--tta", help="auto (as the model is served: its card says which), none, flip or tencrop.")
-    ] = "auto",
+    tta: TtaOpt = "auto",
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per classification batch.")] = 16,
     precision: PrecisionOpt = "auto",
     prior: PriorOpt = "train",
@@ -111,7 +121,7 @@ def predict(
     options = {
         "detector": detector,
         "backend": backend,
-        "tta": None if tta == "auto" else tta,
+        "tta": served_option(tta),
         "precision": precision,
         "prior": prior,
         "device": device,
@@ -230,6 +240,7 @@ def video(
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
+    tta: TtaOpt = "auto",
     prior: PriorOpt = "train",
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -240,7 +251,13 @@ def video(
     if not 0 <= smoothing < 1:
         raise FerlabError(f"--smoothing must be at least 0 and below 1, got {smoothing:g}")
     predictor = load(
-        live_model(model, fast), detector=detector, backend=backend, precision=precision, prior=prior, device=device
+        live_model(model, fast),
+        detector=detector,
+        backend=backend,
+        precision=precision,
+        tta=served_option(tta),
+        prior=prior,
+        device=device,
     )
     summary = process_video(predictor, file, out, every=every, smoothing=smoothing)
     typer.echo(
@@ -258,6 +275,7 @@ def webcam(
     detector: DetectorOpt = "auto",
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
+    tta: TtaOpt = "auto",
     prior: PriorOpt = "train",
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -270,6 +288,7 @@ def webcam(
         detector=detector,
         backend=backend,
         precision=precision,
+        tta=served_option(tta),
         prior=prior,
         device=device,
     )

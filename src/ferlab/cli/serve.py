@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ferlab.cli.common import user_errors
+from ferlab.cli.predict import TtaOpt, served_option
 from ferlab.errors import FerlabError
 
 ModelOpt = Annotated[
@@ -79,6 +80,7 @@ def serve(
     precision: Annotated[
         str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")
     ] = "auto",
+    tta: TtaOpt = "auto",
     prior: Annotated[
         str,
         typer.Option(
@@ -118,6 +120,7 @@ def serve(
         detector=detector,
         backend=backend,
         precision=precision,
+        tta=served_option(tta),
         prior=prior,
         device=device,
         preload_detector=True,

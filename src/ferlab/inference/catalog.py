@@ -77,9 +77,10 @@ def model_summary(bundle: ModelBundle, reference: str | Path | None = None) -> d
 def _card_test_figures(card_text: str | None, trained: dict[str, Any] | None) -> dict[str, Any] | None:
     """The test figures to show: the model card's where it has them, else the training run's.
 
-    The run's figures come from the trainer's bf16 evaluation; the card's are float32, the
-    precision serving uses, and are the ones the README and docs quote (87.63 % for ferplus8
-    where the trainer measured 87.82 %).
+    The run's figures come from the trainer's bf16 evaluation; the card's are float32 (the
+    weights as trained; serving runs int8 where a model has an int8 export, which
+    benchmarks/int8.py compares) and are the ones the README and docs quote (87.63 % for
+    ferplus8 where the trainer measured 87.82 %).
     """
     found = {}
     if card_text:
