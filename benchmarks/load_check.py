@@ -8,7 +8,7 @@ its own keep-alive connection. Reports throughput of answered requests, their la
 percentiles, how many were refused with 503 (the server's back-pressure) and how fast, and
 errors (anything else; expected: zero), and checks that every answer is the same.
 
-    python benchmarks/load_check.py                                   # ferplus8, 4, 16 and 64 clients
+    python benchmarks/load_check.py                                   # the default model, 4, 16 and 64 clients
     python benchmarks/load_check.py --model runs/blobs --clients 4 --requests 200
     python benchmarks/load_check.py --url http://127.0.0.1:8000 --requests 200 --no-detect
 """
@@ -30,6 +30,8 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+
+from ferlab.models.shipped import DEFAULT_MODEL
 
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 BOUNDARY = "ferlab-load-check"
@@ -139,7 +141,9 @@ def run_level(host: str, port: int, path: str, body: bytes, clients: int, reques
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--model", default="ferplus8", help="Start `ferlab serve --model MODEL` (default: ferplus8).")
+    target.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"Start `ferlab serve --model MODEL` (default: {DEFAULT_MODEL})."
+    )
     target.add_argument("--url", help="A running server on this machine, e.g. http://127.0.0.1:8000.")
     parser.add_argument("--clients", type=int, nargs="+", default=[4, 16, 64], help="Client counts, one level each.")
     parser.add_argument("--requests", type=int, default=None, help="Requests per level (default: 25 per client).")
