@@ -48,7 +48,7 @@ import numpy as np
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.evaluation.evaluator import align_labels
-from ferlab.inference.detection import Face, FaceDetector, YuNetDetector, create_detector
+from ferlab.inference.detection import Face, FaceDetector, YuNet960Detector, YuNetDetector, create_detector
 from ferlab.inference.predictor import Predictor, resolve_model
 from ferlab.inference.preprocess import crop_face, to_channels, warp
 from ferlab.models.base import ModelSpec
@@ -281,10 +281,12 @@ def size_bin(side: float) -> str:
 
 
 def make_detector(name: str, threads: int | None) -> FaceDetector:
-    """A detector by name; `yunet-960` is YuNet on the frame upscaled to a 960-pixel longest side."""
-    if name.startswith("yunet"):
-        side = int(name.split("-")[1]) if "-" in name else None
-        return YuNetDetector(threads=threads, **({"min_side": side, "max_side": side} if side else {}))
+    """A detector by name (`yunet-960`: YuNet on the frame scaled to a 960-pixel longest side),
+    YuNet's with the benchmark's thread count."""
+    if name == "yunet":
+        return YuNetDetector(threads=threads)
+    if name == "yunet-960":
+        return YuNet960Detector(threads=threads)
     return create_detector(name)
 
 

@@ -71,6 +71,19 @@ def test_auto_picks_yunet_and_haar_stays_available() -> None:
     assert create_detector("yunet").name == "yunet" and create_detector("haar").name == "haar"
 
 
+def test_yunet_960_maps_its_larger_pass_back_to_the_photo() -> None:
+    """`yunet-960` detects on the photo scaled to 960 px (for small faces); boxes and landmarks
+    come back in the photo's own pixels, where plain YuNet puts them."""
+    rgb = as_rgb(GRACE_HOPPER)
+    [plain] = create_detector("yunet").detect(rgb)
+    large = create_detector("yunet-960")
+    [face] = large.detect(rgb)
+    assert large.name == "yunet-960"
+    np.testing.assert_allclose(face.box, plain.box, atol=0.05 * plain.box[2])
+    assert face.landmarks is not None and plain.landmarks is not None
+    np.testing.assert_allclose(face.landmarks, plain.landmarks, atol=0.05 * plain.box[2])
+
+
 # --- decoding ----------------------------------------------------------------------------------
 
 

@@ -25,7 +25,13 @@ FastOpt = Annotated[
     bool,
     typer.Option("--fast", help="The fast live-video model (ferplus8-fast; its card has its accuracy and speed)."),
 ]
-DetectorOpt = Annotated[str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")]
+DetectorOpt = Annotated[
+    str,
+    typer.Option(
+        "--detector",
+        help="Face detector: auto (yunet), yunet, yunet-960 (more small faces, twice the time), haar or mediapipe.",
+    ),
+]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")]
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")

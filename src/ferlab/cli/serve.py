@@ -72,7 +72,11 @@ def serve(
         ),
     ] = 25.0,
     detector: Annotated[
-        str, typer.Option("--detector", help="Face detector: auto (yunet), yunet, haar or mediapipe.")
+        str,
+        typer.Option(
+            "--detector",
+            help="Face detector: auto (yunet), yunet, yunet-960 (more small faces, twice the time), haar or mediapipe.",
+        ),
     ] = "auto",
     backend: Annotated[
         str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")

@@ -311,7 +311,23 @@ class MediaPipeDetector:
         return _largest_first(faces)
 
 
-DETECTORS = {"yunet": YuNetDetector, "haar": HaarDetector, "mediapipe": MediaPipeDetector}
+class YuNet960Detector(YuNetDetector):
+    """YuNet on the image scaled to a 960-pixel longest side instead of 640: more of the small
+    faces (40-80 px in a 640x480 frame) are found, at about twice the detection time
+    (docs/detection.md, `benchmarks/pipeline.py --detectors yunet,yunet-960`)."""
+
+    name = "yunet-960"
+
+    def __init__(self, threads: int | None = None) -> None:
+        super().__init__(max_side=960, min_side=960, threads=threads)
+
+
+DETECTORS = {
+    "yunet": YuNetDetector,
+    "yunet-960": YuNet960Detector,
+    "haar": HaarDetector,
+    "mediapipe": MediaPipeDetector,
+}
 
 
 def create_detector(name: str = "auto") -> FaceDetector:
