@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from ferlab.cli.common import user_errors
-from ferlab.cli.predict import served_option
+from ferlab.cli.predict import TtaOpt, served_option
 
 if TYPE_CHECKING:
     from ferlab.inference.engine import TTA
@@ -117,9 +117,7 @@ def bench(
             help="With --detect: auto (yunet), yunet, yunet-960 (more small faces, twice the time), haar or mediapipe.",
         ),
     ] = "auto",
-    tta: Annotated[
-        str, typer.Option("--tta", help="auto (each model as it is served), none, flip or tencrop.")
-    ] = "auto",
+    tta: TtaOpt = "auto",
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the table (.md) and the figures (.json).")
     ] = None,

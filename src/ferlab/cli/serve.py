@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from ferlab.cli.common import user_errors
-from ferlab.cli.predict import TtaOpt, served_option
+from ferlab.cli.predict import DetectorOpt, TtaOpt, served_option
 from ferlab.errors import FerlabError
 
 ModelOpt = Annotated[
@@ -71,13 +71,7 @@ def serve(
             "--max-megapixels", min=0.01, help="Largest image accepted, in megapixels (decoding costs memory)."
         ),
     ] = 25.0,
-    detector: Annotated[
-        str,
-        typer.Option(
-            "--detector",
-            help="Face detector: auto (yunet), yunet, yunet-960 (more small faces, twice the time), haar or mediapipe.",
-        ),
-    ] = "auto",
+    detector: DetectorOpt = "auto",
     backend: Annotated[
         str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")
     ] = "auto",
