@@ -57,6 +57,11 @@ def test_unknown_precision_and_int8_on_torch_are_refused(blob_model: Path) -> No
         LogitEngine.for_bundle(bundle, "torch", "int8")
 
 
+def test_unknown_tta_is_refused_when_the_predictor_is_made(blob_model: Path) -> None:
+    with pytest.raises(FerlabError, match="unknown test-time augmentation 'bogus'"):
+        load(blob_model, tta="bogus")  # not at the first face, minutes into a video
+
+
 def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Path, blob_data: Path) -> None:
     bundle = load_bundle(blob_model)
     prior = np.asarray(bundle.info["class_prior"])

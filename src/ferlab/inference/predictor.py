@@ -25,6 +25,7 @@ from ferlab.inference.engine import (
     Precision,
     check_choices,
     check_device,
+    check_tta,
     export_folders,
     onnx_cuda_available,
     onnxruntime_available,
@@ -182,7 +183,7 @@ class Predictor:
         self.uncertain_below = uncertain_below
         self.margin = margin
         self.align = align
-        self.tta: TTA = served_tta(recorded_tta) if tta is None else tta
+        self.tta: TTA = served_tta(recorded_tta) if tta is None else check_tta(tta)
 
     @property
     def bundle(self) -> ModelBundle:
