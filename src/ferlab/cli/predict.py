@@ -224,13 +224,32 @@ def write_records(records: list[dict[str, object]], out: Path, classes: tuple[st
             )
 
 
-def live_model(model: str | None, fast: bool) -> str | None:
-    """--model wins; --fast picks the shipped live-video model; neither: $FERLAB_MODEL or the default."""
+def live_predictor(
+    model: str | None,
+    fast: bool,
+    detector: str,
+    backend: str,
+    precision: str,
+    tta: str,
+    prior: str,
+    device: str,
+) -> Predictor:
+    """The predictor of `video` and `webcam`: --model wins; --fast picks the shipped live-video
+    model; neither: $FERLAB_MODEL or the default."""
+    from ferlab.inference.predictor import load
     from ferlab.models.shipped import FAST_MODEL
 
     if model and fast:
         raise FerlabError(f"--model {model} and --fast name two models: give one")
-    return FAST_MODEL if fast else model
+    return load(
+        FAST_MODEL if fast else model,
+        detector=detector,
+        backend=backend,
+        precision=precision,
+        tta=served_option(tta),
+        prior=prior,
+        device=device,
+    )
 
 
 @user_errors
@@ -251,20 +270,11 @@ def video(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Per-frame CSV, annotated video and an emotion-over-time plot, with faces tracked across frames."""
-    from ferlab.inference.predictor import load
     from ferlab.inference.video import process_video
 
     if not 0 <= smoothing < 1:
         raise FerlabError(f"--smoothing must be at least 0 and below 1, got {smoothing:g}")
-    predictor = load(
-        live_model(model, fast),
-        detector=detector,
-        backend=backend,
-        precision=precision,
-        tta=served_option(tta),
-        prior=prior,
-        device=device,
-    )
+    predictor = live_predictor(model, fast, detector, backend, precision, tta, prior, device)
     summary = process_video(predictor, file, out, every=every, smoothing=smoothing)
     typer.echo(
         f"{summary.frames} frames, {summary.processed} analysed, faces in {summary.frames_with_faces}; "
@@ -286,18 +296,9 @@ def webcam(
     device: DeviceOpt = "cpu",
 ) -> None:
     """A live window with boxes, labels, probability bars and fps (needs a camera and a display)."""
-    from ferlab.inference.predictor import load
     from ferlab.inference.video import run_webcam
 
-    predictor = load(
-        live_model(model, fast),
-        detector=detector,
-        backend=backend,
-        precision=precision,
-        tta=served_option(tta),
-        prior=prior,
-        device=device,
-    )
+    predictor = live_predictor(model, fast, detector, backend, precision, tta, prior, device)
     run_webcam(predictor, camera=camera, every=every)
 
 
