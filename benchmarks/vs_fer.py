@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ferlab.models.shipped import DEFAULT_MODEL
+
 HERE = Path(__file__).resolve()
 FRAME = (480, 640)
 
@@ -187,14 +189,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", default=".data/ferplus")
     parser.add_argument(
-        "--model", action="append", help="a ferlab model (shipped name or path; repeatable; default: ferplus8)"
+        "--model", action="append", help=f"a ferlab model (shipped name or path; repeatable; default: {DEFAULT_MODEL})"
     )
     parser.add_argument("--fer-python", help="a Python interpreter that can import fer (default: this one, if it can)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", choices=("ferlab", "fer"), help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.model = args.model or ["ferplus8"]
+    args.model = args.model or [DEFAULT_MODEL]
     if args.worker:
         args.model = args.model[-1]
         worker = ferlab_worker if args.worker == "ferlab" else fer_worker
