@@ -24,6 +24,14 @@ run (fastest of 3 runs per frame, median over `--time-frames` frames).
 
     python benchmarks/pipeline.py --data .data/ferplus --frames 300 --empty 200
     python benchmarks/pipeline.py --frames 60 --empty 40 --examples pipeline-examples/   # quick look
+    python benchmarks/pipeline.py --frames 600 --empty 600 --seed 1 --sweep score_threshold=0.4,0.5,0.6
+    python benchmarks/pipeline.py --frames 300 --empty 300 --seed 2 --shrink 4 --sweep min_side=192,480,640
+    python benchmarks/pipeline.py --frames 300 --empty 300 --seed 2 --shrink 4 --sweep upscale_side=0,480,640
+
+`--sweep` only detects, with YuNet at each value of one setting, and prints faces found by
+size and false positives: how ferlab's score threshold and its upscaling of small images
+were chosen (on seeds 1 and 2; the tables report seed 0). `--shrink 4` makes the frames
+160x120, small photos such as film stills.
 
 A detection finds a face when its centre lies on the face and its size is within a factor
 of 3 of the face's; each face is found at most once; every other detection is a false
@@ -48,11 +56,19 @@ import numpy as np
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.evaluation.evaluator import align_labels
-from ferlab.inference.detection import Face, FaceDetector, YuNet960Detector, YuNetDetector, create_detector
+from ferlab.inference.detection import (
+    DETECT_SIDE,
+    Face,
+    FaceDetector,
+    YuNet960Detector,
+    YuNetDetector,
+    create_detector,
+)
 from ferlab.inference.predictor import Predictor, resolve_model
 from ferlab.inference.preprocess import crop_face, to_channels, warp
 from ferlab.models.base import ModelSpec
 from ferlab.models.bundle import load_bundle
+from ferlab.models.shipped import DEFAULT_MODEL
 
 WIDTH, HEIGHT = 640, 480
 MIN_SIDE, MAX_SIDE = 24, 400
@@ -495,12 +511,65 @@ def draw_examples(frames: list[Frame], folder: Path, count: int) -> None:
         cv2.imwrite(str(folder / f"frame{number:03d}.jpg"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
 
 
+SWEEP_BINS = ((0, 12), (12, 20), (20, 40), (40, 10_000))
+SWEPT = ("score_threshold", "min_side", "upscale_side")
+
+
+def grown(detection: Face, factor: float) -> Face:
+    """A detection on a shrunk frame, in the full frame's pixels (for `match`)."""
+    x, y, w, h = (round(v * factor) for v in detection.box)
+    return Face((x, y, w, h), detection.score)
+
+
+def detection_sweep(
+    parameter: str, values: list[float], frames: list[Frame], empty: list[Frame], shrink: float, threads: int | None
+) -> str:
+    """Faces found by size and false positives for YuNet with `parameter` (score_threshold or
+    min_side) at each value, on the frames shrunk by `shrink` (small photos: 4 gives 160x120)."""
+    size = (round(WIDTH / shrink), round(HEIGHT / shrink))
+
+    def shrunk(frame: Frame) -> np.ndarray:
+        return frame.image if shrink == 1 else cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+
+    images, face_free = [shrunk(frame) for frame in frames], [shrunk(frame) for frame in empty]
+    bins = [f"{low}-{high - 1} px" if high < 10_000 else f">= {low} px" for low, high in SWEEP_BINS]
+    lines = [
+        f"{len(frames)} frames shrunk to {size[0]}x{size[1]}, {len(empty)} face-free; face sides in those pixels",
+        "",
+        f"| YuNet {parameter} | " + " | ".join(f"found, {b}" for b in bins) + " | FP per face-free frame |",
+        "|---:|" + "---:|" * (len(bins) + 1),
+    ]
+    for value in values:
+        if parameter == "score_threshold":
+            detector = YuNetDetector(score_threshold=value, threads=threads)
+        elif parameter == "min_side":  # the first try at this side (and no upscaled retry)
+            side = int(value)
+            detector = YuNetDetector(min_side=side, max_side=max(DETECT_SIDE, side), upscale_side=0, threads=threads)
+        else:
+            detector = YuNetDetector(upscale_side=int(value), threads=threads)
+        counts = [[0, 0] for _ in SWEEP_BINS]
+        for frame, image in zip(frames, images):
+            found = [grown(d, shrink) for d in detector.detect(image)]
+            matched, _ = match(frame, found)
+            for number, pasted in enumerate(frame.faces):
+                side = pasted.side / shrink
+                k = next(i for i, (low, high) in enumerate(SWEEP_BINS) if low <= side < high)
+                counts[k][0] += number in matched
+                counts[k][1] += 1
+        false_positives = sum(len(detector.detect(image)) for image in face_free)
+        cells = " | ".join(percent((hit, total)) for hit, total in counts)
+        lines.append(f"| {value:g} | {cells} | {false_positives / max(1, len(empty)):.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--data", type=Path, default=Path(".data/ferplus"), help="labelled faces; the test split is used"
     )
-    parser.add_argument("--model", default="ferplus8", help="shipped name, run folder or model.pt")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"shipped name, run folder or model.pt (default: {DEFAULT_MODEL})"
+    )
     parser.add_argument("--frames", type=int, default=300, help="frames with faces (1 to 5 each)")
     parser.add_argument("--empty", type=int, default=200, help="face-free frames, for false positives")
     parser.add_argument(
@@ -517,6 +586,14 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="also write the tables (.md) and figures (.json) here (a prefix)")
     parser.add_argument("--examples", type=Path, help="write a few frames with true and detected faces drawn")
+    parser.add_argument(
+        "--sweep",
+        help="score_threshold=0.4,0.5,0.6, min_side=192,640 (first try at that side) or upscale_side=0,640 "
+        "(the retry of small images that gave no face; 0: none): YuNet detection only, one table, then stop",
+    )
+    parser.add_argument(
+        "--shrink", type=float, default=1.0, help="with --sweep: shrink every frame by this factor (small photos)"
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -565,6 +642,16 @@ def main() -> None:
     )
     if args.examples:
         draw_examples(frames, args.examples, 12)
+    if args.sweep:
+        parameter, _, values = args.sweep.partition("=")
+        if parameter not in SWEPT or not values:
+            parser.error(f"--sweep takes one of {', '.join(SWEPT)}, =, then comma-separated values")
+        print(
+            detection_sweep(parameter, [float(v) for v in values.split(",")], frames, empty, args.shrink, args.threads)
+        )
+        return
+    if args.shrink != 1:
+        parser.error("--shrink works with --sweep only")
     names = [name.strip() for name in args.detectors.split(",")]
     started = time.perf_counter()
     timed = [frame for frame in frames if frame.faces][: args.time_frames]

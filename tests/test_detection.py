@@ -141,6 +141,20 @@ def test_decoding_against_faces_pasted_at_known_places(yunet: YuNetDetector, pho
         assert close_to(face.landmarks, landmarks, 15 * scale + 3), (x, y, scale)
 
 
+def test_a_small_photo_is_also_searched_upscaled_and_the_passes_merged(photo: np.ndarray) -> None:
+    """A 160x120 still with a 40 px face and an 8 px one: the 8 px face is found only on the
+    copy upscaled to 640 px; the 40 px face, found by both passes, is reported once."""
+    region = photo[100:360, 140:400]
+    still = np.clip(np.random.default_rng(0).normal(120, 12, (120, 160, 3)), 0, 255).astype(np.uint8)
+    still[30:70, 10:50] = cv2.resize(region, (40, 40), interpolation=cv2.INTER_AREA)
+    still[60:68, 110:118] = cv2.resize(region, (8, 8), interpolation=cv2.INTER_AREA)
+    [alone] = YuNetDetector(upscale_side=0).detect(still)
+    large, small = YuNetDetector().detect(still)
+    assert abs(large.box[0] + large.box[2] / 2 - 30) < 5 and abs(alone.box[0] + alone.box[2] / 2 - 30) < 5
+    x, y, w, h = small.box
+    assert abs(x + w / 2 - 114) < 3 and abs(y + h / 2 - 64) < 3 and w < 12
+
+
 def test_faces_from_tiny_images_to_full_frame_closeups(yunet: YuNetDetector, photo: np.ndarray) -> None:
     tight = photo[150:330, 170:360]  # the face fills the whole image: found on the retry with a border
     [face] = yunet.detect(tight)

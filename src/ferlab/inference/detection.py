@@ -9,8 +9,8 @@ stays available; `mediapipe` (BlazeFace, mediapipe==0.10.21, numpy<2) is optiona
 
 Detection runs on a copy scaled so that its longest side is at most `DETECT_SIDE` pixels
 (a 12-megapixel photo costs what a 640-pixel one does) and, for YuNet, at least
-`MIN_SIDE` pixels (a 48x48 crop is upscaled); boxes and landmarks are mapped back to the
-original image. docs/detection.md has the measured detection rates and times.
+`MIN_SIDE` pixels (a small photo or a 48x48 crop is upscaled); boxes and landmarks are mapped
+back to the original image. docs/detection.md has the measured detection rates and times.
 """
 
 from __future__ import annotations
@@ -30,6 +30,17 @@ from ferlab.models.manifest import file_sha256
 DETECT_SIDE = 640
 MIN_SIDE = 192
 """YuNet upscales smaller images to this longest side: a face needs about 20 px to be found."""
+
+UPSCALE_SIDE = DETECT_SIDE
+"""A small image is also searched scaled up to this longest side, and the two passes' faces
+merged: faces in small photos (film stills, thumbnails) are often under the 20 px YuNet needs.
+Not instead of the MIN_SIDE pass, because a face that fills a picture scaled that much is found
+with worse landmarks (`benchmarks/pipeline.py --shrink 4 --sweep upscale_side=0,640`)."""
+
+SCORE_THRESHOLD = 0.5
+"""YuNet's face score cut. Chosen on benchmarks/pipeline.py frames of seed 1 (reported on seed 0):
+against 0.6 it finds 3.3 points more faces of 40 px and larger, for 0.010 false positives per
+face-free frame instead of 0.002 (docs/detection.md, `benchmarks/pipeline.py --score-sweep`)."""
 
 YUNET_FILE = Path(__file__).resolve().parents[1] / "weights" / "detectors" / "face_detection_yunet_2026may.onnx"
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
@@ -63,12 +74,16 @@ class FaceDetector(Protocol):
         ...
 
 
+def _resized(rgb: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return rgb
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
 def _downscaled(rgb: np.ndarray, max_side: int = DETECT_SIDE) -> tuple[np.ndarray, float]:
     scale = min(1.0, max_side / max(rgb.shape[:2]))
-    if scale == 1.0:
-        return rgb, 1.0
-    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+    return _resized(rgb, scale), scale
 
 
 def _largest_first(faces: list[Face]) -> list[Face]:
@@ -146,11 +161,12 @@ class YuNetDetector:
 
     def __init__(
         self,
-        score_threshold: float = 0.6,
+        score_threshold: float = SCORE_THRESHOLD,
         iou_threshold: float = 0.3,
         max_side: int = DETECT_SIDE,
         min_side: int = MIN_SIDE,
         retry_scale: float = 0.6,
+        upscale_side: int = UPSCALE_SIDE,
         threads: int | None = None,
         model_path: Path | None = None,
     ) -> None:
@@ -178,6 +194,7 @@ class YuNetDetector:
         self.max_side = max_side
         self.min_side = min_side
         self.retry_scale = retry_scale
+        self.upscale_side = upscale_side
         self._blob = np.zeros((1, 3, 0, 0), np.float32)
 
     def _run(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
@@ -191,38 +208,49 @@ class YuNetDetector:
         outputs = dict(zip(self.output_names, self.session.run(self.output_names, {"input": blob})))
         return decode_yunet(outputs, padded_h, padded_w, self.score_threshold, self.iou_threshold)
 
+    def _scaled_run(
+        self, rgb: np.ndarray, offset: tuple[float, float], scale: float
+    ) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """Detections on `rgb`, which shows the original image scaled by `scale` and moved by
+        `offset`, mapped back to the original's pixels."""
+        shift = np.array(offset, float)
+        return [
+            (np.concatenate([(box[:2] - shift) / scale, box[2:] / scale]), score, (points - shift) / scale)
+            for box, score, points in self._run(rgb)
+        ]
+
     def detect(self, rgb: np.ndarray) -> list[Face]:
         height, width = rgb.shape[:2]
         if min(height, width) < 1:
             return []
         longest = max(height, width)
-        scale = min(self.max_side, max(self.min_side, longest)) / longest
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        work = (
-            rgb
-            if scale == 1.0
-            else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        )
-        found = self._run(work)
-        offset = np.zeros(2)
+        first_scale = min(self.max_side, max(self.min_side, longest)) / longest
+        work = _resized(rgb, first_scale)
+        found = self._scaled_run(work, (0, 0), first_scale)
         if not found and self.retry_scale < 1:
             # Same canvas size, the picture shrunk into its centre: a face filling the frame gets context.
+            size = (work.shape[1], work.shape[0])
             inner = (max(1, round(size[0] * self.retry_scale)), max(1, round(size[1] * self.retry_scale)))
             canvas = np.full((size[1], size[0], 3), 127, np.uint8)
             x0, y0 = (size[0] - inner[0]) // 2, (size[1] - inner[1]) // 2
             canvas[y0 : y0 + inner[1], x0 : x0 + inner[0]] = cv2.resize(work, inner, interpolation=cv2.INTER_AREA)
-            found = self._run(canvas)
-            offset = np.array([x0, y0], float)
-            scale *= inner[0] / size[0]
+            found = self._scaled_run(canvas, (x0, y0), first_scale * inner[0] / size[0])
+        if longest * first_scale < self.upscale_side:
+            # A small photo: faces under YuNet's 20 px are found on a larger copy. Where both
+            # passes found a face, the higher score wins (a close-up scores higher on the border).
+            scale = self.upscale_side / longest
+            found += self._scaled_run(_resized(rgb, scale), (0, 0), scale)
+            if found:
+                boxes, scores = np.array([box for box, _, _ in found]), np.array([score for _, score, _ in found])
+                found = [found[i] for i in nms(boxes, scores, self.iou_threshold)]
         faces = []
         for box, score, points in found:
-            x, y = (box[:2] - offset) / scale
-            w, h = box[2:] / scale
+            x, y, w, h = box
             x0, y0 = max(0.0, x), max(0.0, y)
             w, h = min(width, x + w) - x0, min(height, y + h) - y0
             if w < 2 or h < 2:
                 continue
-            landmarks = tuple((float(px), float(py)) for px, py in (points - offset) / scale)
+            landmarks = tuple((float(px), float(py)) for px, py in points)
             faces.append(
                 Face(
                     _int_box(x0, y0, w, h),
