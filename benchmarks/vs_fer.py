@@ -33,8 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from ferlab.models.shipped import DEFAULT_MODEL
-
 HERE = Path(__file__).resolve()
 FRAME = (480, 640)
 
@@ -185,6 +183,8 @@ def fer_python(requested: str | None) -> str | None:
 
 
 def main() -> int:
+    from ferlab.models.shipped import DEFAULT_MODEL  # here: the fer worker runs where ferlab is not installed
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", default=".data/ferplus")
