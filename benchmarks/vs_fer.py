@@ -183,25 +183,27 @@ def fer_python(requested: str | None) -> str | None:
 
 
 def main() -> int:
-    from ferlab.models.shipped import DEFAULT_MODEL  # here: the fer worker runs where ferlab is not installed
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", default=".data/ferplus")
     parser.add_argument(
-        "--model", action="append", help=f"a ferlab model (shipped name or path; repeatable; default: {DEFAULT_MODEL})"
+        "--model",
+        action="append",
+        help="a ferlab model (shipped name or path; repeatable; default: the shipped default)",
     )
     parser.add_argument("--fer-python", help="a Python interpreter that can import fer (default: this one, if it can)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", choices=("ferlab", "fer"), help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.model = args.model or [DEFAULT_MODEL]
-    if args.worker:
+    if args.worker:  # the fer worker runs in fer's environment, without ferlab: no ferlab import on its way
         args.model = args.model[-1]
         worker = ferlab_worker if args.worker == "ferlab" else fer_worker
         print(json.dumps(worker(args, args.spawned)))
         return 0
+    from ferlab.models.shipped import DEFAULT_MODEL
+
+    args.model = args.model or [DEFAULT_MODEL]
     if "fer" in args.model or len(set(args.model)) < len(args.model):
         parser.error("--model: each ferlab model once, and none called 'fer' (that column is the fer package)")
 
