@@ -45,7 +45,7 @@ def to_frame(values: np.ndarray) -> np.ndarray:
 
 
 def measure(files: list[Path]) -> dict[str, object]:
-    yunet, haar = YuNetDetector(score_threshold=0.5), HaarDetector()
+    yunet, haar = YuNetDetector(score_threshold=0.5, upscale_side=0), HaarDetector()  # one pass, as measured
     landmarks, yunet_boxes, haar_boxes = [], [], []
     started = time.perf_counter()
     for path in files:

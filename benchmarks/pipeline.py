@@ -29,9 +29,9 @@ run (fastest of 3 runs per frame, median over `--time-frames` frames).
     python benchmarks/pipeline.py --frames 300 --empty 300 --seed 2 --shrink 4 --sweep upscale_side=0,480,640
 
 `--sweep` only detects, with YuNet at each value of one setting, and prints faces found by
-size and false positives: how ferlab's score threshold and its upscaling of small images
-were chosen (on seeds 1 and 2; the tables report seed 0). `--shrink 4` makes the frames
-160x120, small photos such as film stills.
+size, false positives and the median detection time per frame: how ferlab's score threshold
+and its second pass on small images were chosen (on seeds 1 and 2; the tables report seed 0).
+`--shrink 4` makes the frames 160x120, small photos such as film stills.
 
 A detection finds a face when its centre lies on the face and its size is within a factor
 of 3 of the face's; each face is found at most once; every other detection is a false
@@ -524,8 +524,8 @@ def grown(detection: Face, factor: float) -> Face:
 def detection_sweep(
     parameter: str, values: list[float], frames: list[Frame], empty: list[Frame], shrink: float, threads: int | None
 ) -> str:
-    """Faces found by size and false positives for YuNet with `parameter` (score_threshold or
-    min_side) at each value, on the frames shrunk by `shrink` (small photos: 4 gives 160x120)."""
+    """Faces found by size, false positives and detection time for YuNet with `parameter` (one of
+    SWEPT) at each value, on the frames shrunk by `shrink` (small photos: 4 gives 160x120)."""
     size = (round(WIDTH / shrink), round(HEIGHT / shrink))
 
     def shrunk(frame: Frame) -> np.ndarray:
@@ -536,29 +536,38 @@ def detection_sweep(
     lines = [
         f"{len(frames)} frames shrunk to {size[0]}x{size[1]}, {len(empty)} face-free; face sides in those pixels",
         "",
-        f"| YuNet {parameter} | " + " | ".join(f"found, {b}" for b in bins) + " | FP per face-free frame |",
-        "|---:|" + "---:|" * (len(bins) + 1),
+        f"| YuNet {parameter} | "
+        + " | ".join(f"found, {b}" for b in bins)
+        + " | FP per face-free frame | FP per face frame | ms per frame (median) |",
+        "|---:|" + "---:|" * (len(bins) + 3),
     ]
     for value in values:
         if parameter == "score_threshold":
             detector = YuNetDetector(score_threshold=value, threads=threads)
-        elif parameter == "min_side":  # the first try at this side (and no upscaled retry)
+        elif parameter == "min_side":  # one pass at this side (no upscaled second pass)
             side = int(value)
             detector = YuNetDetector(min_side=side, max_side=max(DETECT_SIDE, side), upscale_side=0, threads=threads)
-        else:
+        else:  # the second pass of small images at this side (0: none), merged with the first
             detector = YuNetDetector(upscale_side=int(value), threads=threads)
         counts = [[0, 0] for _ in SWEEP_BINS]
+        face_frame_fp, times = 0, []
         for frame, image in zip(frames, images):
-            found = [grown(d, shrink) for d in detector.detect(image)]
-            matched, _ = match(frame, found)
+            started = time.perf_counter()
+            detections = detector.detect(image)
+            times.append(time.perf_counter() - started)
+            matched, false_positives = match(frame, [grown(d, shrink) for d in detections])
+            face_frame_fp += false_positives
             for number, pasted in enumerate(frame.faces):
                 side = pasted.side / shrink
                 k = next(i for i, (low, high) in enumerate(SWEEP_BINS) if low <= side < high)
                 counts[k][0] += number in matched
                 counts[k][1] += 1
-        false_positives = sum(len(detector.detect(image)) for image in face_free)
+        empty_fp = sum(len(detector.detect(image)) for image in face_free)
         cells = " | ".join(percent((hit, total)) for hit, total in counts)
-        lines.append(f"| {value:g} | {cells} | {false_positives / max(1, len(empty)):.3f} |")
+        lines.append(
+            f"| {value:g} | {cells} | {empty_fp / max(1, len(empty)):.3f} | "
+            f"{face_frame_fp / max(1, len(frames)):.3f} | {1000 * statistics.median(times):.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -588,8 +597,8 @@ def main() -> None:
     parser.add_argument("--examples", type=Path, help="write a few frames with true and detected faces drawn")
     parser.add_argument(
         "--sweep",
-        help="score_threshold=0.4,0.5,0.6, min_side=192,640 (first try at that side) or upscale_side=0,640 "
-        "(the retry of small images that gave no face; 0: none): YuNet detection only, one table, then stop",
+        help="score_threshold=0.4,0.5,0.6, min_side=192,640 (one pass at that side) or upscale_side=0,640 "
+        "(the second pass of small images, merged with the first; 0: none): YuNet detection only, one table",
     )
     parser.add_argument(
         "--shrink", type=float, default=1.0, help="with --sweep: shrink every frame by this factor (small photos)"

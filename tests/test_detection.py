@@ -159,6 +159,10 @@ def test_faces_from_tiny_images_to_full_frame_closeups(yunet: YuNetDetector, pho
     tight = photo[150:330, 170:360]  # the face fills the whole image: found on the retry with a border
     [face] = yunet.detect(tight)
     assert close_to(face.landmarks, KNOWN_LANDMARKS - (170, 150), 15)
+    # The upscaled second pass finds the same face filling its whole input, with a lower score and
+    # landmarks more than 15 px off; the merge keeps the bordered retry's.
+    [alone] = YuNetDetector(upscale_side=0).detect(tight)
+    assert face.landmarks == alone.landmarks
     small = cv2.resize(tight, (48, 48), interpolation=cv2.INTER_AREA)  # a FER-sized crop: upscaled first
     [face] = yunet.detect(small)
     assert close_to(face.landmarks, (KNOWN_LANDMARKS - (170, 150)) * 48 / np.array([190, 180]), 4)

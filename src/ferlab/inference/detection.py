@@ -9,8 +9,9 @@ stays available; `mediapipe` (BlazeFace, mediapipe==0.10.21, numpy<2) is optiona
 
 Detection runs on a copy scaled so that its longest side is at most `DETECT_SIDE` pixels
 (a 12-megapixel photo costs what a 640-pixel one does) and, for YuNet, at least
-`MIN_SIDE` pixels (a small photo or a 48x48 crop is upscaled); boxes and landmarks are mapped
-back to the original image. docs/detection.md has the measured detection rates and times.
+`MIN_SIDE` pixels (a 48x48 crop is upscaled); a small image is searched a second time scaled
+up to `UPSCALE_SIDE`. Boxes and landmarks are mapped back to the original image.
+docs/detection.md has the measured detection rates and times.
 """
 
 from __future__ import annotations
@@ -31,16 +32,21 @@ DETECT_SIDE = 640
 MIN_SIDE = 192
 """YuNet upscales smaller images to this longest side: a face needs about 20 px to be found."""
 
-UPSCALE_SIDE = DETECT_SIDE
-"""A small image is also searched scaled up to this longest side, and the two passes' faces
-merged: faces in small photos (film stills, thumbnails) are often under the 20 px YuNet needs.
-Not instead of the MIN_SIDE pass, because a face that fills a picture scaled that much is found
-with worse landmarks (`benchmarks/pipeline.py --shrink 4 --sweep upscale_side=0,640`)."""
-
 SCORE_THRESHOLD = 0.5
 """YuNet's face score cut. Chosen on benchmarks/pipeline.py frames of seed 1 (reported on seed 0):
 against 0.6 it finds 3.3 points more faces of 40 px and larger, for 0.010 false positives per
-face-free frame instead of 0.002 (docs/detection.md, `benchmarks/pipeline.py --score-sweep`)."""
+face-free frame instead of 0.002 (docs/detection.md, `benchmarks/pipeline.py --sweep score_threshold=...`)."""
+
+UPSCALE_SIDE = DETECT_SIDE
+"""A small image is also searched scaled up to this longest side, and the two passes' faces
+merged: faces in small photos (film stills, thumbnails) are often under the 20 px YuNet needs
+(`benchmarks/pipeline.py --shrink 4 --sweep upscale_side=0,640`). Not instead of the MIN_SIDE
+pass: a close-up scaled that much fills the network's input and scores lower, with worse
+landmarks, than on the bordered retry (tests/test_detection.py, the close-up test)."""
+
+UPSCALE_GAIN = 1.5
+"""The second pass runs only where it shows the image's faces at least this much larger than the
+first pass did (images up to 426 px, with the defaults); below that it costs time and finds little."""
 
 YUNET_FILE = Path(__file__).resolve().parents[1] / "weights" / "detectors" / "face_detection_yunet_2026may.onnx"
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
@@ -153,7 +159,9 @@ class YuNetDetector:
     The input is scaled to a longest side between `min_side` and `max_side` and padded to
     multiples of 32 (the network needs them). When nothing is found the image is tried once
     more shrunk to `retry_scale` of its size on a gray border: a face that fills the whole
-    picture (a face crop, a close-up) is found then. One instance is not thread-safe (it
+    picture (a face crop, a close-up) is found then. A small image is also searched scaled up
+    to `upscale_side` (0: never), for faces too small for the first pass; the faces of both
+    passes are merged by non-maximum suppression. One instance is not thread-safe (it
     reuses its input buffer); `Predictor` serialises calls with a lock.
     """
 
@@ -235,11 +243,11 @@ class YuNetDetector:
             x0, y0 = (size[0] - inner[0]) // 2, (size[1] - inner[1]) // 2
             canvas[y0 : y0 + inner[1], x0 : x0 + inner[0]] = cv2.resize(work, inner, interpolation=cv2.INTER_AREA)
             found = self._scaled_run(canvas, (x0, y0), first_scale * inner[0] / size[0])
-        if longest * first_scale < self.upscale_side:
+        upscaled = self.upscale_side / longest
+        if upscaled > 1 and upscaled >= UPSCALE_GAIN * first_scale:
             # A small photo: faces under YuNet's 20 px are found on a larger copy. Where both
             # passes found a face, the higher score wins (a close-up scores higher on the border).
-            scale = self.upscale_side / longest
-            found += self._scaled_run(_resized(rgb, scale), (0, 0), scale)
+            found += self._scaled_run(_resized(rgb, upscaled), (0, 0), upscaled)
             if found:
                 boxes, scores = np.array([box for box, _, _ in found]), np.array([score for _, score, _ in found])
                 found = [found[i] for i in nms(boxes, scores, self.iou_threshold)]
