@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def test_vs_fer_fer_worker_does_not_import_ferlab() -> None:
     """vs_fer.py's fer worker runs the same file in fer's own environment, where ferlab is not
     installed: nothing on its way may import ferlab, or the fer column fails. Here, with ferlab
-    blocked, it must get as far as importing fer (absent from ferlab's environment)."""
+    blocked, it may fail on fer or on the data, never on ferlab."""
     script = ROOT / "benchmarks" / "vs_fer.py"
     worker = [str(script), "--worker", "fer", "--model", "m", "--data", str(ROOT), "--spawned", "0"]
     done = subprocess.run([sys.executable, "-c", BLOCK_FERLAB, *worker], check=False, capture_output=True, text=True)
-    assert "import of ferlab halted" not in done.stderr, done.stderr
-    assert done.returncode == 0 or "No module named 'fer'" in done.stderr, done.stderr
+    assert not re.search(r"import of ferlab halted|No module named 'ferlab", done.stderr), done.stderr

@@ -147,6 +147,7 @@ class Predictor:
         `cuda` runs the network on a GPU (ONNX Runtime's CUDA provider, else torch)."""
         self.prior_strength = prior_strength(prior)
         check_choices(backend, precision)
+        chosen_tta = None if tta is None else check_tta(tta)
         check_device(device)
         self._bundle: ModelBundle | None = None
         self.source: Path | None = None
@@ -183,7 +184,7 @@ class Predictor:
         self.uncertain_below = uncertain_below
         self.margin = margin
         self.align = align
-        self.tta: TTA = served_tta(recorded_tta) if tta is None else check_tta(tta)
+        self.tta: TTA = served_tta(recorded_tta) if chosen_tta is None else chosen_tta
 
     @property
     def bundle(self) -> ModelBundle:
