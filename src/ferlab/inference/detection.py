@@ -217,11 +217,13 @@ class YuNetDetector:
         return decode_yunet(outputs, padded_h, padded_w, self.score_threshold, self.iou_threshold)
 
     def _scaled_run(
-        self, rgb: np.ndarray, offset: tuple[float, float], scale: float
+        self, rgb: np.ndarray, offset: tuple[float, float], shown: tuple[int, int], original: tuple[int, int]
     ) -> list[tuple[np.ndarray, float, np.ndarray]]:
-        """Detections on `rgb`, which shows the original image scaled by `scale` and moved by
-        `offset`, mapped back to the original's pixels."""
+        """Detections on `rgb`, which shows the original image (width, height) at size `shown`,
+        moved by `offset`, mapped back to the original's pixels (each axis by its own scale,
+        which rounding makes differ on thin images)."""
         shift = np.array(offset, float)
+        scale = np.array(shown, float) / np.array(original, float)
         return [
             (np.concatenate([(box[:2] - shift) / scale, box[2:] / scale]), score, (points - shift) / scale)
             for box, score, points in self._run(rgb)
@@ -231,23 +233,25 @@ class YuNetDetector:
         height, width = rgb.shape[:2]
         if min(height, width) < 1:
             return []
+        original = (width, height)
         longest = max(height, width)
         first_scale = min(self.max_side, max(self.min_side, longest)) / longest
         work = _resized(rgb, first_scale)
-        found = self._scaled_run(work, (0, 0), first_scale)
+        size = (work.shape[1], work.shape[0])
+        found = self._scaled_run(work, (0, 0), size, original)
         if not found and self.retry_scale < 1:
             # Same canvas size, the picture shrunk into its centre: a face filling the frame gets context.
-            size = (work.shape[1], work.shape[0])
             inner = (max(1, round(size[0] * self.retry_scale)), max(1, round(size[1] * self.retry_scale)))
             canvas = np.full((size[1], size[0], 3), 127, np.uint8)
             x0, y0 = (size[0] - inner[0]) // 2, (size[1] - inner[1]) // 2
             canvas[y0 : y0 + inner[1], x0 : x0 + inner[0]] = cv2.resize(work, inner, interpolation=cv2.INTER_AREA)
-            found = self._scaled_run(canvas, (x0, y0), first_scale * inner[0] / size[0])
+            found = self._scaled_run(canvas, (x0, y0), inner, original)
         upscaled = self.upscale_side / longest
         if upscaled > 1 and upscaled >= UPSCALE_GAIN * first_scale:
             # A small photo: faces under YuNet's 20 px are found on a larger copy. Where both
             # passes found a face, the higher score wins (a close-up scores higher on the border).
-            found += self._scaled_run(_resized(rgb, upscaled), (0, 0), upscaled)
+            large = _resized(rgb, upscaled)
+            found += self._scaled_run(large, (0, 0), (large.shape[1], large.shape[0]), original)
             if found:
                 boxes, scores = np.array([box for box, _, _ in found]), np.array([score for _, score, _ in found])
                 found = [found[i] for i in nms(boxes, scores, self.iou_threshold)]
