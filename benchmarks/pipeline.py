@@ -31,7 +31,9 @@ run (fastest of 3 runs per frame, median over `--time-frames` frames).
 `--sweep` only detects, with YuNet at each value of one setting, and prints faces found by
 size, false positives and the median detection time per frame: how ferlab's score threshold
 and its second pass on small images were chosen (on seeds 1 and 2; the tables report seed 0).
-`--shrink 4` makes the frames 160x120, small photos such as film stills.
+`--shrink 4` makes the frames 160x120, small photos such as film stills (faces 6 to 100 px),
+for the sweep and for the whole pipeline; `--detectors yunet,yunet-one-pass` then shows what
+YuNet's second pass on small images adds.
 
 A detection finds a face when its centre lies on the face and its size is within a factor
 of 3 of the face's; each face is found at most once; every other detection is a false
@@ -46,7 +48,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -72,7 +74,7 @@ from ferlab.models.shipped import DEFAULT_MODEL
 
 WIDTH, HEIGHT = 640, 480
 MIN_SIDE, MAX_SIDE = 24, 400
-SIZE_BINS = ((24, 40), (40, 80), (80, 160), (160, 401))
+SIZE_BINS = ((0, 24), (24, 40), (40, 80), (80, 160), (160, 401))  # the first for --shrink
 METHODS = {"yunet": ("aligned", "box"), "haar": ("box", "margin"), "mediapipe": ("aligned", "box")}
 
 
@@ -297,10 +299,13 @@ def size_bin(side: float) -> str:
 
 
 def make_detector(name: str, threads: int | None) -> FaceDetector:
-    """A detector by name (`yunet-960`: YuNet on the frame scaled to a 960-pixel longest side),
-    YuNet's with the benchmark's thread count."""
+    """A detector by name (`yunet-960`: YuNet on the frame scaled to a 960-pixel longest side;
+    `yunet-one-pass`: without the second, upscaled pass on small images), YuNet's with the
+    benchmark's thread count."""
     if name == "yunet":
         return YuNetDetector(threads=threads)
+    if name == "yunet-one-pass":
+        return YuNetDetector(upscale_side=0, threads=threads)
     if name == "yunet-960":
         return YuNet960Detector(threads=threads)
     return create_detector(name)
@@ -428,9 +433,10 @@ def percent(pair: tuple[int, int]) -> str:
 
 
 def report(results: list[dict[str, object]], args: argparse.Namespace, n_frames: int, n_faces: int) -> str:
+    size = f"{round(WIDTH / args.shrink)}x{round(HEIGHT / args.shrink)}"
     lines = [
         (
-            f"{n_frames} frames of {WIDTH}x{HEIGHT} with {n_faces} faces, {args.empty} face-free frames, "
+            f"{n_frames} frames of {size} with {n_faces} faces, {args.empty} face-free frames, "
             f"model `{args.model}`, data `{args.data}` (test split), seed {args.seed}, detection threads "
             f"{args.threads or 'default'}."
         ),
@@ -515,26 +521,24 @@ SWEEP_BINS = ((0, 12), (12, 20), (20, 40), (40, 10_000))
 SWEPT = ("score_threshold", "min_side", "upscale_side")
 
 
-def grown(detection: Face, factor: float) -> Face:
-    """A detection on a shrunk frame, in the full frame's pixels (for `match`)."""
-    x, y, w, h = (round(v * factor) for v in detection.box)
-    return Face((x, y, w, h), detection.score)
+def shrunk(frame: Frame, factor: float) -> Frame:
+    """The frame scaled down by `factor`, its faces' sizes and paste transforms with it (small photos)."""
+    height, width = frame.image.shape[:2]
+    size = (round(width / factor), round(height / factor))
+    image = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+    scale = np.array([[size[0] / width], [size[1] / height]])
+    return Frame(image, [replace(p, side=p.side / factor, matrix=p.matrix * scale) for p in frame.faces])
 
 
 def detection_sweep(
-    parameter: str, values: list[float], frames: list[Frame], empty: list[Frame], shrink: float, threads: int | None
+    parameter: str, values: list[float], frames: list[Frame], empty: list[Frame], threads: int | None
 ) -> str:
     """Faces found by size, false positives and detection time for YuNet with `parameter` (one of
-    SWEPT) at each value, on the frames shrunk by `shrink` (small photos: 4 gives 160x120)."""
-    size = (round(WIDTH / shrink), round(HEIGHT / shrink))
-
-    def shrunk(frame: Frame) -> np.ndarray:
-        return frame.image if shrink == 1 else cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
-
-    images, face_free = [shrunk(frame) for frame in frames], [shrunk(frame) for frame in empty]
+    SWEPT) at each value."""
+    height, width = frames[0].image.shape[:2]
     bins = [f"{low}-{high - 1} px" if high < 10_000 else f">= {low} px" for low, high in SWEEP_BINS]
     lines = [
-        f"{len(frames)} frames shrunk to {size[0]}x{size[1]}, {len(empty)} face-free; face sides in those pixels",
+        f"{len(frames)} frames of {width}x{height}, {len(empty)} face-free; face sides in those pixels",
         "",
         f"| YuNet {parameter} | "
         + " | ".join(f"found, {b}" for b in bins)
@@ -551,18 +555,18 @@ def detection_sweep(
             detector = YuNetDetector(upscale_side=int(value), threads=threads)
         counts = [[0, 0] for _ in SWEEP_BINS]
         face_frame_fp, times = 0, []
-        for frame, image in zip(frames, images):
+        for frame in frames:
             started = time.perf_counter()
-            detections = detector.detect(image)
+            detections = detector.detect(frame.image)
             times.append(time.perf_counter() - started)
-            matched, false_positives = match(frame, [grown(d, shrink) for d in detections])
+            matched, false_positives = match(frame, detections)
             face_frame_fp += false_positives
             for number, pasted in enumerate(frame.faces):
-                side = pasted.side / shrink
+                side = pasted.side
                 k = next(i for i, (low, high) in enumerate(SWEEP_BINS) if low <= side < high)
                 counts[k][0] += number in matched
                 counts[k][1] += 1
-        empty_fp = sum(len(detector.detect(image)) for image in face_free)
+        empty_fp = sum(len(detector.detect(frame.image)) for frame in empty)
         cells = " | ".join(percent((hit, total)) for hit, total in counts)
         lines.append(
             f"| {value:g} | {cells} | {empty_fp / max(1, len(empty)):.3f} | "
@@ -601,7 +605,7 @@ def main() -> None:
         "(the second pass of small images, merged with the first; 0: none): YuNet detection only, one table",
     )
     parser.add_argument(
-        "--shrink", type=float, default=1.0, help="with --sweep: shrink every frame by this factor (small photos)"
+        "--shrink", type=float, default=1.0, help="shrink every frame by this factor (small photos: 4 gives 160x120)"
     )
     args = parser.parse_args()
 
@@ -638,6 +642,8 @@ def main() -> None:
         frames.append(make_frame(test.images, list(picks[start : start + count]), rng))
         start += count
     empty = [Frame(degrade(background(rng), rng)[0]) for _ in range(args.empty)]
+    if args.shrink != 1:
+        frames, empty = [shrunk(f, args.shrink) for f in frames], [shrunk(f, args.shrink) for f in empty]
     n_faces = sum(len(f.faces) for f in frames)
     truth_correct = [
         classify(np.stack([truth_crop(f.image, p, spec.input_size, spec.in_channels) for p in f.faces]))
@@ -655,12 +661,8 @@ def main() -> None:
         parameter, _, values = args.sweep.partition("=")
         if parameter not in SWEPT or not values:
             parser.error(f"--sweep takes one of {', '.join(SWEPT)}, =, then comma-separated values")
-        print(
-            detection_sweep(parameter, [float(v) for v in values.split(",")], frames, empty, args.shrink, args.threads)
-        )
+        print(detection_sweep(parameter, [float(v) for v in values.split(",")], frames, empty, args.threads))
         return
-    if args.shrink != 1:
-        parser.error("--shrink works with --sweep only")
     names = [name.strip() for name in args.detectors.split(",")]
     started = time.perf_counter()
     timed = [frame for frame in frames if frame.faces][: args.time_frames]

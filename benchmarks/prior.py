@@ -1,6 +1,7 @@
 """What rebalancing by the training class prior does, at strengths from 0 (as trained) to 1 (uniform).
 
     python benchmarks/prior.py ferplus8 ferplus8-blend ferplus8-robust ferplus8-robust-40 --json docs/figures/prior.json
+    python benchmarks/prior.py ferplus8-robust-40+ferplus8 ferplus8-robust-40+ferplus8-blend   # ensembles
 
 For each model and strength (`predict --prior STRENGTH`): accuracy and macro-F1 on the whole
 test split (FER+'s own class mix, 32 % neutral), and per-class recall with its mean, the
@@ -8,7 +9,8 @@ balanced accuracy (what a class-balanced test set would score, in expectation). 
 subsample of benchmarks/robustness.py estimates the same recalls from 15 faces a class; here
 every test face counts, so a recall is uncertain by the rarer classes' counts only (FER+ test:
 16 disgust, 86 fear and 15 contempt faces; the script prints the counts). fp32 ONNX Runtime,
-as the model cards.
+as the model cards. `A+B` averages the models' probabilities, each rebalanced at the strength
+(as benchmarks/robustness.py does).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="shipped name, run folder or model.pt")
+    parser.add_argument("models", nargs="+", help="shipped name, run folder or model.pt; A+B for an ensemble")
     parser.add_argument("--data", default=".data/ferplus", help="FER+ folder (its test split is scored)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--json", type=Path, help="write every figure here")
@@ -48,11 +50,13 @@ def main() -> int:
     print("| model | prior strength | accuracy % | macro-F1 | balanced accuracy % | " + " | ".join(classes) + " |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(classes))
     figures = []
+    models = {reference: ScoredModel(reference, classes) for spec in args.models for reference in spec.split("+")}
+    logits = {reference: model.logits(dataset.images) for reference, model in models.items()}
     for reference in args.models:
-        model = ScoredModel(reference, classes)
-        logits = model.logits(dataset.images)
+        members = reference.split("+")
         for strength in STRENGTHS:
-            predicted = model.probabilities(logits, prior_strength=strength).argmax(1)
+            probabilities = [models[m].probabilities(logits[m], prior_strength=strength) for m in members]
+            predicted = np.mean(probabilities, axis=0).argmax(1)
             recall = per_class_recall(labels, predicted, len(classes))
             row = {
                 "model": reference,
