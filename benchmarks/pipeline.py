@@ -19,7 +19,7 @@ classify for each crop method:
 Next to it, on the same faces: `GT crop`, the same degraded frame pixels cropped by the
 exact inverse of the paste (scale, position and rotation undone: what a perfect detector
 and aligner would give), and `clean`, the original 48x48 test image. Detection plus cropping
-is timed per 640x480 frame with faces, the detectors interleaved frame by frame in the same
+is timed per frame with faces, the detectors interleaved frame by frame in the same
 run (fastest of 3 runs per frame, median over `--time-frames` frames).
 
     python benchmarks/pipeline.py --data .data/ferplus --frames 300 --empty 200
@@ -74,7 +74,7 @@ from ferlab.models.shipped import DEFAULT_MODEL
 
 WIDTH, HEIGHT = 640, 480
 MIN_SIDE, MAX_SIDE = 24, 400
-SIZE_BINS = ((0, 24), (24, 40), (40, 80), (80, 160), (160, 401))  # the first for --shrink
+SIZE_BINS = ((0, 12), (12, 24), (24, 40), (40, 80), (80, 160), (160, 401))  # under 24 px: --shrink only
 METHODS = {"yunet": ("aligned", "box"), "haar": ("box", "margin"), "mediapipe": ("aligned", "box")}
 
 
@@ -218,8 +218,9 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bo
     return out, blur, jpeg
 
 
-def make_frame(faces: np.ndarray, picks: list[int], rng: np.random.Generator) -> Frame:
-    """A frame with the picked faces at random non-overlapping places (sizes shrink until they fit)."""
+def make_frame(faces: np.ndarray, picks: list[int], rng: np.random.Generator, shrink: float = 1.0) -> Frame:
+    """A frame with the picked faces at random non-overlapping places (sizes shrink until they fit),
+    scaled down by `shrink`, then degraded."""
     frame = Frame(background(rng))
     placed: list[tuple[float, float, float]] = []  # centre x, centre y, radius
     for index in picks:
@@ -241,10 +242,31 @@ def make_frame(faces: np.ndarray, picks: list[int], rng: np.random.Generator) ->
         tint = _tint(rng)
         matrix = paste(frame.image, faces[index][:, :, 0], side, angle, (cx, cy), tint)
         frame.faces.append(Pasted(index, side, angle, matrix, float(tint[0])))
+    return degraded(shrunk(frame, shrink), rng)
+
+
+def face_free_frame(rng: np.random.Generator, shrink: float = 1.0) -> Frame:
+    return degraded(shrunk(Frame(background(rng)), shrink), rng)
+
+
+def degraded(frame: Frame, rng: np.random.Generator) -> Frame:
+    """The frame under `degrade`, at its final size (a small photo is blurred and compressed as small)."""
     frame.image, blur, jpeg = degrade(frame.image, rng)
     for pasted in frame.faces:
         pasted.blur, pasted.jpeg = blur, jpeg
     return frame
+
+
+def shrunk(frame: Frame, factor: float) -> Frame:
+    """The frame scaled down by `factor`, its faces' sizes and paste transforms with it (small photos)."""
+    if factor == 1:
+        return frame
+    height, width = frame.image.shape[:2]
+    size = (round(width / factor), round(height / factor))
+    image = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+    scale = np.array([[size[0] / width], [size[1] / height]])
+    side_scale = math.sqrt(scale[0, 0] * scale[1, 0])
+    return Frame(image, [replace(p, side=p.side * side_scale, matrix=p.matrix * scale) for p in frame.faces])
 
 
 # --- matching and cropping -------------------------------------------------------------------
@@ -434,23 +456,24 @@ def percent(pair: tuple[int, int]) -> str:
 
 def report(results: list[dict[str, object]], args: argparse.Namespace, n_frames: int, n_faces: int) -> str:
     size = f"{round(WIDTH / args.shrink)}x{round(HEIGHT / args.shrink)}"
+    bins = [b for b in SIZE_BINS if any(r["by_size"][size_bin(b[0])][1] for r in results)]  # type: ignore[index]
     lines = [
         (
             f"{n_frames} frames of {size} with {n_faces} faces, {args.empty} face-free frames, "
             f"model `{args.model}`, data `{args.data}` (test split), seed {args.seed}, detection threads "
-            f"{args.threads or 'default'}."
+            f"{args.threads or 'default'}; face sizes in those frames' pixels."
         ),
         "",
         "| detector | faces found | found, >= 40 px | "
-        + " | ".join(f"found, {size_bin(low)} px" for low, _ in SIZE_BINS)
+        + " | ".join(f"found, {size_bin(low)} px" for low, _ in bins)
         + (
             " | FP per face-free frame | face-free frames with a FP | FP per face frame"
             " | detect + crop, ms per frame: median (p90) |"
         ),
-        "|---|---:|---:|" + "---:|" * len(SIZE_BINS) + "---:|---:|---:|---:|",
+        "|---|---:|---:|" + "---:|" * len(bins) + "---:|---:|---:|---:|",
     ]
     for r in results:
-        sizes = " | ".join(percent(r["by_size"][size_bin(low)]) for low, _ in SIZE_BINS)  # type: ignore[index]
+        sizes = " | ".join(percent(r["by_size"][size_bin(low)]) for low, _ in bins)  # type: ignore[index]
         fp = r["fp_per_empty_frame"]
         lines.append(
             f"| {r['detector']} | {percent((r['found'], r['faces']))} | {percent(r['found_40_plus'])} | {sizes} | "  # type: ignore[arg-type]
@@ -519,15 +542,6 @@ def draw_examples(frames: list[Frame], folder: Path, count: int) -> None:
 
 SWEEP_BINS = ((0, 12), (12, 20), (20, 40), (40, 10_000))
 SWEPT = ("score_threshold", "min_side", "upscale_side")
-
-
-def shrunk(frame: Frame, factor: float) -> Frame:
-    """The frame scaled down by `factor`, its faces' sizes and paste transforms with it (small photos)."""
-    height, width = frame.image.shape[:2]
-    size = (round(width / factor), round(height / factor))
-    image = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
-    scale = np.array([[size[0] / width], [size[1] / height]])
-    return Frame(image, [replace(p, side=p.side / factor, matrix=p.matrix * scale) for p in frame.faces])
 
 
 def detection_sweep(
@@ -608,6 +622,8 @@ def main() -> None:
         "--shrink", type=float, default=1.0, help="shrink every frame by this factor (small photos: 4 gives 160x120)"
     )
     args = parser.parse_args()
+    if args.shrink < 1:
+        parser.error("--shrink must be at least 1 (it scales frames down)")
 
     if args.threads:
         cv2.setNumThreads(args.threads)
@@ -639,11 +655,9 @@ def main() -> None:
     started = time.perf_counter()
     frames, start = [], 0
     for count in counts:
-        frames.append(make_frame(test.images, list(picks[start : start + count]), rng))
+        frames.append(make_frame(test.images, list(picks[start : start + count]), rng, args.shrink))
         start += count
-    empty = [Frame(degrade(background(rng), rng)[0]) for _ in range(args.empty)]
-    if args.shrink != 1:
-        frames, empty = [shrunk(f, args.shrink) for f in frames], [shrunk(f, args.shrink) for f in empty]
+    empty = [face_free_frame(rng, args.shrink) for _ in range(args.empty)]
     n_faces = sum(len(f.faces) for f in frames)
     truth_correct = [
         classify(np.stack([truth_crop(f.image, p, spec.input_size, spec.in_channels) for p in f.faces]))
