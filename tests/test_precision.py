@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from ferlab.cli.main import app
 from ferlab.errors import FerlabError
-from ferlab.inference.engine import LogitEngine, onnx_cache_dir
+from ferlab.inference.engine import TTA, VIEW_COUNT, LogitEngine, _views, onnx_cache_dir
 from ferlab.inference.predictor import load
 from ferlab.models.bundle import load_bundle
 
@@ -55,6 +56,12 @@ def test_unknown_precision_and_int8_on_torch_are_refused(blob_model: Path) -> No
         LogitEngine.for_bundle(bundle, "onnx", "fp16")  # type: ignore[arg-type]
     with pytest.raises(FerlabError, match="onnx backend only"):
         LogitEngine.for_bundle(bundle, "torch", "int8")
+
+
+def test_view_count_matches_the_views_made() -> None:
+    """VIEW_COUNT sizes the chunks whose views share one network call; it must say what _views makes."""
+    batch = np.zeros((3, 1, 48, 48), np.float32)
+    assert {tta: len(_views(batch, tta)) for tta in get_args(TTA)} == VIEW_COUNT
 
 
 def test_unknown_tta_is_refused_when_the_predictor_is_made(blob_model: Path) -> None:

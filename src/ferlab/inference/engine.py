@@ -52,7 +52,8 @@ BackendName = Literal["auto", "onnx", "torch"]
 Precision = Literal["auto", "fp32", "int8"]
 BATCH = FORWARD_BATCH
 TENCROP_SCALE = 0.9
-VIEW_COUNT: dict[str, int] = {"none": 1, "flip": 2, "tencrop": 10}
+VIEW_COUNT: dict[TTA, int] = {"none": 1, "flip": 2, "tencrop": 10}
+"""How many views `_views` makes of each face (sizes the chunks that go through in one call)."""
 
 
 @dataclass(frozen=True)
