@@ -66,8 +66,10 @@ def train(
         return
     try:
         _train(configs, set_, name, runs_dir, resume, device)
-    finally:
+    except BaseException:
         distributed.shutdown()
+        raise
+    distributed.end_rank()
 
 
 def _train(

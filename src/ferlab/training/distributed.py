@@ -91,8 +91,29 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
+    """Leave the process group, if this process joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def end_rank() -> None:
+    """After a finished run: every rank leaves together, and a torchrun rank ends without C++ teardown.
+
+    DistributedDataParallel keeps gloo's process group alive after destroy_process_group: its
+    threads still run when the interpreter exits and C++ tears everything down. A CI run saw a
+    rank die at the end of a 2-process run with "terminate called without an active exception"
+    (SIGABRT), which failed the launch. A finished rank has written all it owes and its output is
+    flushed here, so os._exit skips that teardown. The barrier keeps a quick rank from closing
+    its sockets while another still reports.
+    """
+    if not ranks_from_env().distributed:
+        return
+    barrier()
+    shutdown()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def launch(nproc: int, ferlab_args: list[str]) -> int:
