@@ -193,3 +193,15 @@ def test_ferlab_models_lists_the_table_without_loading_a_model() -> None:
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0, result.output
     assert "ferplus8" in result.output and "87.63" in result.output and "fer2013-7" in result.output
+
+
+def test_every_shipped_model_ships_the_onnx_file_it_runs_by_default() -> None:
+    """Without it the first load exports, which imports torch: not the torch-free path promised."""
+    from ferlab.inference.engine import SHIPPED_ONNX_DIR
+    from ferlab.models.manifest import ModelManifest
+    from ferlab.models.shipped import shipped_models
+
+    for name, entry in shipped_models().items():
+        manifest = ModelManifest.load(entry.manifest_path)
+        files = [SHIPPED_ONNX_DIR / manifest.onnx_name(precision) for precision in ("int8", "fp32")]
+        assert any(path.is_file() for path in files), f"{name}: neither {files[0].name} nor {files[1].name}"
