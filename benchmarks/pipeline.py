@@ -609,7 +609,7 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        help="threads for detection (YuNet's ONNX Runtime and OpenCV's; default: YuNet 2, OpenCV all cores)",
+        help="threads for detection (YuNet's ONNX Runtime and OpenCV's; default: YuNet min(4, CPUs), OpenCV all cores)",
     )
     parser.add_argument("--out", type=Path, help="also write the tables (.md) and figures (.json) here (a prefix)")
     parser.add_argument("--examples", type=Path, help="write a few frames with true and detected faces drawn")

@@ -145,7 +145,11 @@ def explain(
     image: Annotated[Path, typer.Argument(help="A photo or a face crop.")],
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Shipped model name, run folder or model.pt (default: ferplus8-robust-40)."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Shipped model name, run folder or model.pt (default: $FERLAB_MODEL, else ferplus8-robust-40).",
+        ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the overlay PNG.")] = Path("gradcam.png"),
     class_name: Annotated[

@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (default: ferplus8-robust-40)."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8-robust-40).",
+    ),
 ]
 FastOpt = Annotated[
     bool,
