@@ -97,14 +97,17 @@ def shutdown() -> None:
 
 
 def end_rank() -> None:
-    """After a finished run: every rank leaves together, and a torchrun rank ends without C++ teardown.
+    """After a finished run: every rank leaves together, and a torchrun rank ends without
+    interpreter teardown.
 
-    DistributedDataParallel keeps gloo's process group alive after destroy_process_group: its
-    threads still run when the interpreter exits and C++ tears everything down. A CI run saw a
-    rank die at the end of a 2-process run with "terminate called without an active exception"
-    (SIGABRT), which failed the launch. A finished rank has written all it owes and its output is
-    flushed here, so os._exit skips that teardown. The barrier keeps a quick rank from closing
-    its sockets while another still reports.
+    DistributedDataParallel keeps gloo's process group and its worker threads alive after
+    destroy_process_group. A worker thread that is still releasing the tensors of the last
+    broadcast needs the GIL; if the interpreter is finalising by then, the thread is ended
+    inside a C++ destructor and the rank aborts ("terminate called without an active
+    exception", SIGABRT) after its run is complete, failing the launch (1 launch in 36 here;
+    the core showed that stack). A finished rank has written all it owes and its output is
+    flushed here, so os._exit skips the finalisation. The barrier keeps a quick rank from
+    closing its sockets while another still reports.
     """
     if not ranks_from_env().distributed:
         return
