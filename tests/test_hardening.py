@@ -6,6 +6,7 @@ two epochs; process tests start the real `ferlab` command.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pickle
@@ -613,6 +614,57 @@ def test_sigterm_to_ferlab_app_stops_streamlit_and_frees_the_port(tmp_path: Path
 def test_predict_with_no_readable_input_exits_2(tmp_path: Path) -> None:
     line = one_line_error(invoke("predict", tmp_path / "nosuch.jpg", "--detector", "haar"))
     assert "none of the 1 input(s) could be read" in line
+
+
+def test_predict_refuses_an_out_that_cannot_take_the_table_before_it_starts(tmp_path: Path) -> None:
+    from conftest import synthetic_face, write_image
+
+    photo = write_image(tmp_path / "face.jpg", synthetic_face(0))
+    before = photo.read_bytes()
+    (tmp_path / "file").write_text("not a folder")
+    for out, message in (
+        (photo, "give a file ending in .csv or .json"),  # an input photo: it used to become CSV text
+        (tmp_path, "is a folder"),
+        (tmp_path / "rows.txt", "give a file ending in .csv or .json"),
+        (tmp_path / "file" / "rows.csv", "is a file, not a folder"),
+    ):
+        line = one_line_error(invoke("predict", photo, "--no-detect", "--out", out))
+        assert message in line, line
+    assert photo.read_bytes() == before
+    notes = tmp_path / "notes.csv"
+    notes.write_text("kept\n")
+    line = one_line_error(invoke("predict", photo, notes, "--no-detect", "--out", notes))
+    assert "one of the input images" in line and notes.read_text() == "kept\n"
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    done = invoke("predict", photo, tmp_path / "broken.jpg", "--no-detect", "--out", tmp_path / "rows.csv")
+    assert done.exit_code == 0, done.output
+    with (tmp_path / "rows.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["file"] for row in rows] == [str(photo), str(tmp_path / "broken.jpg")]  # the unreadable one too
+    assert rows[0]["label"] and not rows[0]["reason"] and rows[1]["reason"].startswith("not read: ")
+
+
+def test_predict_takes_an_existing_name_with_brackets_literally(tmp_path: Path) -> None:
+    from conftest import synthetic_face, write_image
+
+    write_image(tmp_path / "photo[1].png", synthetic_face(0))
+    write_image(tmp_path / "photo1.png", synthetic_face(1))  # what the glob "photo[1].png" would match
+    result = invoke("predict", tmp_path / "photo[1].png", "--no-detect", "--out", tmp_path / "rows.json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [Path(row["file"]).name for row in rows] == ["photo[1].png"]
+
+
+def test_predict_annotations_of_same_named_photos_never_overwrite_each_other(tmp_path: Path) -> None:
+    from conftest import synthetic_face, write_image
+
+    for path in ("a/x.1.png", "a/x.png", "b/x.png", "c/x.png"):
+        write_image(tmp_path / path, synthetic_face(0))
+    result = invoke(
+        "predict", tmp_path / "a", tmp_path / "b", tmp_path / "c", "--no-detect", "--annotate", tmp_path / "out"
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").iterdir())) == 4
 
 
 def test_video_smoothing_out_of_range_is_one_line(tmp_path: Path) -> None:

@@ -199,7 +199,9 @@ def test_predict_cli_handles_folders_globs_and_bad_files(blob_model: Path, tmp_p
     assert result.exit_code == 0, result.output
     assert "skip: " in result.output and "broken.png" in result.output and "nothing matches" in result.output
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
-    assert [Path(r["file"]).name for r in rows] == ["face0.png", "face1.png", "face2.png", "face0.png"]
+    read = [r for r in rows if not r["reason"]]
+    assert [Path(r["file"]).name for r in read] == ["face0.png", "face1.png", "face2.png", "face0.png"]
+    assert [Path(r["file"]).name for r in rows if r["reason"].startswith("not read: ")] == ["broken.png"]
     assert {"angry", "happy", "sad", "confidence"} <= set(rows[0])
     assert len(list((tmp_path / "ann").glob("*.png"))) == 4  # the two face0.png do not overwrite each other
     result = runner.invoke(app, ["predict", str(folder), "--model", str(blob_model), "--batch", "0"])

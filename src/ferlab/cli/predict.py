@@ -77,7 +77,8 @@ def expand_inputs(items: list[str]) -> list[Path]:
     extensions = image_extensions()
     paths: list[Path] = []
     for item in items:
-        matches = sorted(glob.glob(item, recursive=True)) if any(ch in item for ch in "*?[") else [item]
+        pattern = any(ch in item for ch in "*?[") and not Path(item).exists()  # "photo[1].jpg" is a name
+        matches = sorted(glob.glob(item, recursive=True)) if pattern else [item]
         if not matches:
             typer.secho(f"skip: {item}: nothing matches", fg=typer.colors.YELLOW, err=True)
         for match in matches:
@@ -128,6 +129,8 @@ def predict(
     paths = expand_inputs(inputs)
     if not paths:
         raise FerlabError("no input images")
+    if out is not None:
+        check_results_file(out, paths)
     options = {
         "detector": detector,
         "backend": backend,
@@ -160,6 +163,7 @@ def predict(
             if faces is None:
                 failures += 1
                 typer.secho(f"skip: {result.error}", fg=typer.colors.YELLOW, err=True)
+                records.append({"file": str(path), "face": None, "reason": f"not read: {result.error}"})
                 continue
             if not faces:
                 typer.echo(f"{path}: {faces.reason}")
@@ -181,9 +185,9 @@ def predict(
                         face.landmarks,
                     )
                 annotate.mkdir(parents=True, exist_ok=True)
-                name = f"{path.stem}.annotated.png"
-                if name in annotated:  # photos with the same name in different folders
-                    name = f"{path.stem}.{len(annotated)}.annotated.png"
+                name, copy = f"{path.stem}.annotated.png", 1
+                while name in annotated:  # photos with the same name in different folders
+                    name, copy = f"{path.stem}.{copy}.annotated.png", copy + 1
                 annotated.add(name)
                 Image.fromarray(canvas).save(annotate / name)
     finally:  # an interrupted or failed run still writes the rows it has (Ctrl-C included)
@@ -198,6 +202,20 @@ def predict(
         typer.secho(f"{failures} of {len(paths)} input(s) could not be read", fg=typer.colors.YELLOW, err=True)
 
 
+def check_results_file(out: Path, inputs: list[Path]) -> None:
+    """Refuse an --out that cannot take the results before any image is processed, so a long run
+    never ends in a lost table, and never one that is an input photo."""
+    if out.is_dir():
+        raise FerlabError(f"--out {out} is a folder; give a .csv or .json file")
+    if out.suffix.lower() not in (".csv", ".json"):
+        raise FerlabError(f"--out {out}: give a file ending in .csv or .json")
+    if any(out.resolve() == path.resolve() for path in inputs):
+        raise FerlabError(f"--out {out} is one of the input images; give another file")
+    parent = next((folder for folder in out.absolute().parents if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise FerlabError(f"--out {out}: {parent} is a file, not a folder")
+
+
 def write_records(records: list[dict[str, object]], out: Path, classes: tuple[str, ...]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".json":
@@ -206,11 +224,24 @@ def write_records(records: list[dict[str, object]], out: Path, classes: tuple[st
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["file", "face", "x", "y", "w", "h", "detector_score", "label", "confidence", "uncertain", *classes]
+            [
+                "file",
+                "face",
+                "x",
+                "y",
+                "w",
+                "h",
+                "detector_score",
+                "label",
+                "confidence",
+                "uncertain",
+                *classes,
+                "reason",
+            ]
         )
         for r in records:
             if r["face"] is None:
-                writer.writerow([r["file"], "", "", "", "", "", "", "", "", "", *[""] * len(classes)])
+                writer.writerow([r["file"], "", "", "", "", "", "", "", "", "", *[""] * len(classes), r["reason"]])
                 continue
             probabilities = cast(dict[str, float], r["probabilities"])
             box = cast(list[int], r["box"])
@@ -224,6 +255,7 @@ def write_records(records: list[dict[str, object]], out: Path, classes: tuple[st
                     f"{r['confidence']:.4f}",
                     r["uncertain"],
                     *(f"{probabilities[c]:.4f}" for c in classes),
+                    "",
                 ]
             )
 
