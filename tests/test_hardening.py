@@ -457,6 +457,21 @@ def png_header(width: int, height: int) -> bytes:
     )
 
 
+def test_api_headers_that_crash_pillow_plugins_are_400_not_500(untrained_predictor) -> None:
+    from fastapi.testclient import TestClient
+
+    from ferlab.apps.api import create_app
+
+    dds = bytes.fromhex(  # a DDS header with an unknown pixel format: NotImplementedError in Image.open
+        "444453207c0000000f1000002000000020000000600000000000000000000000000000ffffffdc000000000000000000"
+        "00000000000000000000000000000000000000000000000000000000200000000400000000000083180000000000ff00"
+        "00ff0000ff000000000000000010000000000000000000000000000000000000"
+    )
+    with TestClient(create_app(untrained_predictor)) as client:
+        response = client.post("/v1/predict", files={"file": ("x.dds", dds, "application/octet-stream")})
+        assert response.status_code == 400 and response.json()["error"] == "not_an_image", response.text
+
+
 def test_api_deep_json_and_odd_detect_values_are_4xx(untrained_predictor) -> None:
     from fastapi.testclient import TestClient
 

@@ -242,7 +242,7 @@ def check_image_size(data: bytes, max_pixels: int) -> None:
             "image_too_large",
             f"the image is over Pillow's decompression-bomb limit; the limit is {max_pixels:,} pixels",
         ) from None
-    except (OSError, ValueError, SyntaxError):
+    except Exception:  # noqa: BLE001 - Pillow's format plugins raise many types on hostile headers
         raise ApiError(400, "not_an_image", "the file is not a readable JPEG, PNG or WebP image") from None
     if width * height > max_pixels:
         raise ApiError(413, "image_too_large", f"the image is {width}x{height}; the limit is {max_pixels:,} pixels")
