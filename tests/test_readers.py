@@ -179,6 +179,23 @@ def test_csv_with_wrong_columns_names_them(tmp_path: Path) -> None:
         load_dataset(path, format="fer2013-csv")
 
 
+def test_a_csv_saved_with_a_byte_order_mark_reads_and_one_in_utf16_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ferlab.cli.main import app
+
+    rows = fer_rows()
+    plain = write_fer2013_csv(tmp_path / "fer2013.csv", rows)
+    excel = tmp_path / "excel.csv"  # Excel's "CSV UTF-8" starts with a byte-order mark
+    excel.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert load_dataset(excel).labels.tolist() == [r[0] for r in rows]
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text(plain.read_text(), encoding="utf-16")
+    result = CliRunner().invoke(app, ["data", "info", str(utf16)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "is not UTF-8" in result.output
+
+
 # --- FER+ ------------------------------------------------------------------------------
 
 
@@ -215,6 +232,10 @@ def test_ferplus_label_csv_with_wrong_columns(tmp_path: Path) -> None:
     (root / "FER2013Test" / "label.csv").write_text("fer0000005.png,(0, 0, 48, 48),1,2\n")
     with pytest.raises(FerlabError, match=r"label.csv:1: expected file name, face box and 10 vote counts"):
         load_dataset(root)
+    for votes in ("inf", "99999", "-1", "2.5"):  # used to overflow int16 or pass as a count
+        (root / "FER2013Test" / "label.csv").write_text(f'fer0000005.png,"(0, 0, 48, 48)",{votes},1,1,1,1,1,1,1,1,1\n')
+        with pytest.raises(FerlabError, match=r"label.csv:1: vote counts must be whole numbers from 0 to 1000"):
+            load_dataset(root)
 
 
 def test_fer2013_csv_with_ferplus_votes(tmp_path: Path) -> None:

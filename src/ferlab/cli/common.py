@@ -18,8 +18,8 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def user_errors(command: F) -> F:
-    """Print a FerlabError, or an OSError (a full disk, a folder that cannot be written), as
-    one line and exit 2, instead of a traceback."""
+    """Print a FerlabError, an OSError (a full disk, a folder that cannot be written) or a text
+    file that is not UTF-8 as one line and exit 2, instead of a traceback."""
 
     @wraps(command)
     def wrapper(*args: object, **kwargs: object) -> object:
@@ -28,6 +28,9 @@ def user_errors(command: F) -> F:
         except (FerlabError, OSError) as exc:
             message = " ".join(str(exc).split()) or type(exc).__name__
             typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except UnicodeDecodeError as exc:  # a csv or list saved as UTF-16 or Latin-1
+            typer.secho(f"error: a text file is not UTF-8 ({exc}); save it as UTF-8", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.secho("interrupted", err=True)

@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ferlab.data.dataset import FERPLUS_VOTE_COLUMNS, FaceDataset
-from ferlab.data.ferplus import labels_from_votes
+from ferlab.data.ferplus import MAX_VOTES, labels_from_votes, vote_counts
 from ferlab.data.imageio import resize
 from ferlab.data.log import warn_skipped
 from ferlab.data.options import LoadOptions
@@ -24,7 +24,7 @@ USAGE_SPLITS: dict[str, str] = {"Training": "train", "PublicTest": "val", "Priva
 def _open_csv(path: Path, required: tuple[str, ...]) -> tuple[csv.DictReader, object]:
     if not path.is_file():
         raise FerlabError(f"{path}: no such file")
-    handle = path.open(newline="")
+    handle = path.open(newline="", encoding="utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is not a column
     reader = csv.DictReader(handle)
     columns = [c.strip() for c in (reader.fieldnames or [])]
     reader.fieldnames = columns
@@ -82,9 +82,11 @@ def _read_ferplus_votes(path: Path, n_rows: int) -> np.ndarray:
     for i, row in enumerate(rows):
         if (row["Image name"] or "").strip():
             try:
-                votes[i] = [int(float(row[c])) for c in FERPLUS_VOTE_COLUMNS]
+                votes[i] = vote_counts([row[c] for c in FERPLUS_VOTE_COLUMNS])
             except (TypeError, ValueError):
-                raise FerlabError(f"{path}: row {i + 1} has a non-numeric vote count") from None
+                raise FerlabError(
+                    f"{path}: row {i + 1}: vote counts must be whole numbers from 0 to {MAX_VOTES}"
+                ) from None
     return votes
 
 

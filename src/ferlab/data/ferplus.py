@@ -62,11 +62,23 @@ def labels_from_votes(votes: np.ndarray, options: LoadOptions, origin: Path | st
     return labels, keep
 
 
+MAX_VOTES = 1000
+"""More votes than any crowd labelled a face with (FER+ has 10): a larger count is a broken file."""
+
+
+def vote_counts(values: list[str]) -> list[int]:
+    """One face's vote counts from text; ValueError unless each is a whole number 0..MAX_VOTES."""
+    counts = [float(v) for v in values]
+    if not all(0 <= c <= MAX_VOTES and c == int(c) for c in counts):  # also refuses inf and nan
+        raise ValueError(f"vote counts must be whole numbers from 0 to {MAX_VOTES}")
+    return [int(c) for c in counts]
+
+
 def _read_label_csv(path: Path) -> tuple[list[str], np.ndarray]:
     """File names and (N, 10) votes of one FER+ label.csv (no header)."""
     names: list[str] = []
     votes: list[list[int]] = []
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         for line_number, row in enumerate(csv.reader(handle), start=1):
             if not row:
                 continue
@@ -76,9 +88,11 @@ def _read_label_csv(path: Path) -> tuple[list[str], np.ndarray]:
                     f"{len(FERPLUS_VOTE_COLUMNS)} vote counts, got {len(row)} columns"
                 )
             try:
-                votes.append([int(float(v)) for v in row[2:]])
+                votes.append(vote_counts(row[2:]))
             except ValueError:
-                raise FerlabError(f"{path}:{line_number}: vote counts must be numbers") from None
+                raise FerlabError(
+                    f"{path}:{line_number}: vote counts must be whole numbers from 0 to {MAX_VOTES}"
+                ) from None
             names.append(row[0].strip())
     if not names:
         raise FerlabError(f"{path}: no rows")

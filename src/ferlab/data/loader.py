@@ -42,7 +42,7 @@ def detect_format(path: Path) -> DatasetFormat:
     if path.is_dir():
         return "ferplus-folder" if split_folders(path) else "folder"
     if path.suffix.lower() == ".csv":
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), [])
         columns = {c.strip() for c in header}
         if "pixels" in columns:
