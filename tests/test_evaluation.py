@@ -315,6 +315,24 @@ def test_split_all_scores_every_image_and_says_so(
     assert result.exit_code == 2 and "unknown split 'everything'" in result.output
 
 
+def test_a_renamed_ferplus_split_folder_is_known_to_have_no_splits(tmp_path: Path) -> None:
+    """FER2013Test copied as mytest/ names no split: scoring its carved-out tenth must say so,
+    and `auto` (bench) scores every image, as for any folder without splits."""
+    import shutil
+
+    from conftest import write_ferplus_folder
+    from ferlab.data.loader import load_dataset
+    from ferlab.evaluation.report import describe_split, native_splits, resolve_split
+
+    root = write_ferplus_folder(tmp_path / "ferplus")
+    assert native_splits(root, "auto") == {"train", "val", "test"}
+    renamed = Path(shutil.copytree(root / "FER2013Train", tmp_path / "mytest"))
+    native = native_splits(renamed, "auto")
+    assert native == set() and resolve_split("auto", native) == "all"
+    dataset = load_dataset(renamed)
+    assert "a seeded stratified part" in describe_split(dataset, "test", native, 0)
+
+
 def test_detect_runs_the_photo_pipeline(blob_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ferlab.data.imageio import as_rgb
 

@@ -59,7 +59,11 @@ def native_splits(data: Path, data_format: str) -> set[str] | None:
         with Path(data).open(newline="") as handle:
             header = {c.strip() for c in next(csv.reader(handle), [])}
         return {"train", "val", "test"} if "Usage" in header else set()
-    return None  # FER+ folders name all three
+    if fmt == "ferplus-folder":  # FER2013Train/Valid/Test name their split; a renamed one names none
+        from ferlab.data.ferplus import split_folders
+
+        return {split for _, split in split_folders(Path(data))} - {""}
+    return None
 
 
 def describe_split(dataset: FaceDataset, split: str, native: set[str] | None, seed: int) -> str:
