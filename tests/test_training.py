@@ -70,6 +70,13 @@ def test_tiny_run_learns_and_writes_a_complete_run_folder(blob_data: Path, tmp_p
     assert len((run_dir / "train.log").read_text().splitlines()) == 4
     with pytest.raises(FerlabError, match="already has a run with another config"):
         train(build_config({"name": "tiny"}, tiny_config(blob_data, **{"train.lr": 0.5})), tmp_path)
+    for checkpoint in ("last.pt", "best.pt"):  # deleted to save disk: the run is still finished, and kept
+        (run_dir / checkpoint).unlink()
+    model_bytes = (run_dir / "model.pt").read_bytes()
+    assert train(config, tmp_path) == (run_dir, metrics)
+    with pytest.raises(FerlabError, match="already has a run with another config"):
+        train(build_config({"name": "tiny"}, tiny_config(blob_data, **{"train.lr": 0.5})), tmp_path)
+    assert (run_dir / "model.pt").read_bytes() == model_bytes
 
 
 def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(

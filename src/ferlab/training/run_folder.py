@@ -77,16 +77,18 @@ def recipe(config: ExperimentConfig) -> dict[str, Any]:
 def existing_run(config: ExperimentConfig, run_dir: Path) -> Literal["new", "resume", "finished"]:
     """What `train` does with `run_dir`: start it, resume it, or report it as finished.
 
-    A folder that holds another experiment (another config, execution keys aside) is refused.
+    A folder that holds another experiment (another config, execution keys aside) is refused,
+    and a finished one stays finished after its checkpoints are deleted to save disk.
     """
-    if not (run_dir / "last.pt").exists():
+    finished = (run_dir / "metrics.json").is_file()
+    if not finished and not (run_dir / "last.pt").exists():
         return "new"
     saved = build_config(read_config_file(run_dir / "config.yaml")) if (run_dir / "config.yaml").is_file() else None
     if saved is None or recipe(saved) != recipe(config):
         raise FerlabError(
             f"{run_dir} already has a run with another config: resume it with --resume {run_dir} or pick another --name"
         )
-    return "finished" if (run_dir / "metrics.json").is_file() else "resume"
+    return "finished" if finished else "resume"
 
 
 def train(config: ExperimentConfig, runs_dir: Path = Path("runs"), device: str | None = None) -> tuple[Path, dict]:
