@@ -381,6 +381,24 @@ def test_bench_prints_one_table_for_every_model_and_dataset(
     assert json.loads((tmp_path / "bench.json").read_text())[1]["images"] == 18
 
 
+def test_bench_and_explain_refuse_bad_arguments_before_any_work(
+    blob_model: Path, blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferlab.evaluation import report
+
+    scored = []
+    monkeypatch.setattr(report, "evaluate", lambda *args, **kwargs: scored.append(args) or None)
+    for args, message in (
+        (["bench", str(blob_model), "nosuchmodel", "--data", str(blob_data)], "nosuchmodel"),
+        (["bench", str(blob_model), "--data", str(blob_data), "--data", str(tmp_path / "none")], "no such file"),
+        (["bench", str(blob_model), "--data", str(blob_data), "--out", str(tmp_path)], "is a folder"),
+        (["explain", str(tmp_path / "face.png"), "--out", str(tmp_path / "cam.txt")], "ending in .png"),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert scored == []  # nothing was evaluated before the bad argument was found
+
+
 @pytest.fixture
 def gray_faces(tmp_path: Path) -> Path:
     from conftest import synthetic_face

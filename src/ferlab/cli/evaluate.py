@@ -9,6 +9,7 @@ import typer
 
 from ferlab.cli.common import user_errors
 from ferlab.cli.predict import TtaOpt, served_option
+from ferlab.errors import FerlabError
 
 if TYPE_CHECKING:
     from ferlab.inference.engine import TTA
@@ -127,6 +128,10 @@ def bench(
 
     from ferlab.evaluation.report import benchmark, benchmark_table
 
+    if out is not None:
+        if out.is_dir():
+            raise FerlabError(f"--out {out} is a folder; give a file prefix such as {out / 'bench'}")
+        out = out.with_suffix("") if out.suffix.lower() in (".md", ".json") else out
     rows = benchmark(models, data, split=split, detect=detect, detector=detector, tta=served_option(tta))  # type: ignore[arg-type]
     for row in rows:
         for note in row["notes"]:
@@ -134,10 +139,11 @@ def bench(
     table = benchmark_table(rows)
     typer.echo(table)
     if out is not None:
+        markdown, figures = out.with_name(f"{out.name}.md"), out.with_name(f"{out.name}.json")  # results.v2 keeps .v2
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(table + "\n")
-        out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-        typer.echo(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+        markdown.write_text(table + "\n")
+        figures.write_text(json.dumps(rows, indent=1))
+        typer.echo(f"wrote {markdown} and {figures}")
 
 
 @user_errors
@@ -163,6 +169,8 @@ def explain(
     from ferlab.evaluation.explain import explain_image
     from ferlab.inference.predictor import load
 
+    if out.is_dir() or out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise FerlabError(f"--out {out}: give an image file ending in .png, .jpg or .webp")
     predictor = load(model, backend="torch")  # Grad-CAM needs torch; no ONNX session or export for one image
     explanation = explain_image(predictor, image, class_name, detect=not no_detect)
     if explanation.note:

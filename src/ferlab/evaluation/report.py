@@ -283,12 +283,13 @@ def benchmark(
     """
     if split != "auto":
         _check_split(split)
+    paths = [resolve_model(reference) for reference in models]  # a bad name fails before any scoring
+    splits = {data: native_splits(data, "auto") for data in datasets}  # so does a missing dataset
     rows = []
-    for reference in models:
-        path = resolve_model(reference)
+    for reference, path in zip(models, paths):
         bundle = load_bundle(path)
         for data in datasets:
-            native = native_splits(data, "auto")
+            native = splits[data]
             chosen = resolve_split(split, native)
             dataset, _ = _load(bundle, data, "auto", None, "strict")
             result = (
