@@ -274,6 +274,24 @@ def test_unreadable_video_and_missing_camera_are_clear_errors(blob_model: Path, 
     assert result.exit_code == 2 and "cannot open video" in result.output
     result = runner.invoke(app, ["webcam", "--camera", "97", "--model", str(blob_model)])
     assert result.exit_code == 2 and "cannot open camera 97" in result.output
+    for option, value, message in (("--camera", "-5", "indices start at 0"), ("--every", "0", "at least 1")):
+        result = runner.invoke(app, ["webcam", option, value, "--model", str(blob_model)])  # -5 segfaulted OpenCV
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_video_that_decodes_no_frame_leaves_an_earlier_run_untouched(blob_model: Path, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.mp4")
+    args = ["--model", str(blob_model), "--out", str(tmp_path / "v"), "--detector", "haar", "--backend", "torch"]
+    assert runner.invoke(app, ["video", str(video), *args]).exit_code == 0
+    before = (tmp_path / "v" / "frames.csv").read_text()
+    data = bytearray(video.read_bytes())  # the same container with its frame data zeroed: opens, decodes nothing
+    at = data.find(b"mdat")
+    size = int.from_bytes(data[at - 4 : at], "big")
+    data[at + 4 : at - 4 + size] = bytes(size - 8)
+    (tmp_path / "blank.mp4").write_bytes(bytes(data))
+    result = runner.invoke(app, ["video", str(tmp_path / "blank.mp4"), *args])
+    assert result.exit_code == 2 and "no frame could be decoded" in result.output, result.output
+    assert (tmp_path / "v" / "frames.csv").read_text() == before
 
 
 def test_fast_picks_the_live_video_model_and_conflicts_with_model(

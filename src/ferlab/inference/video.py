@@ -55,12 +55,19 @@ def process_video(
     if not path.is_file():
         raise FerlabError(f"{path}: no such video file")
     capture = _open(str(path))
+    ok, bgr = capture.read()  # a file that opens but decodes nothing must not touch an earlier run's output
+    if not ok:
+        capture.release()
+        raise FerlabError(f"{path}: no frame could be decoded")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    height, width = bgr.shape[:2]
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, video_path, plot_path = out_dir / "frames.csv", out_dir / "annotated.mp4", out_dir / "emotions.png"
     writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        capture.release()
+        raise FerlabError(f"{video_path}: OpenCV cannot write a {width}x{height} mp4v video here")
     tracker = FaceTracker(predictor.classes, smoothing=smoothing)
     classes = predictor.classes
     started = time.perf_counter()
@@ -72,10 +79,7 @@ def process_video(
             rows = csv.writer(handle)
             rows.writerow(["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "confidence", *classes])
             bar = tqdm(total=total, desc=path.name, unit="frame", disable=None)
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
+            while ok:
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 seconds = frame_index / fps
                 if frame_index % every == 0:
@@ -102,12 +106,11 @@ def process_video(
                 writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                 frame_index += 1
                 bar.update(1)
+                ok, bgr = capture.read()
             bar.close()
     finally:
         capture.release()
         writer.release()
-    if frame_index == 0:
-        raise FerlabError(f"{path}: no frame could be decoded")
     plot_timeline(timeline, classes, plot_path)
     return VideoSummary(
         frame_index, processed, with_faces, n_faces, time.perf_counter() - started, [csv_path, video_path, plot_path]
@@ -132,13 +135,18 @@ def plot_timeline(timeline: dict[int, list[tuple[float, np.ndarray]]], classes: 
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
     axes[-1, 0].set_xlabel("time (s)")
-    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
+    if timeline:  # a video without faces has no lines to name
+        axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
 def run_webcam(predictor: Predictor, camera: int = 0, every: int = 1, smoothing: float = SMOOTHING) -> None:
     """A live OpenCV window with boxes, labels, probability bars and fps; q or Esc quits."""
+    if every < 1:
+        raise FerlabError("--every must be at least 1")
+    if camera < 0:  # OpenCV crashes (segfault) on some negative indices instead of failing to open
+        raise FerlabError(f"--camera {camera}: camera indices start at 0")
     capture = _open(camera)
     window = "ferlab (q to quit)"
     tracker = FaceTracker(predictor.classes, smoothing=smoothing)
