@@ -423,6 +423,11 @@ def test_a_port_out_of_range_is_one_line(command: str, port: str) -> None:
     assert f"--port must be between 1 and 65535, got {port}" in line
 
 
+def test_an_infinite_pixel_cap_is_one_line() -> None:
+    line = one_line_error(invoke("serve", "--max-megapixels", "inf"))
+    assert "--max-megapixels must be a finite number" in line
+
+
 # -- API limits ---------------------------------------------------------------------------------
 
 

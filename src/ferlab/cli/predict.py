@@ -387,10 +387,11 @@ def export(
     if int8 and calibration is not None:
         from ferlab.inference.quantize import calibration_faces, export_int8
 
-        fp32_path, int8_path = export_int8(
-            bundle, calibration_faces(calibration, bundle), out or onnx_cache_dir(), bundle_file(path)
+        faces = calibration_faces(calibration, bundle)
+        fp32_path, int8_path = export_int8(bundle, faces, out or onnx_cache_dir(), bundle_file(path))
+        typer.echo(
+            f"wrote {fp32_path} and {int8_path} (int8, calibrated on {len(faces)} training faces of {calibration})"
         )
-        typer.echo(f"wrote {fp32_path} and {int8_path} (int8, calibrated on 300 training faces of {calibration})")
         return
     if out is not None and out.is_dir():
         _, target = export_to_folder(bundle, out, bundle_file(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import signal
 import subprocess
@@ -102,6 +103,8 @@ def serve(
 ) -> None:
     """Serve the REST API: POST /v1/predict, GET /v1/models, GET /healthz; interactive docs at /docs."""
     _check_port(port)
+    if not math.isfinite(max_megapixels):
+        raise FerlabError(f"--max-megapixels must be a finite number, got {max_megapixels}")
     require_extra("serve", "api", "uvicorn", "fastapi", "fastapi_offline", "multipart")
     import uvicorn
 

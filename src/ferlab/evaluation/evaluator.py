@@ -104,7 +104,8 @@ def align_labels(dataset: FaceDataset, model_labels: LabelSet) -> tuple[FaceData
     missing = [c for c in model_labels.classes if c not in shared]
     if missing:
         notes.append(
-            f"model classes absent from the data, predictions restricted to the shared classes: {', '.join(missing)}"
+            f"model classes absent from the data: {', '.join(missing)}; predictions restricted to the "
+            f"shared classes ({', '.join(shared)})"
         )
     return dataset, [model_labels.classes.index(c) for c in shared], notes
 
