@@ -675,6 +675,18 @@ def test_predict_takes_an_existing_name_with_brackets_literally(tmp_path: Path) 
     assert [Path(row["file"]).name for row in rows] == ["photo[1].png"]
 
 
+def test_predict_folders_leave_out_hidden_files_and_name_heic_photos_they_skip(tmp_path: Path) -> None:
+    from conftest import synthetic_face, write_image
+
+    write_image(tmp_path / "album" / "x.png", synthetic_face(0))
+    (tmp_path / "album" / "._x.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS metadata
+    (tmp_path / "album" / "IMG_1.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    result = invoke("predict", tmp_path / "album", "--no-detect", "--out", tmp_path / "rows.json")
+    assert result.exit_code == 0, result.output
+    assert [Path(row["file"]).name for row in json.loads((tmp_path / "rows.json").read_text())] == ["x.png"]
+    assert "1 HEIC photo(s)" in result.output
+
+
 def test_predict_annotations_of_same_named_photos_never_overwrite_each_other(tmp_path: Path) -> None:
     from conftest import synthetic_face, write_image
 

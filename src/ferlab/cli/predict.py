@@ -83,8 +83,14 @@ def expand_inputs(items: list[str]) -> list[Path]:
             typer.secho(f"skip: {item}: nothing matches", fg=typer.colors.YELLOW, err=True)
         for match in matches:
             path = Path(match)
-            if path.is_dir():
-                paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            if path.is_dir():  # hidden files are not photos (macOS leaves ._IMG.jpg metadata beside each)
+                found = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+                paths += sorted(p for p in found if p.suffix.lower() in extensions)
+                heic = sum(p.suffix.lower() in (".heic", ".heif") for p in found)
+                if heic and ".heic" not in extensions:
+                    typer.secho(
+                        f"skip: {heic} HEIC photo(s) in {path}: convert them to JPEG", fg=typer.colors.YELLOW, err=True
+                    )
             else:
                 paths.append(path)
     return paths
