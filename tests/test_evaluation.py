@@ -90,7 +90,7 @@ def test_cross_dataset_evaluation_keeps_shared_classes_and_says_so(blob_model: P
     assert summary["classes"] == ["angry", "happy"]
     assert summary["all"]["samples"] == 12
     notes = " ".join(summary["notes"])
-    assert "6 samples dropped: surprise" in notes and "restricted to the shared classes: sad" in notes
+    assert "6 samples dropped: surprise" in notes and "absent from the data: sad; predictions restricted" in notes
 
 
 def test_bad_inputs_give_clear_errors(blob_model: Path, blob_data: Path, tmp_path: Path) -> None:
