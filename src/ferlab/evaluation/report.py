@@ -56,7 +56,7 @@ def native_splits(data: Path, data_format: str) -> set[str] | None:
 
         return {split for _, split, _ in list_folder(Path(data))} - {""}
     if fmt == "fer2013-csv":
-        with Path(data).open(newline="") as handle:
+        with Path(data).open(newline="", encoding="utf-8-sig") as handle:
             header = {c.strip() for c in next(csv.reader(handle), [])}
         return {"train", "val", "test"} if "Usage" in header else set()
     if fmt == "ferplus-folder":  # FER2013Train/Valid/Test name their split; a renamed one names none
