@@ -12,14 +12,15 @@ from typing import TypeVar
 
 import typer
 
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, missing_extra
 
 F = TypeVar("F", bound=Callable[..., object])
 
 
 def user_errors(command: F) -> F:
-    """Print a FerlabError, an OSError (a full disk, a folder that cannot be written) or a text
-    file that is not UTF-8 as one line and exit 2, instead of a traceback."""
+    """Print a FerlabError, an OSError (a full disk, a folder that cannot be written), a text
+    file that is not UTF-8 or a module that an uninstalled extra brings as one line and exit 2,
+    instead of a traceback."""
 
     @wraps(command)
     def wrapper(*args: object, **kwargs: object) -> object:
@@ -28,6 +29,12 @@ def user_errors(command: F) -> F:
         except (FerlabError, OSError) as exc:
             message = " ".join(str(exc).split()) or type(exc).__name__
             typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except ModuleNotFoundError as exc:
+            error = missing_extra(exc)
+            if error is None:
+                raise
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         except UnicodeDecodeError as exc:  # a csv or list saved as UTF-16 or Latin-1
             typer.secho(f"error: a text file is not UTF-8 ({exc}); save it as UTF-8", fg=typer.colors.RED, err=True)
