@@ -8,6 +8,7 @@ import sys
 import typer
 
 from ferlab.cli.data import data_app
+from ferlab.cli.demo import demo
 from ferlab.cli.evaluate import bench, evaluate, explain
 from ferlab.cli.predict import export, models, predict, video, webcam
 from ferlab.cli.serve import app_command, serve
@@ -42,6 +43,7 @@ def main(
     )
 
 
+app.command("demo")(demo)
 app.add_typer(data_app, name="data")
 app.command("train")(train)
 app.add_typer(runs_app, name="runs")
