@@ -273,9 +273,9 @@ def test_set_name_cannot_write_outside_the_runs_folder(blob_data: Path, tmp_path
 def test_the_readme_sweep_promise_holds_for_any_failure(
     blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """README: 'In a sweep, a config that fails is reported and the others still train; the
+    """docs/train.md: 'In a sweep, a config that fails is reported and the others still train; the
     command then exits with an error that names the failed runs.'"""
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "train.md").read_text().split())
     assert "a config that fails (a missing data folder, say) is reported and the others still train" in readme
     configs = []
     for name, data, lr in (

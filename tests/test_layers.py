@@ -1,4 +1,4 @@
-"""The layer contract of the README's Layout section holds: no import runs up a layer.
+"""The layer contract of docs/development.md's Layout section holds: no import runs up a layer.
 
 `lint-imports` (import-linter) checks the contract in pyproject.toml; this runs the same
 check inside the test suite, in a fresh interpreter with this checkout's `src` first on the

@@ -314,9 +314,9 @@ def _table_row(text: str, name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_readme_model_table_matches_the_model_card(name: str):
+def test_models_page_table_matches_the_model_card(name: str):
     card = _card_figures(name)
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "models.md").read_text()
     table = text[text.index("## Shipped models") :]
     cells = _table_row(table, name)
     assert _numbers(cells[2])[-1] == card["samples"]  # "PrivateTest (3,589)"

@@ -4,7 +4,7 @@ A model card (src/ferlab/weights/<name>.md) states the test accuracy its model r
 the card was written; these tests load the same test images and evaluate the shipped model
 through the public evaluation API, as served (ONNX Runtime, the model's default precision),
 and require the card's figure within 0.3 points. The data comes from `.data/` (see the
-README's Datasets section) or, where that is absent, from the archives in
+docs/data.md) or, where that is absent, from the archives in
 `../shared/datasets`, of which only the test images are unpacked. Without either the tests
 are skipped, saying which files they looked for.
 """
@@ -46,7 +46,7 @@ def _test_images(tmp_path_factory: pytest.TempPathFactory, local: Path, archive_
         return local
     archive = SHARED_DATASETS / archive_name
     if not archive.is_file():
-        pytest.skip(f"needs the real test images: neither {local} nor {archive} exists (README, Datasets)")
+        pytest.skip(f"needs the real test images: neither {local} nor {archive} exists (docs/data.md)")
     target = tmp_path_factory.mktemp("real")
     with tarfile.open(archive) as tar:
         tar.extractall(target, members=[m for m in tar if m.name.startswith(member_prefix)], filter="data")

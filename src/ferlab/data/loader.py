@@ -130,7 +130,7 @@ def load_dataset(
     options: LoadOptions | None = None,
     use_cache: bool = True,
 ) -> FaceDataset:
-    """Read a dataset in any supported layout (see the README) into a FaceDataset.
+    """Read a dataset in any supported layout (docs/data.md) into a FaceDataset.
 
     `ferplus_labels` is FER+'s fer2013new.csv, used with a fer2013.csv to get FER+ labels.
     """
