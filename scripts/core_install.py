@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
         raise SystemExit(f"failed ({result.returncode}): {' '.join(command)}")
@@ -38,7 +38,7 @@ def folder_mb(folder: Path) -> float:
 
 def readme_snippet() -> str:
     """The README's Python block: the snippet a new user copies first."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     if not blocks:
         raise SystemExit("README.md has no ```python block")
     return blocks[0]

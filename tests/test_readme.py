@@ -36,7 +36,7 @@ BIN = Path(sys.executable).parent
 def quick_start() -> list[str]:
     """The commands of the README's quick-start block, comments stripped."""
     section = README[README.index("## Quick start") :]
-    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
     assert block, "the quick start has no bash block"
     return [line.split("  #")[0].strip() for line in block[1].splitlines() if line.strip()]
 
@@ -76,7 +76,9 @@ def workdir(tmp_path: Path) -> Path:
 
 def run(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(shlex.split(command), cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        shlex.split(command), check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
@@ -102,7 +104,11 @@ def test_every_quick_start_command_runs(workdir: Path) -> None:
     ports = {"ferlab app": free_port(), "ferlab serve": free_port()}
     started = {
         name: subprocess.Popen(
-            [*shlex.split(name), "--port", str(port)], cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*shlex.split(name), "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for name, port in ports.items()
     }

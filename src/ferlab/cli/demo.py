@@ -14,9 +14,9 @@ from ferlab.cli.predict import predict
 
 @user_errors
 def demo(
-    out: Annotated[
-        Path, typer.Option("--out", help="Folder for the annotated copy of the sample photo.")
-    ] = Path("ferlab-demo"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the annotated copy of the sample photo.")] = Path(
+        "ferlab-demo"
+    ),
 ) -> None:
     """Run ferlab on the public-domain sample photo that ships with it: no photo of your own needed."""
     typer.echo(f"sample photo: {SAMPLE} (public domain, NASA)")
