@@ -140,7 +140,7 @@ def blob_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def blob_model(blob_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder with a small CNN trained to tell the blob positions apart (about 10 s)."""
     from ferlab.training.config import build_config
-    from ferlab.training.trainer import train
+    from ferlab.training.entry import train
 
     overrides = [
         f"data.path={blob_data}",

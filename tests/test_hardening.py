@@ -24,8 +24,10 @@ from conftest import free_port, make_class_tree
 from ferlab.cli.main import app
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
+from ferlab.training.checkpoint import rng_states, set_rng_states
 from ferlab.training.config import RANGES, build_config, load_config
-from ferlab.training.trainer import Trainer, TrainingInterrupted, resume, rng_states, set_rng_states, train
+from ferlab.training.entry import resume, train
+from ferlab.training.trainer import Trainer, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +132,7 @@ def test_rng_states_round_trip_and_old_checkpoints_still_resume(tmp_path: Path) 
         tmp_path / "old.pt",
     )
     from ferlab.models.bundle import load_torch_file
-    from ferlab.training.trainer import _OLD_NUMPY_RNG_TYPES
+    from ferlab.training.checkpoint import _OLD_NUMPY_RNG_TYPES
 
     old = load_torch_file(tmp_path / "old.pt", "checkpoint", allow=_OLD_NUMPY_RNG_TYPES)
     set_rng_states(old["rng"])
@@ -234,9 +236,9 @@ def test_every_numeric_key_has_a_range_and_the_defaults_are_in_it() -> None:
 
 
 def test_a_bad_value_fails_before_any_data_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ferlab.training.trainer as trainer_module
+    import ferlab.training.data as data_module
 
-    monkeypatch.setattr(trainer_module, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(data_module, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     config = tmp_path / "bad.yaml"
     config.write_text(f"data:\n  path: {tmp_path}\ntrain:\n  lr: -0.001\n")
     assert "train.lr = -0.001 is out of range" in one_line_error(invoke("train", config, "--runs-dir", tmp_path))

@@ -11,7 +11,7 @@ import torch
 
 from ferlab.models import create_model, param_counts
 from ferlab.training.config import build_config, load_config
-from ferlab.training.trainer import phases_of
+from ferlab.training.loop import phases_of
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT1 = ROOT / "configs" / "report1_five"

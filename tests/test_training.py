@@ -16,14 +16,9 @@ from ferlab.data.stats import balanced_class_weights
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
 from ferlab.training.config import build_config, load_config
-from ferlab.training.trainer import (
-    Trainer,
-    TrainingInterrupted,
-    load_training_data,
-    resume,
-    split_tensors,
-    train,
-)
+from ferlab.training.data import load_training_data, split_tensors
+from ferlab.training.entry import resume, train
+from ferlab.training.trainer import Trainer, TrainingInterrupted
 
 
 def tiny_config(data: Path, **overrides: object) -> list[str]:
@@ -370,7 +365,7 @@ def test_a_student_learns_from_the_teacher_alone(
 
 
 def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ferlab.training.trainer as trainer_module
+    import ferlab.training.entry as entry_module
 
     trained = []
 
@@ -378,7 +373,7 @@ def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch
         trained.append(config)
         raise TrainingInterrupted("interrupted; resume with ...")
 
-    monkeypatch.setattr(trainer_module, "train", interrupted)
+    monkeypatch.setattr(entry_module, "train", interrupted)
     configs = []
     for name in ("first", "second"):
         path = tmp_path / f"{name}.yaml"
