@@ -136,6 +136,18 @@ def blob_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+TINY_RUN = {"model.name": "baseline_cnn", "model.params": "{input_size: 24}", "train.epochs": 1, "train.batch_size": 16}
+"""The smallest training that runs every stage: a 24x24 CNN for one epoch (a second or two on blob_data)."""
+LEARNING_RUN = {**TINY_RUN, "train.epochs": 4, "train.lr": 0.003, "augment.policy": "both", "train.mixup_alpha": 0.2}
+"""A tiny run that learns the blobs and exercises augmentation and mixup."""
+
+
+def tiny_config(data: Path, base: dict[str, object] = TINY_RUN, **overrides: object) -> list[str]:
+    """`key=value` overrides for a tiny run on `data` (`base`, then `overrides`), as `--set` takes them."""
+    values = {"data.path": data, **base, **overrides}
+    return [f"{k}={v}" for k, v in values.items()]
+
+
 @pytest.fixture(scope="session")
 def blob_model(blob_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder with a small CNN trained to tell the blob positions apart (about 10 s)."""
