@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -134,6 +136,17 @@ def blob_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for i in range(count):
                 write_image(root / split / name / f"{i}.png", blob_image(label, rng))
     return root
+
+
+@contextmanager
+def fails_with(kind: type[BaseException], *facts: object) -> Iterator[None]:
+    """The block raises `kind`, whose message names every fact (a key, a value, a path, an allowed
+    range): a test of an error checks those, so rewording the sentence around them breaks nothing."""
+    with pytest.raises(kind) as caught:
+        yield
+    message = str(caught.value)
+    missing = [str(fact) for fact in facts if str(fact) not in message]
+    assert not missing, f"{message!r} does not name {missing}"
 
 
 TINY_RUN = {"model.name": "baseline_cnn", "model.params": "{input_size: 24}", "train.epochs": 1, "train.batch_size": 16}
