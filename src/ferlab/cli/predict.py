@@ -372,6 +372,8 @@ def export(
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
     import ferlab
 
+    if int8 and calibration is None:  # said in the command's words; ferlab.export checks it too
+        raise FerlabError("--int8 needs --calibration DATA: training faces set the int8 scales")
     result = ferlab.export(model, out, format=format, int8=int8, calibration=calibration)
     if result.int8 is not None:
         typer.echo(

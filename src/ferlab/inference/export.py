@@ -61,7 +61,7 @@ def export_model(
     if format not in EXPORT_FORMATS:
         raise FerlabError(f"unknown export format {format!r}; supported: {', '.join(EXPORT_FORMATS)}")
     if int8 and calibration is None:
-        raise FerlabError("int8 export needs calibration data: training faces set the int8 scales")
+        raise FerlabError("an int8 export needs calibration=DATA: training faces set the int8 scales")
     path = resolve_model(model)
     bundle = load_bundle(path)
     classes, temperature = tuple(bundle.label_set.classes), float(bundle.temperature)
