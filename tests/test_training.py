@@ -363,7 +363,7 @@ def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch
 
     trained = []
 
-    def interrupted(config: object, runs_dir: Path, device: str | None = None) -> None:
+    def interrupted(config: object, *args: object) -> None:
         trained.append(config)
         raise TrainingInterrupted("interrupted; resume with ...")
 
