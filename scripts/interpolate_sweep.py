@@ -21,7 +21,7 @@ import yaml
 
 from ferlab.errors import FerlabError, run_script
 from ferlab.training.config import build_config, read_config_file
-from ferlab.training.run_folder import resume
+from ferlab.training.entry import resume
 
 COPIED = ("history.json", "last.pt", "best.pt", "train.log", "summary.txt")
 

@@ -16,7 +16,7 @@ from ferlab.errors import FerlabError, run_script
 from ferlab.models.bundle import bundle_file, load_bundle, save_bundle
 from ferlab.models.prior import prior_of_targets
 from ferlab.training.config import load_config
-from ferlab.training.trainer import load_training_data, split_tensors
+from ferlab.training.data import load_training_data, split_tensors
 
 
 def main() -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -136,11 +138,34 @@ def blob_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@contextmanager
+def fails_with(kind: type[BaseException], *facts: object) -> Iterator[None]:
+    """The block raises `kind`, whose message names every fact (a key, a value, a path, an allowed
+    range): a test of an error checks those, so rewording the sentence around them breaks nothing."""
+    with pytest.raises(kind) as caught:
+        yield
+    message = str(caught.value)
+    missing = [str(fact) for fact in facts if str(fact) not in message]
+    assert not missing, f"{message!r} does not name {missing}"
+
+
+TINY_RUN = {"model.name": "baseline_cnn", "model.params": "{input_size: 24}", "train.epochs": 1, "train.batch_size": 16}
+"""The smallest training that runs every stage: a 24x24 CNN for one epoch (a second or two on blob_data)."""
+LEARNING_RUN = {**TINY_RUN, "train.epochs": 4, "train.lr": 0.003, "augment.policy": "both", "train.mixup_alpha": 0.2}
+"""A tiny run that learns the blobs and exercises augmentation and mixup."""
+
+
+def tiny_config(data: Path, base: dict[str, object] = TINY_RUN, **overrides: object) -> list[str]:
+    """`key=value` overrides for a tiny run on `data` (`base`, then `overrides`), as `--set` takes them."""
+    values = {"data.path": data, **base, **overrides}
+    return [f"{k}={v}" for k, v in values.items()]
+
+
 @pytest.fixture(scope="session")
 def blob_model(blob_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder with a small CNN trained to tell the blob positions apart (about 10 s)."""
     from ferlab.training.config import build_config
-    from ferlab.training.trainer import train
+    from ferlab.training.entry import train
 
     overrides = [
         f"data.path={blob_data}",

@@ -252,7 +252,7 @@ def test_cli_writes_pairs_summary_and_clean_split(planted: Path, tmp_path: Path)
 def test_a_clean_validation_list_follows_the_split_seed_of_the_run(tmp_path: Path) -> None:
     from conftest import make_class_tree
     from ferlab.training.config import build_config
-    from ferlab.training.trainer import load_training_data
+    from ferlab.training.data import load_training_data
 
     data = make_class_tree(tmp_path / "faces", {"angry": 10, "happy": 10, "sad": 10}, splits=())
     lists = {}

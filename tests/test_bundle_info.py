@@ -56,7 +56,7 @@ def test_an_old_run_folder_model_takes_its_split_seed_from_its_config(blob_model
 def test_importing_ferlab_training_changes_no_process_state() -> None:
     code = (
         "import matplotlib, torch; backend = matplotlib.get_backend(); threads = torch.get_num_threads();"
-        "import ferlab.training.trainer, ferlab.training.runs, ferlab.cli.main;"
+        "import ferlab.training.entry, ferlab.training.runs, ferlab.cli.main;"
         "from ferlab.training.trainer import Trainer; from ferlab.training.config import build_config;"
         "from pathlib import Path; t = Trainer(build_config({'name': 'x', 'data': {'path': '/x'}}), Path('/x'));"
         "assert matplotlib.get_backend() == backend, matplotlib.get_backend();"

@@ -21,7 +21,8 @@ from ferlab.models.bundle import load_bundle
 from ferlab.training.config import build_config, load_config
 from ferlab.training.device import Runtime, choose_precision, resolve_device
 from ferlab.training.distributed import KILL_AFTER_EPOCH
-from ferlab.training.trainer import Trainer, resume, train
+from ferlab.training.entry import resume, train
+from ferlab.training.trainer import Trainer
 
 CLI = "from ferlab.cli.main import app; app(prog_name='ferlab')"
 

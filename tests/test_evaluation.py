@@ -238,7 +238,8 @@ def test_unknown_test_time_augmentation_is_refused_before_any_work(
 def test_evaluating_a_run_uses_its_split_of_an_unsplit_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ferlab.evaluation import report
     from ferlab.training.config import build_config
-    from ferlab.training.trainer import load_training_data, train
+    from ferlab.training.data import load_training_data
+    from ferlab.training.entry import train
 
     data = make_class_tree(tmp_path / "faces", {"angry": 10, "happy": 10, "sad": 10}, splits=())
     config = build_config(

@@ -20,26 +20,16 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import free_port, make_class_tree
+from conftest import fails_with, free_port, make_class_tree, tiny_config
 from ferlab.cli.main import app
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
+from ferlab.training.checkpoint import rng_states, set_rng_states
 from ferlab.training.config import RANGES, build_config, load_config
-from ferlab.training.trainer import Trainer, TrainingInterrupted, resume, rng_states, set_rng_states, train
+from ferlab.training.entry import resume, train
+from ferlab.training.trainer import Trainer, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny(data: Path, **overrides: object) -> list[str]:
-    base = {
-        "data.path": str(data),
-        "model.name": "baseline_cnn",
-        "model.params": "{input_size: 24}",
-        "train.epochs": 1,
-        "train.batch_size": 16,
-    }
-    base.update(overrides)
-    return [f"{k}={v}" for k, v in base.items()]
 
 
 def invoke(*args: str):
@@ -71,7 +61,7 @@ class Payload:
 
 def crafted_run(blob_data: Path, runs: Path, marker: Path) -> Path:
     """A run folder whose config matches, with a last.pt that runs code when unpickled."""
-    config = build_config({"name": "shared"}, tiny(blob_data))
+    config = build_config({"name": "shared"}, tiny_config(blob_data))
     run_dir = runs / "shared"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -88,7 +78,7 @@ def test_a_crafted_last_pt_runs_no_code_on_resume_or_implicit_resume(blob_data: 
     line = one_line_error(invoke("train", "--resume", run_dir))  # explicit resume
     assert "holds Python objects other than tensors" in line and "weights_only" not in line
     config = tmp_path / "shared.yaml"  # the same config trained again into that folder: implicit resume
-    config.write_text(yaml.safe_dump(build_config({"name": "shared"}, tiny(blob_data)).to_dict()))
+    config.write_text(yaml.safe_dump(build_config({"name": "shared"}, tiny_config(blob_data)).to_dict()))
     line = one_line_error(invoke("train", config, "--runs-dir", tmp_path / "runs"))
     assert "holds Python objects" in line
     assert not marker.exists()
@@ -109,7 +99,8 @@ def test_checkpoints_hold_only_tensors_and_plain_values(blob_data: Path, tmp_pat
     for scheduler in ("cosine", "plateau"):
         run_dir, _ = train(
             build_config(
-                {"name": scheduler}, tiny(blob_data, **{"train.scheduler": scheduler, "finetune.enabled": "false"})
+                {"name": scheduler},
+                tiny_config(blob_data, **{"train.scheduler": scheduler, "finetune.enabled": "false"}),
             ),
             tmp_path,
         )
@@ -130,7 +121,7 @@ def test_rng_states_round_trip_and_old_checkpoints_still_resume(tmp_path: Path) 
         tmp_path / "old.pt",
     )
     from ferlab.models.bundle import load_torch_file
-    from ferlab.training.trainer import _OLD_NUMPY_RNG_TYPES
+    from ferlab.training.checkpoint import _OLD_NUMPY_RNG_TYPES
 
     old = load_torch_file(tmp_path / "old.pt", "checkpoint", allow=_OLD_NUMPY_RNG_TYPES)
     set_rng_states(old["rng"])
@@ -139,7 +130,7 @@ def test_rng_states_round_trip_and_old_checkpoints_still_resume(tmp_path: Path) 
 def test_a_truncated_last_pt_is_a_one_line_error(
     blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_dir, _ = train(build_config({"name": "cut"}, tiny(blob_data, **{"train.epochs": 2})), tmp_path)
+    run_dir, _ = train(build_config({"name": "cut"}, tiny_config(blob_data, **{"train.epochs": 2})), tmp_path)
     (run_dir / "metrics.json").unlink()
     data = (run_dir / "last.pt").read_bytes()
     (run_dir / "last.pt").write_bytes(data[: len(data) // 2])
@@ -234,9 +225,9 @@ def test_every_numeric_key_has_a_range_and_the_defaults_are_in_it() -> None:
 
 
 def test_a_bad_value_fails_before_any_data_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ferlab.training.trainer as trainer_module
+    import ferlab.training.data as data_module
 
-    monkeypatch.setattr(trainer_module, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(data_module, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     config = tmp_path / "bad.yaml"
     config.write_text(f"data:\n  path: {tmp_path}\ntrain:\n  lr: -0.001\n")
     assert "train.lr = -0.001 is out of range" in one_line_error(invoke("train", config, "--runs-dir", tmp_path))
@@ -245,9 +236,11 @@ def test_a_bad_value_fails_before_any_data_is_loaded(tmp_path: Path, monkeypatch
 
 
 def test_max_train_samples_below_the_class_count_is_a_clear_error(blob_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(FerlabError, match="max_train_samples = 2 is too small: the training split has 3 classes"):
-        train(build_config({"name": "few"}, tiny(blob_data, **{"data.max_train_samples": 2})), tmp_path)
-    _, metrics = train(build_config({"name": "three"}, tiny(blob_data, **{"data.max_train_samples": 3})), tmp_path)
+    with fails_with(FerlabError, "max_train_samples", "2", "3 classes"):
+        train(build_config({"name": "few"}, tiny_config(blob_data, **{"data.max_train_samples": 2})), tmp_path)
+    _, metrics = train(
+        build_config({"name": "three"}, tiny_config(blob_data, **{"data.max_train_samples": 3})), tmp_path
+    )
     assert metrics["epochs_run"] == 1
 
 
@@ -375,7 +368,7 @@ def test_ctrl_c_in_the_first_epoch_does_not_offer_a_resume(
 
     monkeypatch.setattr(Trainer, "train_epoch", interrupted)
     with pytest.raises(TrainingInterrupted) as error:
-        train(build_config({"name": "early"}, tiny(blob_data)), tmp_path)
+        train(build_config({"name": "early"}, tiny_config(blob_data)), tmp_path)
     assert "--resume" not in str(error.value) and "nothing to resume" in str(error.value)
     assert not (tmp_path / "early" / "last.pt").exists()
 
@@ -393,7 +386,7 @@ def test_a_stale_temporary_file_from_a_killed_save_is_removed(
 
     monkeypatch.setattr(Trainer, "_run_epoch", killed_in_second_epoch)
     with pytest.raises(RuntimeError, match="killed"):
-        train(build_config({"name": "k"}, tiny(blob_data, **{"train.epochs": 2})), tmp_path)
+        train(build_config({"name": "k"}, tiny_config(blob_data, **{"train.epochs": 2})), tmp_path)
     monkeypatch.setattr(Trainer, "_run_epoch", original)
     assert (tmp_path / "k" / "tmpk1ll3d.tmp").exists()
     resume(tmp_path / "k")

@@ -11,7 +11,7 @@ import torch
 
 from ferlab.models import create_model, param_counts
 from ferlab.training.config import build_config, load_config
-from ferlab.training.trainer import phases_of
+from ferlab.training.loop import phases_of
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT1 = ROOT / "configs" / "report1_five"
@@ -227,6 +227,7 @@ def test_v12_trains_the_head_phase_only(blob_data: Path, tmp_path: Path, monkeyp
     from ferlab.models.bundle import load_bundle
     from ferlab.training import trainer
     from ferlab.training.config import read_config_file
+    from ferlab.training.entry import train
 
     built = []
 
@@ -246,7 +247,7 @@ def test_v12_trains_the_head_phase_only(blob_data: Path, tmp_path: Path, monkeyp
         "train.batch_size=16",
         "train.threads=1",
     ]
-    run_dir, _ = trainer.train(build_config(values, overrides), tmp_path)
+    run_dir, _ = train(build_config(values, overrides), tmp_path)
     history = (run_dir / "history.json").read_text()
     assert '"head"' in history
     start = built[-1][1]  # the model that trained (the first one built is a probe)
@@ -341,10 +342,9 @@ def test_docs_model_table_matches_the_model_card(name: str):
 def test_front_ends_show_the_cards_accuracy(name: str):
     """The app and GET /v1/models show the card's float32 test accuracy, not the trainer's bf16 one."""
     from ferlab.inference.catalog import model_summary
-    from ferlab.inference.predictor import resolve_model
-    from ferlab.models.bundle import load_bundle
+    from ferlab.inference.predictor import load
 
-    summary = model_summary(load_bundle(resolve_model(name)), name)
+    summary = model_summary(load(name).record, name)
     assert round(100 * summary["test"]["accuracy"], 2) == _card_figures(name)["accuracy"]
 
 

@@ -11,39 +11,20 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 from typer.testing import CliRunner
 
+from conftest import LEARNING_RUN, fails_with, tiny_config
 from ferlab.cli.main import app
 from ferlab.data.stats import balanced_class_weights
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
 from ferlab.training.config import build_config, load_config
-from ferlab.training.trainer import (
-    Trainer,
-    TrainingInterrupted,
-    load_training_data,
-    resume,
-    split_tensors,
-    train,
-)
-
-
-def tiny_config(data: Path, **overrides: object) -> list[str]:
-    base = {
-        "data.path": str(data),
-        "model.name": "baseline_cnn",
-        "model.params": "{input_size: 24}",
-        "train.epochs": 4,
-        "train.batch_size": 16,
-        "train.lr": 0.003,
-        "augment.policy": "both",
-        "train.mixup_alpha": 0.2,
-    }
-    base.update({k: str(v) for k, v in overrides.items()})
-    return [f"{k}={v}" for k, v in base.items()]
+from ferlab.training.data import load_training_data, split_tensors
+from ferlab.training.entry import resume, train
+from ferlab.training.trainer import Trainer, TrainingInterrupted
 
 
 def test_tiny_run_learns_and_writes_a_complete_run_folder(blob_data: Path, tmp_path: Path) -> None:
     config = build_config(
-        {"name": "tiny"}, tiny_config(blob_data, **{"augment.policy": "none", "train.mixup_alpha": 0})
+        {"name": "tiny"}, tiny_config(blob_data, LEARNING_RUN, **{"augment.policy": "none", "train.mixup_alpha": 0})
     )
     run_dir, metrics = train(config, tmp_path)
     for name in (
@@ -68,21 +49,21 @@ def test_tiny_run_learns_and_writes_a_complete_run_folder(blob_data: Path, tmp_p
     again_dir, again = train(config, tmp_path)  # the same config: the finished run, untouched
     assert again_dir == run_dir and again == metrics
     assert len((run_dir / "train.log").read_text().splitlines()) == 4
-    with pytest.raises(FerlabError, match="already has a run with another config"):
-        train(build_config({"name": "tiny"}, tiny_config(blob_data, **{"train.lr": 0.5})), tmp_path)
+    with fails_with(FerlabError, "another config", "--resume"):
+        train(build_config({"name": "tiny"}, tiny_config(blob_data, LEARNING_RUN, **{"train.lr": 0.5})), tmp_path)
     for checkpoint in ("last.pt", "best.pt"):  # deleted to save disk: the run is still finished, and kept
         (run_dir / checkpoint).unlink()
     model_bytes = (run_dir / "model.pt").read_bytes()
     assert train(config, tmp_path) == (run_dir, metrics)
-    with pytest.raises(FerlabError, match="already has a run with another config"):
-        train(build_config({"name": "tiny"}, tiny_config(blob_data, **{"train.lr": 0.5})), tmp_path)
+    with fails_with(FerlabError, "another config", "--resume"):
+        train(build_config({"name": "tiny"}, tiny_config(blob_data, LEARNING_RUN, **{"train.lr": 0.5})), tmp_path)
     assert (run_dir / "model.pt").read_bytes() == model_bytes
 
 
 def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
     blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    overrides = tiny_config(blob_data, **{"train.scheduler": "cosine", "train.warmup_epochs": 1})
+    overrides = tiny_config(blob_data, LEARNING_RUN, **{"train.scheduler": "cosine", "train.warmup_epochs": 1})
     full_dir, full_metrics = train(build_config({"name": "full"}, overrides), tmp_path)
 
     original = Trainer._run_epoch
@@ -110,6 +91,7 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
 def test_two_phase_transfer_freezes_then_fine_tunes_the_top(blob_data: Path, tmp_path: Path) -> None:
     overrides = tiny_config(
         blob_data,
+        LEARNING_RUN,
         **{
             "train.epochs": 2,
             "finetune.enabled": "true",
@@ -154,7 +136,7 @@ def test_ctrl_c_leaves_a_resumable_run(blob_data: Path, tmp_path: Path, monkeypa
 
     monkeypatch.setattr(Trainer, "train_epoch", interrupt_second)
     with pytest.raises(TrainingInterrupted, match="resume with: ferlab train --resume"):
-        train(build_config({"name": "ctrl-c"}, tiny_config(blob_data)), tmp_path)
+        train(build_config({"name": "ctrl-c"}, tiny_config(blob_data, LEARNING_RUN)), tmp_path)
     saved = torch.load(tmp_path / "ctrl-c" / "last.pt", weights_only=True)
     assert saved["state"]["epoch_in_phase"] == 1
 
@@ -180,7 +162,7 @@ def test_vote_targets_are_the_ferplus_distribution(tmp_path: Path) -> None:
 
 
 def test_votes_on_a_dataset_without_votes_is_a_clear_error(blob_data: Path, tmp_path: Path) -> None:
-    config = build_config({"name": "v"}, tiny_config(blob_data, **{"train.targets": "votes"}))
+    config = build_config({"name": "v"}, tiny_config(blob_data, LEARNING_RUN, **{"train.targets": "votes"}))
     with pytest.raises(FerlabError, match="needs FER\\+ votes"):
         train(config, tmp_path)
 
@@ -188,12 +170,12 @@ def test_votes_on_a_dataset_without_votes_is_a_clear_error(blob_data: Path, tmp_
 def test_val_clean_keeps_only_the_listed_validation_images(
     blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    everything = load_training_data(build_config({"name": "all"}, tiny_config(blob_data)), 24, 1)
+    everything = load_training_data(build_config({"name": "all"}, tiny_config(blob_data, LEARNING_RUN)), 24, 1)
     val_sources = sorted(everything.split("val").sources)
     clean = tmp_path / "val-clean.txt"
     clean.write_text("# ferlab data audit: the val images ...\n" + "\n".join(val_sources[::2]) + "\n")
 
-    config = build_config({"name": "clean"}, tiny_config(blob_data, **{"data.val_clean": str(clean)}))
+    config = build_config({"name": "clean"}, tiny_config(blob_data, LEARNING_RUN, **{"data.val_clean": str(clean)}))
     dataset = load_training_data(config, 24, 1)
     assert sorted(dataset.split("val").sources) == val_sources[::2]
     assert len(dataset.split("train")) == len(everything.split("train"))  # only validation shrinks
@@ -203,7 +185,9 @@ def test_val_clean_keeps_only_the_listed_validation_images(
 
     monkeypatch.setattr(card, "classification_speed", lambda predictor, batch: 1.0)
     run_dir, metrics = train(
-        build_config({"name": "clean"}, tiny_config(blob_data, **{"data.val_clean": str(clean), "train.epochs": 1})),
+        build_config(
+            {"name": "clean"}, tiny_config(blob_data, LEARNING_RUN, **{"data.val_clean": str(clean), "train.epochs": 1})
+        ),
         tmp_path / "runs",
     )
     assert metrics["val"]["samples"] == len(val_sources[::2])
@@ -214,10 +198,12 @@ def test_val_clean_keeps_only_the_listed_validation_images(
     )
     clean.write_text("\n".join(val_sources[1::2]) + "\n")  # the audit was rerun with other thresholds
     resumed = Trainer(
-        build_config({"name": "clean"}, tiny_config(blob_data, **{"data.val_clean": str(clean), "train.epochs": 1})),
+        build_config(
+            {"name": "clean"}, tiny_config(blob_data, LEARNING_RUN, **{"data.val_clean": str(clean), "train.epochs": 1})
+        ),
         run_dir,
     )
-    with pytest.raises(FerlabError, match="data.val_clean .* is not the file this run started with"):
+    with fails_with(FerlabError, "data.val_clean", "not the file"):
         resumed.restore_checkpoint()
 
     clean.write_text("test/angry/0.png\n")  # a list made for another split keeps no validation image
@@ -226,7 +212,9 @@ def test_val_clean_keeps_only_the_listed_validation_images(
     clean.write_text("\n".join(val_sources) + "\ntrain/angry/0.png\n")  # made with another split of the data
     with pytest.raises(FerlabError, match="lists training images"):
         load_training_data(config, 24, 1)
-    missing = build_config({"name": "m"}, tiny_config(blob_data, **{"data.val_clean": str(tmp_path / "no.txt")}))
+    missing = build_config(
+        {"name": "m"}, tiny_config(blob_data, LEARNING_RUN, **{"data.val_clean": str(tmp_path / "no.txt")})
+    )
     with pytest.raises(FerlabError, match="no such deduplicated list"):
         load_training_data(missing, 24, 1)
 
@@ -240,13 +228,13 @@ def test_config_file_overrides_and_validation(tmp_path: Path) -> None:
     toml = tmp_path / "exp.toml"
     toml.write_text('name = "t"\n[data]\npath = "x"\n[train]\nepochs = 3\n')
     assert load_config(toml).train.epochs == 3
-    with pytest.raises(FerlabError, match="unknown config key.*train.lrate.*known in train: epochs"):
+    with fails_with(FerlabError, "train.lrate", "epochs"):
         load_config(path, ["train.lrate=1"])
-    with pytest.raises(FerlabError, match="train.epochs must be a whole number"):
+    with fails_with(FerlabError, "train.epochs", "whole number"):
         load_config(path, ["train.epochs=2.5"])
-    with pytest.raises(FerlabError, match="data.max_train_samples must be a whole number"):
+    with fails_with(FerlabError, "data.max_train_samples", "whole number"):
         load_config(path, ["data.max_train_samples=0.5"])
-    with pytest.raises(FerlabError, match="data.val_clean must be a str, got 5"):
+    with fails_with(FerlabError, "data.val_clean", "str", "5"):
         load_config(path, ["data.val_clean=5"])
     assert load_config(path, ["data.max_train_samples=100"]).data.max_train_samples == 100
     with pytest.raises(FerlabError, match="augment.policy must be one of"):
@@ -341,6 +329,7 @@ def test_a_student_learns_from_the_teacher_alone(
     # distill_weight=1: the labels carry no weight, so whatever the student learns comes from the teacher
     overrides = tiny_config(
         blob_data,
+        LEARNING_RUN,
         **{
             "model.params": "{}",
             "augment.policy": "none",
@@ -365,20 +354,20 @@ def test_a_student_learns_from_the_teacher_alone(
     resumed = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")
     resumed.restore_checkpoint()  # the same teacher file: fine
     resumed.input_digests["train.teacher"] = "0" * 64  # as if the teacher file had been retrained since
-    with pytest.raises(FerlabError, match="train.teacher .* is not the file this run started with"):
+    with fails_with(FerlabError, "train.teacher", "not the file"):
         resumed.restore_checkpoint()
 
 
 def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ferlab.training.trainer as trainer_module
+    import ferlab.training.entry as entry_module
 
     trained = []
 
-    def interrupted(config: object, runs_dir: Path, device: str | None = None) -> None:
+    def interrupted(config: object, *args: object) -> None:
         trained.append(config)
         raise TrainingInterrupted("interrupted; resume with ...")
 
-    monkeypatch.setattr(trainer_module, "train", interrupted)
+    monkeypatch.setattr(entry_module, "train", interrupted)
     configs = []
     for name in ("first", "second"):
         path = tmp_path / f"{name}.yaml"
@@ -389,16 +378,16 @@ def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch
 
 
 def test_a_teacher_with_another_input_is_refused(blob_data: Path, blob_model: Path, tmp_path: Path) -> None:
-    overrides = tiny_config(blob_data, **{"train.teacher": str(blob_model)})  # the student takes 24x24 faces
+    overrides = tiny_config(
+        blob_data, LEARNING_RUN, **{"train.teacher": str(blob_model)}
+    )  # the student takes 24x24 faces
     trainer = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")  # loads nothing yet
-    with pytest.raises(FerlabError, match="the student 1x24x24: give the student the teacher's input_size"):
+    with fails_with(FerlabError, "1x24x24", "input_size"):
         trainer.prepare()
-    with pytest.raises(FerlabError, match="train.teacher must be a str, got True"):
-        build_config({"name": "student"}, tiny_config(blob_data, **{"train.teacher": "true"}))
-    with pytest.raises(
-        FerlabError, match="distill_weight = 1.5 is out of range: allowed 0 <= train.distill_weight <= 1"
-    ):
-        build_config({"name": "student"}, tiny_config(blob_data, **{"train.distill_weight": 1.5}))
+    with fails_with(FerlabError, "train.teacher", "str", "True"):
+        build_config({"name": "student"}, tiny_config(blob_data, LEARNING_RUN, **{"train.teacher": "true"}))
+    with fails_with(FerlabError, "train.distill_weight", "1.5", "0 <= train.distill_weight <= 1"):
+        build_config({"name": "student"}, tiny_config(blob_data, LEARNING_RUN, **{"train.distill_weight": 1.5}))
 
 
 def test_interpolate_mixes_the_best_fine_tuned_weights_with_the_starting_ones(blob_data: Path, tmp_path: Path) -> None:
@@ -406,21 +395,28 @@ def test_interpolate_mixes_the_best_fine_tuned_weights_with_the_starting_ones(bl
     resnet = {"model.name": "resnet9_fer", "train.mixup_alpha": 0, "augment.policy": "none", "train.epochs": 2}
     start_dir, _ = train(
         build_config(
-            {"name": "start"}, tiny_config(blob_data, **resnet, **{"model.params": "{input_size: 24, width: 4}"})
+            {"name": "start"},
+            tiny_config(blob_data, LEARNING_RUN, **resnet, **{"model.params": "{input_size: 24, width: 4}"}),
         ),
         tmp_path,
     )
     params = f"{{input_size: 24, width: 4, pretrained: {start_dir / 'model.pt'}}}"
     with pytest.raises(FerlabError, match="needs model.params.pretrained"):
-        build_config({"name": "x"}, tiny_config(blob_data, **resnet, **{"train.interpolate": 0.5}))
+        build_config({"name": "x"}, tiny_config(blob_data, LEARNING_RUN, **resnet, **{"train.interpolate": 0.5}))
     with pytest.raises(FerlabError, match="train.interpolate"):
         build_config(
-            {"name": "x"}, tiny_config(blob_data, **resnet, **{"model.params": params, "train.interpolate": 0})
+            {"name": "x"},
+            tiny_config(blob_data, LEARNING_RUN, **resnet, **{"model.params": params, "train.interpolate": 0}),
         )
     run_dir, metrics = train(
         build_config(
             {"name": "wise"},
-            tiny_config(blob_data, **resnet, **{"model.params": params, "train.interpolate": 0.25, "train.lr": 0.05}),
+            tiny_config(
+                blob_data,
+                LEARNING_RUN,
+                **resnet,
+                **{"model.params": params, "train.interpolate": 0.25, "train.lr": 0.05},
+            ),
         ),
         tmp_path,
     )
@@ -443,11 +439,13 @@ def test_calibrating_on_augmented_validation_images_fits_the_temperature_on_both
     from ferlab.training.loop import predict_logits
 
     options = {"augment.policy": "both", "augment.blur": 0.5, "augment.erase": 0.5, "train.mixup_alpha": 0}
-    config = build_config({"name": "aug-cal"}, tiny_config(blob_data, **options, **{"train.calibrate_on": "augmented"}))
+    config = build_config(
+        {"name": "aug-cal"}, tiny_config(blob_data, LEARNING_RUN, **options, **{"train.calibrate_on": "augmented"})
+    )
     run_dir, metrics = train(config, tmp_path)
     assert metrics["calibrated_on"] == "augmented"
-    with pytest.raises(FerlabError, match="train.calibrate_on must be one of clean, augmented"):
-        build_config({"name": "x"}, tiny_config(blob_data, **{"train.calibrate_on": "corrupted"}))
+    with fails_with(FerlabError, "train.calibrate_on", "clean, augmented"):
+        build_config({"name": "x"}, tiny_config(blob_data, LEARNING_RUN, **{"train.calibrate_on": "corrupted"}))
     trainer = Trainer(config, run_dir).prepare()
     data = trainer.prepared
     bundle = load_bundle(run_dir)
@@ -472,9 +470,9 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
     from ferlab.models.manifest import ModelManifest
     from ferlab.training.loop import predict_logits
 
-    with pytest.raises(FerlabError, match="train.tta must be one of none, flip"):
-        build_config({"name": "x"}, tiny_config(blob_data, **{"train.tta": "tencrop"}))
-    config = build_config({"name": "flip"}, tiny_config(blob_data, **{"train.tta": "flip"}))
+    with fails_with(FerlabError, "train.tta", "none, flip"):
+        build_config({"name": "x"}, tiny_config(blob_data, LEARNING_RUN, **{"train.tta": "tencrop"}))
+    config = build_config({"name": "flip"}, tiny_config(blob_data, LEARNING_RUN, **{"train.tta": "flip"}))
     run_dir, metrics = train(config, tmp_path)
     bundle = load_bundle(run_dir)
     assert metrics["tta"] == "flip" and bundle.info.tta == "flip"
@@ -516,7 +514,7 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
 
     # as a teacher it teaches as served: its flip-averaged logits on the training faces
     student = Trainer(
-        build_config({"name": "student"}, tiny_config(blob_data, **{"train.teacher": str(run_dir)})),
+        build_config({"name": "student"}, tiny_config(blob_data, LEARNING_RUN, **{"train.teacher": str(run_dir)})),
         tmp_path / "student",
     ).prepare()
     train_images = student.train_data.images

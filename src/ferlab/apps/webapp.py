@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
 from ferlab.data.imageio import as_rgb
 from ferlab.errors import FerlabError
-from ferlab.evaluation.explain import Explainer
 from ferlab.inference.annotate import draw_face
 from ferlab.inference.catalog import installed_models, model_name, model_summary
 from ferlab.inference.predictor import FacePrediction, Predictor, load
+
+if TYPE_CHECKING:  # Grad-CAM needs torch: imported when first asked for, so describing a model never does
+    from ferlab.evaluation.explain import Explainer
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 # A JSON list of WebRTC ICE servers for live video from other machines; unset = none (localhost only,
@@ -39,6 +41,8 @@ def get_predictor(reference: str, prior: str = "train") -> Predictor:
 @st.cache_resource(show_spinner="Preparing Grad-CAM…")
 def get_explainer(reference: str) -> Explainer:
     """Built on first use of Grad-CAM only: it copies the network."""
+    from ferlab.evaluation.explain import Explainer
+
     return Explainer(get_predictor(reference))
 
 
@@ -175,7 +179,7 @@ def main() -> None:
     explain = st.sidebar.toggle(
         "Grad-CAM overlay", value=False, key="gradcam", help="Show where in each face the model looked for its answer."
     )
-    show_model_summary(model_summary(predictor.bundle, reference))
+    show_model_summary(model_summary(predictor.record, reference))
     explainer = get_explainer(reference) if explain else None
 
     source = st.radio("Source", SOURCES, horizontal=True)

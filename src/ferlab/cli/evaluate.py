@@ -64,10 +64,10 @@ def evaluate(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps: where the network runs.")] = "cpu",
 ) -> None:
     """Accuracy, per-class report, confusion matrix, ROC/AUC, calibration, Grad-CAM examples and report.md."""
+    import ferlab
     from ferlab.evaluation.evaluator import metrics_table
-    from ferlab.evaluation.report import run_evaluation
 
-    out_dir, summary = run_evaluation(
+    out_dir, summary = ferlab.evaluate(
         model,
         data,
         split=split,
@@ -126,13 +126,14 @@ def bench(
     """Every model on every dataset: one table of accuracy, macro-F1 and recall per class."""
     import json
 
-    from ferlab.evaluation.report import benchmark, benchmark_table
+    import ferlab
+    from ferlab.evaluation.report import benchmark_table
 
     if out is not None:
         if out.is_dir():
             raise FerlabError(f"--out {out} is a folder; give a file prefix such as {out / 'bench'}")
         out = out.with_suffix("") if out.suffix.lower() in (".md", ".json") else out
-    rows = benchmark(models, data, split=split, detect=detect, detector=detector, tta=served_option(tta))  # type: ignore[arg-type]
+    rows = ferlab.bench(models, data, split=split, detect=detect, detector=detector, tta=served_option(tta))
     for row in rows:
         for note in row["notes"]:
             typer.echo(f"note ({row['model']} on {row['data']}): {note}")

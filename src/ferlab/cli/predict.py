@@ -370,59 +370,35 @@ def export(
     ] = None,
 ) -> None:
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
-    import numpy as np
+    import ferlab
 
-    from ferlab.inference.engine import (
-        InputSpec,
-        LogitEngine,
-        OnnxBackend,
-        export_onnx,
-        export_to_folder,
-        onnx_cache_dir,
-    )
-    from ferlab.inference.predictor import model_label, resolve_model
-    from ferlab.models.bundle import load_bundle
-    from ferlab.models.shipped import bundle_file
-
-    if format != "onnx":
-        raise FerlabError(f"unknown export format {format!r}; supported: onnx")
-    if int8 and calibration is None:
+    if int8 and calibration is None:  # said in the command's words; ferlab.export checks it too
         raise FerlabError("--int8 needs --calibration DATA: training faces set the int8 scales")
-    path = resolve_model(model)
-    bundle = load_bundle(path)
-    if int8 and calibration is not None:
-        from ferlab.inference.quantize import calibration_faces, export_int8
-
-        faces = calibration_faces(calibration, bundle)
-        fp32_path, int8_path = export_int8(bundle, faces, out or onnx_cache_dir(), bundle_file(path))
+    result = ferlab.export(model, out, format=format, int8=int8, calibration=calibration)
+    if result.int8 is not None:
         typer.echo(
-            f"wrote {fp32_path} and {int8_path} (int8, calibrated on {len(faces)} training faces of {calibration})"
+            f"wrote {result.onnx} and {result.int8} "
+            f"(int8, calibrated on {result.calibration_faces} training faces of {calibration})"
         )
         return
-    if out is not None and out.is_dir():
-        _, target = export_to_folder(bundle, out, bundle_file(path))
-    else:
-        target = export_onnx(bundle, out or Path.cwd() / f"{model_label(model, path)}.onnx")
-    spec = bundle.spec
-    faces = np.random.default_rng(0).integers(
-        0, 256, (4, spec.input_size, spec.input_size, spec.in_channels), dtype=np.uint8
-    )
-    onnx_logits = LogitEngine(OnnxBackend(target), InputSpec.of_bundle(bundle)).logits(faces)
-    difference = float(np.abs(onnx_logits - LogitEngine.for_bundle(bundle, "torch").logits(faces)).max())
     typer.echo(
-        f"wrote {target} (max |logit difference| vs torch on random faces: {difference:.2e}); "
-        f"classes {', '.join(bundle.label_set.classes)}, temperature {bundle.temperature:.3f}"
+        f"wrote {result.onnx} (max |logit difference| vs torch on random faces: {result.max_difference:.2e}); "
+        f"classes {', '.join(result.classes)}, temperature {result.temperature:.3f}"
     )
 
 
 @user_errors
 def models() -> None:
     """The models that ship with ferlab: classes, input, headline test figures, license (loads none of them)."""
+    import ferlab
     from ferlab.models.shipped import DEFAULT_MODEL, shipped_models
 
-    for name, entry in shipped_models().items():
+    shipped = shipped_models()
+    for name, record in ferlab.list_models().items():
         default = " (default)" if name == DEFAULT_MODEL else ""
-        typer.echo(f"{name}{default}: {entry.description}")
-        typer.echo(f"    classes ({len(entry.classes)}): {', '.join(entry.classes)}; input {entry.input}")
-        typer.echo(f"    {entry.accuracy:.2f} % accuracy, macro-F1 {entry.macro_f1:.3f} on {entry.test_set}")
-        typer.echo(f"    license: {entry.license}; card: {entry.card_path}")
+        typer.echo(f"{name}{default}: {record.description}")
+        typer.echo(f"    classes ({record.num_classes}): {', '.join(record.classes)}; input {record.input_text}")
+        if record.headline is not None:
+            h = record.headline
+            typer.echo(f"    {100 * h.accuracy:.2f} % accuracy, macro-F1 {h.macro_f1:.3f} on {h.test_set}")
+        typer.echo(f"    license: {record.license}; card: {shipped[name].card_path}")

@@ -80,15 +80,14 @@ def _train(
     resume: Path | None,
     device: str | None,
 ) -> None:
+    import ferlab
     from ferlab.training.config import load_config
     from ferlab.training.trainer import TrainingInterrupted
-    from ferlab.training.trainer import resume as resume_run
-    from ferlab.training.trainer import train as train_run
 
     if resume is not None:
         if configs or set_:
             raise FerlabError("--resume continues a run with its saved config; give no CONFIG or --set")
-        _report(*resume_run(resume, device=device))
+        _report(*ferlab.resume(resume, device=device))
         return
     if not configs:
         raise FerlabError("give a CONFIG file to train, or --resume RUN to continue one")
@@ -96,7 +95,7 @@ def _train(
         raise FerlabError("--name names one run; leave it out when training several configs")
     overrides = (set_ or []) + ([f"name={json.dumps(name)}"] if name else [])  # quoted: --name 1e5 stays a string
     if len(configs) == 1:
-        _report(*train_run(load_config(configs[0], overrides), runs_dir, device=device))
+        _report(*ferlab.train(load_config(configs[0], overrides), runs_dir=runs_dir, device=device))
         return
     # A sweep: one broken config must not cost a night's sweep. Each is checked before
     # anything trains, the bad ones are reported, and every other one trains.
@@ -115,7 +114,7 @@ def _train(
         )
     for experiment in experiments:
         try:
-            _report(*train_run(experiment, runs_dir, device=device))
+            _report(*ferlab.train(experiment, runs_dir=runs_dir, device=device))
         except TrainingInterrupted:
             raise  # Ctrl-C stops the whole sweep
         except Exception as exc:  # noqa: BLE001 - whatever broke one run, the others still train

@@ -9,7 +9,6 @@ torch or onnx: this module imports them only where a bundle is run, exported or 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import warnings
@@ -25,6 +24,7 @@ from ferlab.errors import FerlabError
 from ferlab.inference.cpus import usable_cpus
 from ferlab.models.batching import FORWARD_BATCH
 from ferlab.models.manifest import ModelManifest, OnnxPrecision, onnx_file_name
+from ferlab.models.record import weights_digest as record_weights_digest
 
 if TYPE_CHECKING:
     from ferlab.models.bundle import ModelBundle
@@ -198,8 +198,12 @@ def export_to_folder(bundle: ModelBundle, folder: Path, source: Path) -> tuple[M
     weights/onnx or the cache) and runs without torch."""
     from ferlab.models.manifest import file_sha256
 
-    manifest = ModelManifest.from_bundle(bundle, file_sha256(source), weights_digest(bundle))
+    manifest = bundle.record(file_sha256(source))
     fp32 = export_onnx(bundle, folder / manifest.onnx_name("fp32"))
+    manifest = manifest.with_facts(
+        files={**manifest.files, "weights": source.name, "onnx": fp32.name},
+        checksums={**manifest.checksums, "onnx": file_sha256(fp32)},
+    )
     manifest.save(folder)
     return manifest, fp32
 
@@ -211,11 +215,8 @@ calibrated on training faces."""
 
 
 def weights_digest(bundle: ModelBundle) -> str:
-    digest = hashlib.sha256()
-    for key, value in bundle.model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()[:20]
+    """The digest that names a bundle's exports (ferlab.models.record.weights_digest)."""
+    return record_weights_digest(bundle.model.state_dict())
 
 
 def onnx_cache_dir() -> Path:
@@ -305,7 +306,7 @@ def create_backend(
     if source is not None:
         from ferlab.models.manifest import file_sha256
 
-        manifest = ModelManifest.from_bundle(bundle, file_sha256(source), digest)
+        manifest = bundle.record(file_sha256(source))
         if not any((folder / manifest.file_name).is_file() for folder in export_folders()):
             manifest.save(onnx_cache_dir())
     return OnnxBackend(path, threads, device)

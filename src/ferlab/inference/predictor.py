@@ -36,6 +36,7 @@ from ferlab.labels import LabelSet
 from ferlab.models.calibration import softmax
 from ferlab.models.manifest import ModelManifest, find_manifest
 from ferlab.models.prior import Prior, class_prior, prior_strength, rebalance
+from ferlab.models.record import ModelRecord
 from ferlab.models.shipped import (
     DEFAULT_MODEL,
     bundle_file,
@@ -176,6 +177,7 @@ class Predictor:
         else:
             label_set = LabelSet(manifest.label_set, manifest.classes)
             temperature, recorded_prior, recorded_tta = manifest.temperature, manifest.class_prior, manifest.tta
+        self._record: ModelRecord | None = manifest
         self.label_set: LabelSet = label_set
         self.temperature = float(temperature)
         self.class_prior = class_prior(recorded_prior, len(self.label_set)) if self.prior_strength > 0 else None
@@ -195,6 +197,14 @@ class Predictor:
             assert self.source is not None  # a Predictor is made from a bundle or from a model file
             self._bundle = load_bundle(self.source)
         return self._bundle
+
+    @property
+    def record(self) -> ModelRecord:
+        """What the model is (ferlab.models.record): from its export's record without torch, else
+        from the weights, which are loaded for it."""
+        if self._record is None:
+            self._record = self.bundle.record()
+        return self._record
 
     @property
     def classes(self) -> tuple[str, ...]:

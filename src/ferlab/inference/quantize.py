@@ -83,7 +83,12 @@ def export_int8(bundle: ModelBundle, faces: np.ndarray, folder: Path, source: Pa
     """fp32 and static int8 exports of `bundle` (loaded from the model file `source`) in `folder`,
     with their manifest (`export_to_folder`), calibrated on `faces`."""
     from ferlab.inference.engine import InputSpec, export_to_folder
+    from ferlab.models.record import file_sha256
 
-    manifest, fp32 = export_to_folder(bundle, folder, source)
+    record, fp32 = export_to_folder(bundle, folder, source)
     calibration = InputSpec.of_bundle(bundle).normalize(faces)
-    return fp32, quantize_int8(fp32, folder / manifest.onnx_name("int8"), calibration)
+    int8 = quantize_int8(fp32, folder / record.onnx_name("int8"), calibration)
+    record.with_facts(
+        files={**record.files, "onnx_int8": int8.name}, checksums={**record.checksums, "onnx_int8": file_sha256(int8)}
+    ).save(folder)  # the record names both exports
+    return fp32, int8

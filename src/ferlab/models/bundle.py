@@ -20,11 +20,15 @@ import torch
 from ferlab.errors import FerlabError
 from ferlab.labels import LabelSet
 from ferlab.models.base import FerModel, ModelSpec
+from ferlab.models.record import Headline, ModelRecord, weights_digest
 from ferlab.models.registry import create_model
 from ferlab.models.shipped import bundle_file
 
 BUNDLE_FORMAT = "ferlab-model/1"
-"""Unchanged by BundleInfo: its fields are saved as the same plain `info` dict, with more keys."""
+"""Unchanged by BundleInfo and the record: both are saved as plain dicts (`info`, `record`), which
+older versions ignore and which files written before them lack."""
+VALIDATION_KEYS = ("accuracy", "macro_f1", "ece_calibrated")
+"""The validation figures a record keeps (a loss is not comparable across models)."""
 
 
 @dataclass
@@ -103,10 +107,58 @@ class ModelBundle:
     """Softmax temperature fitted on validation data (1.0 = uncalibrated)."""
     info: BundleInfo = field(default_factory=BundleInfo)
     """Provenance and data options: run, dataset, split seed, metrics, class prior, device."""
+    stored_record: ModelRecord | None = None
+    """The record the file was saved with (None in files written before records): its descriptive
+    facts (shipped name, description, headline, licence, files) are kept by `record()`."""
 
     @property
     def spec(self) -> ModelSpec:
         return self.model.spec
+
+    def record(self, source_sha256: str | None = None) -> ModelRecord:
+        """This model's record: what running it needs from the weights, label set, temperature
+        and info, and what describes it from the stored record (else from its run). `source_sha256`:
+        the sha256 of the file it was loaded from, for the record beside an export of it."""
+        spec, info = self.spec, self.info
+        metrics = info.metrics or {}
+        validation = {k: v for k, v in (metrics.get("val") or {}).items() if k in VALIDATION_KEYS}
+        test = metrics.get("test") or {}
+        headline = None
+        if "accuracy" in test and "macro_f1" in test:
+            where = f"the test split of {info.data}" if info.data else "its run's test split"
+            headline = Headline(f"{where}, measured by the trainer", test["accuracy"], test["macro_f1"])
+        prior = info.class_prior
+        record = ModelRecord(
+            arch=spec.name,
+            label_set=self.label_set.name,
+            classes=tuple(self.label_set.classes),
+            input_size=spec.input_size,
+            in_channels=spec.in_channels,
+            input_mean=tuple(float(v) for v in spec.input_mean),
+            input_std=tuple(float(v) for v in spec.input_std),
+            temperature=float(self.temperature),
+            class_prior=None if prior is None else tuple(float(v) for v in prior),
+            weights_digest=weights_digest(self.model.state_dict()),
+            source_sha256=source_sha256,
+            tta=info.tta,
+            name=info.run,
+            arch_options=dict(spec.config),
+            headline=headline,
+            run=info.run,
+            training_data=info.data,
+            validation=validation or None,
+        )
+        stored = self.stored_record
+        if stored is None:
+            return record
+        return record.with_facts(
+            name=stored.name or record.name,
+            description=stored.description,
+            headline=stored.headline or record.headline,
+            license=stored.license,
+            files=stored.files,
+            checksums=stored.checksums,
+        )
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -169,6 +221,7 @@ def save_bundle(bundle: ModelBundle, path: Path) -> None:
             "label_set": {"name": bundle.label_set.name, "classes": list(bundle.label_set.classes)},
             "temperature": float(bundle.temperature),
             "info": bundle.info.to_dict(),
+            "record": bundle.record().to_dict(),
         },
         path,
     )
@@ -194,6 +247,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
             label_set=LabelSet(labels["name"], tuple(labels["classes"])),
             temperature=float(data.get("temperature", 1.0)),
             info=_info_of(data.get("info"), path),
+            stored_record=None if data.get("record") is None else ModelRecord.from_dict(data["record"], str(path)),
         )
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:160]

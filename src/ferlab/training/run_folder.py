@@ -1,5 +1,7 @@
 """Run-folder policy: what a run folder holds, who writes it, and what training the same name again does.
 
+It decides; ferlab.training.entry acts (starts or resumes a `Trainer`), so this module never imports the trainer.
+
 `runs/<name>/` holds config.yaml, summary.txt, train.log, history.json, last.pt, best.pt,
 curves.png, model.pt and metrics.json (written last: the sign of a finished run). With
 several processes only rank 0 writes; the others hold a `RunFolder` whose writes do nothing.
@@ -13,11 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from tqdm import tqdm
 
 from ferlab.errors import FerlabError
 from ferlab.training.config import ExperimentConfig, build_config, read_config_file
-from ferlab.training.distributed import ranks_from_env
 
 EXECUTION_KEYS = ("device", "sync_bn", "threads")
 """train.* keys that say where and how fast a run trains, not what it learns: changing them does
@@ -89,37 +89,3 @@ def existing_run(config: ExperimentConfig, run_dir: Path) -> Literal["new", "res
             f"{run_dir} already has a run with another config: resume it with --resume {run_dir} or pick another --name"
         )
     return "finished" if finished else "resume"
-
-
-def train(config: ExperimentConfig, runs_dir: Path = Path("runs"), device: str | None = None) -> tuple[Path, dict]:
-    """Train the run `runs_dir/<config.name>`, never overwriting another experiment.
-
-    A run folder left by the same config is picked up where it stopped: a finished run is
-    returned as is and an interrupted one resumes, so a sweep over many configs can simply
-    be started again in the next session. `device` overrides `train.device`.
-    """
-    run_dir = runs_dir / config.name
-    status = existing_run(config, run_dir)
-    if status == "finished":
-        if ranks_from_env().rank == 0:
-            tqdm.write(f"{run_dir}: already trained with this config, not trained again")
-        return run_dir, json.loads((run_dir / "metrics.json").read_text())
-    if status == "resume":
-        return resume(run_dir, device)
-    from ferlab.training.trainer import Trainer
-
-    trainer = Trainer(config, run_dir, device)
-    trainer.write_run_header()
-    return run_dir, trainer.fit()
-
-
-def resume(run_dir: Path, device: str | None = None) -> tuple[Path, dict[str, Any]]:
-    """Continue a killed or interrupted run from its last finished epoch, with any number of processes."""
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise FerlabError(f"{run_dir}: not a run folder (no config.yaml)")
-    from ferlab.training.trainer import Trainer
-
-    trainer = Trainer(build_config(read_config_file(config_path)), run_dir, device)
-    trainer.restore_checkpoint()
-    return run_dir, trainer.fit()

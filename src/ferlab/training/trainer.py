@@ -6,7 +6,8 @@ phase, epoch), so a resumed run ends with the same weights as an uninterrupted o
 
 Each job has its module: `data` (what is trained on), `teacher` (distillation targets),
 `loop` (optimiser, epoch, evaluation), `finish` (temperature, metrics, model.pt), `run_folder`
-(what a run folder holds, who writes it), `device` and `distributed` (where it runs). A
+(what a run folder holds, who writes it), `device` and `distributed` (where it runs); `entry`
+(`train`, `resume`) starts a `Trainer` and sits above it. A
 `Trainer` only stores its arguments; `prepare()` (called by `fit()`) applies the process
 settings (threads, seeds), joins the other ranks, loads the data and builds the model.
 """
@@ -22,24 +23,20 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ferlab.data.loader import load_dataset  # noqa: F401 - tests patch it to check that no data is loaded
 from ferlab.errors import FerlabError
 from ferlab.models.base import FerModel, summary
 from ferlab.models.bundle import atomic_save, load_torch_file, remove_stale_temporaries
 from ferlab.models.registry import create_model
 from ferlab.training import checkpoint, distributed, loop
 from ferlab.training import data as prep
-from ferlab.training.checkpoint import _OLD_NUMPY_RNG_TYPES, rng_states, set_rng_states
+from ferlab.training.checkpoint import _OLD_NUMPY_RNG_TYPES, rng_states
 from ferlab.training.config import ExperimentConfig
-from ferlab.training.data import SplitTensors, TrainingData, load_training_data, prepare_data, split_tensors
+from ferlab.training.data import SplitTensors, TrainingData, prepare_data
 from ferlab.training.device import make_runtime, place
 from ferlab.training.finish import finish_run
 from ferlab.training.loop import EpochInputs, Phase, TrainState, phases_of
-from ferlab.training.run_folder import RunFolder, resume, train
+from ferlab.training.run_folder import RunFolder
 from ferlab.training.teacher import teacher_probabilities
-
-__all__ = ["Phase", "SplitTensors", "Trainer", "TrainingInterrupted", "load_training_data", "phases_of", "resume"]
-__all__ += ["_OLD_NUMPY_RNG_TYPES", "rng_states", "set_rng_states", "split_tensors", "train"]
 
 logger = logging.getLogger("ferlab.training")
 
