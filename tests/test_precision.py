@@ -74,7 +74,7 @@ def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Pat
     prior = np.asarray(bundle.info["class_prior"])
     assert prior.shape == (3,) and prior.sum() == pytest.approx(1) and prior[2] < prior[0]  # "sad" is rarer
     faces = np.stack(_blob_faces(blob_data))
-    natural = load(blob_model).classify(faces)
+    natural = load(blob_model, prior="train").classify(faces)  # as trained (the default is half way)
     balanced = load(blob_model, prior="uniform").classify(faces)
     expected = natural / prior
     np.testing.assert_allclose(balanced, expected / expected.sum(axis=1, keepdims=True), rtol=1e-5)
