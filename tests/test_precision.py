@@ -24,9 +24,9 @@ def test_int8_export_lands_where_the_runtime_finds_it_and_agrees_with_fp32(blob_
     with pytest.raises(FerlabError, match="no int8 export"):
         LogitEngine.for_bundle(bundle, "onnx", "int8")
     assert LogitEngine.for_bundle(bundle, "onnx", "auto").backend.precision == "fp32"  # type: ignore[attr-defined]
-    result = runner.invoke(app, ["export", str(blob_model), "--int8"])
+    result = runner.invoke(app, ["export", "--model", str(blob_model), "--int8"])
     assert result.exit_code == 2 and "--calibration" in result.output
-    result = runner.invoke(app, ["export", str(blob_model), "--int8", "--calibration", str(blob_data)])
+    result = runner.invoke(app, ["export", "--model", str(blob_model), "--int8", "--calibration", str(blob_data)])
     assert result.exit_code == 0, result.output
     assert any(p.name.endswith(".int8.onnx") for p in onnx_cache_dir().iterdir())
     int8, fp32 = LogitEngine.for_bundle(bundle, "onnx", "auto"), LogitEngine.for_bundle(bundle, "onnx", "fp32")

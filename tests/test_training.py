@@ -502,7 +502,7 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
 
     pytest.importorskip("onnxruntime")
     (tmp_path / "onnx").mkdir()
-    result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "onnx")])
+    result = CliRunner().invoke(app, ["export", "--model", str(run_dir), "--out", str(tmp_path / "onnx")])
     assert result.exit_code == 0, result.output
     (manifest_path,) = (tmp_path / "onnx").glob("*.json")
     assert ModelManifest.load(manifest_path).tta == "flip"

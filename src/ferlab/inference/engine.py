@@ -244,7 +244,7 @@ class MissingExport(FerlabError):
 def _missing_int8(arch: str) -> FerlabError:
     return FerlabError(
         f"no int8 export of this {arch} model; make one with "
-        "`ferlab export MODEL --int8 --calibration TRAINING_DATA` (or use precision fp32)"
+        "`ferlab export --model MODEL --int8 --calibration TRAINING_DATA` (or use --precision fp32)"
     )
 
 
