@@ -21,7 +21,8 @@ from ferlab.cli.options import (
     model_or_old_argument,
 )
 from ferlab.errors import FerlabError
-from ferlab.models.choices import TTA_CHOICES, chosen_tta
+from ferlab.inference.choices import DEFAULT_DETECTOR
+from ferlab.models.choices import DEFAULT_DEVICE, DEFAULT_TTA, TTA_CHOICES, chosen_tta
 
 
 @user_errors
@@ -57,8 +58,8 @@ def evaluate(
     ] = None,
     no_gradcam: Annotated[bool, typer.Option("--no-gradcam", help="Skip the Grad-CAM example grid.")] = False,
     detect: DetectOpt = False,
-    detector: DetectorOpt = "auto",
-    device: DeviceOpt = "cpu",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    device: DeviceOpt = DEFAULT_DEVICE,
     old_model: OldModelArg = None,
 ) -> None:
     """Accuracy, per-class report, confusion matrix, ROC/AUC, calibration, Grad-CAM examples and report.md.
@@ -115,9 +116,9 @@ def bench(
         ),
     ] = "auto",
     detect: DetectOpt = False,
-    detector: DetectorOpt = "auto",
-    tta: TtaOpt = "auto",
-    device: DeviceOpt = "cpu",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    tta: TtaOpt = DEFAULT_TTA,
+    device: DeviceOpt = DEFAULT_DEVICE,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the table (.md) and the figures (.json).")
     ] = None,
@@ -164,10 +165,10 @@ def explain(
         str | None, typer.Option("--class", help="Explain this class (default: the predicted one).")
     ] = None,
     detect: DetectOpt = True,
-    detector: DetectorOpt = "auto",
-    tta: TtaOpt = "auto",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    tta: TtaOpt = DEFAULT_TTA,
     prior: PriorOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """Grad-CAM overlay on the largest face (or the whole crop) for the predicted or named class.
 

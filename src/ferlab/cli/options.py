@@ -1,9 +1,9 @@
 """The options `ferlab` commands share, each spelled and described once.
 
 The values, defaults, validation and help text of each choice live in the layer that needs
-them (ferlab.models.choices, ferlab.models.prior, ferlab.inference.engine and .detection);
-this module only turns them into Typer options, so a concept has one spelling on every
-command. `Typer` makes switches show as switches in help, without a `<bool>` value.
+them (ferlab.models.choices, ferlab.models.prior, ferlab.inference.choices); this module only
+turns them into Typer options, so a concept has one spelling on every command (the commands
+take the defaults from there too). `Typer` makes switches show as switches in help, without a `<bool>` value.
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ from ferlab.cli.options import (
     model_or_old_argument,
 )
 from ferlab.errors import FerlabError
+from ferlab.inference.choices import DEFAULT_BACKEND, DEFAULT_DETECTOR, DEFAULT_PRECISION
 from ferlab.inference.tracking import SMOOTHING
+from ferlab.models.choices import DEFAULT_DEVICE, DEFAULT_TTA
 from ferlab.models.shipped import FAST_MODEL
 
 if TYPE_CHECKING:
@@ -72,13 +74,13 @@ def predict(
         Path | None, typer.Option("--annotate", help="Folder for copies with boxes and labels.")
     ] = None,
     detect: DetectOpt = True,
-    detector: DetectorOpt = "auto",
-    backend: BackendOpt = "auto",
-    tta: TtaOpt = "auto",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    tta: TtaOpt = DEFAULT_TTA,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per classification batch.")] = 16,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = DEFAULT_PRECISION,
     prior: PriorOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = DEFAULT_DEVICE,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -270,12 +272,12 @@ def video(
     ),
     every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame (others reuse the last result).")] = 1,
     smoothing: Annotated[float, typer.Option("--smoothing", help="Temporal smoothing weight in [0, 1).")] = SMOOTHING,
-    detector: DetectorOpt = "auto",
-    backend: BackendOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    tta: TtaOpt = "auto",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
+    tta: TtaOpt = DEFAULT_TTA,
     prior: PriorOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """Per-frame CSV, annotated video and an emotion-over-time plot, with faces tracked across frames."""
     from ferlab.inference.video import process_video
@@ -296,12 +298,12 @@ def webcam(
     model: ModelOpt = None,
     fast: FastOpt = False,
     every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame.")] = 1,
-    detector: DetectorOpt = "auto",
-    backend: BackendOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    tta: TtaOpt = "auto",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
+    tta: TtaOpt = DEFAULT_TTA,
     prior: PriorOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """A live window with boxes, labels, probability bars and fps (needs a camera and a display)."""
     from ferlab.inference.video import run_webcam

@@ -25,6 +25,8 @@ from ferlab.cli.options import (
     TtaOpt,
 )
 from ferlab.errors import FerlabError
+from ferlab.inference.choices import DEFAULT_BACKEND, DEFAULT_DETECTOR, DEFAULT_PRECISION
+from ferlab.models.choices import DEFAULT_DEVICE, DEFAULT_TTA
 
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind; the default keeps the server on this machine.")]
 UploadOpt = Annotated[int, typer.Option("--max-upload-mb", min=1, help="Largest upload accepted, in MB.")]
@@ -72,12 +74,12 @@ def serve(
             "--max-megapixels", min=0.01, help="Largest image accepted, in megapixels (decoding costs memory)."
         ),
     ] = 25.0,
-    detector: DetectorOpt = "auto",
-    backend: BackendOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    tta: TtaOpt = "auto",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
+    tta: TtaOpt = DEFAULT_TTA,
     prior: PriorOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = DEFAULT_DEVICE,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -129,12 +131,12 @@ def app_command(
         list[str] | None, typer.Option("--add-model", help="Another model.pt or run folder to offer (repeatable).")
     ] = None,
     max_upload_mb: UploadOpt = 10,
-    detector: DetectorOpt = "auto",
-    backend: BackendOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    tta: TtaOpt = "auto",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
+    tta: TtaOpt = DEFAULT_TTA,
     prior: PriorOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """Start the web app: upload a photo or take a snapshot, see each face's expression, Grad-CAM and the model card.
 
