@@ -485,7 +485,7 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
     assert bundle.temperature == pytest.approx(fit_temperature((logits[0] + logits[1]) / 2, labels), rel=1e-3)
 
     faces = images.permute(0, 2, 3, 1).numpy()
-    predictor = Predictor(run_dir, backend="torch")
+    predictor = Predictor(run_dir, backend="torch", prior="train")  # uncorrected, to compare with softmax
     assert predictor.tta == "flip" and Predictor(run_dir, backend="torch", tta="none").tta == "none"
     engine = predictor.engine
     averaged = (engine.logits(faces) + engine.logits(np.ascontiguousarray(faces[:, :, ::-1]))) / 2
