@@ -107,7 +107,18 @@ def test_ferlab_model_names_the_default_for_predict_and_the_python_api(
 
 def test_evaluate_refuses_an_unknown_device_before_scoring(blob_model: Path, blob_data: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["evaluate", str(blob_model), "--data", str(blob_data), "--device", "gpu", "--out", str(tmp_path / "e")]
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(blob_model),
+            "--data",
+            str(blob_data),
+            "--device",
+            "gpu",
+            "--out",
+            str(tmp_path / "e"),
+        ],
     )
     assert result.exit_code == 2 and "unknown device" in result.output
 

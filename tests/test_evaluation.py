@@ -116,7 +116,17 @@ def test_bad_inputs_give_clear_errors(blob_model: Path, blob_data: Path, tmp_pat
 
 def test_cli_evaluate_and_explain(blob_model: Path, blob_data: Path, tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["evaluate", str(blob_model), "--data", str(blob_data), "--out", str(tmp_path / "e"), "--no-gradcam"]
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(blob_model),
+            "--data",
+            str(blob_data),
+            "--out",
+            str(tmp_path / "e"),
+            "--no-gradcam",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "| angry |" in result.output and "report.md" in result.output
@@ -215,6 +225,7 @@ def test_model_card_reports_measured_figures(
         ],
     )
     assert result.exit_code == 0, result.output
+    assert "note:" in result.output and "--model" in result.output  # the old positional run still works
     text = (tmp_path / "card.md").read_text()
     metrics = json.loads((blob_model / "eval" / f"{blob_data.name}-test" / "metrics.json").read_text())
     assert f"Accuracy **{100 * metrics['all']['accuracy']:.2f}%** on 20 test images" in text
@@ -229,9 +240,9 @@ def test_unknown_test_time_augmentation_is_refused_before_any_work(
 ) -> None:
     out = tmp_path / "eval"
     result = runner.invoke(
-        app, ["evaluate", str(blob_model), "--data", str(blob_data), "--tta", "rotate", "--out", str(out)]
+        app, ["evaluate", "--model", str(blob_model), "--data", str(blob_data), "--tta", "rotate", "--out", str(out)]
     )
-    assert result.exit_code != 0 and "unknown test-time augmentation rotate" in result.output
+    assert result.exit_code != 0 and "'rotate'" in result.output and "auto" in result.output
     assert not out.exists()
 
 
@@ -300,7 +311,7 @@ def test_split_all_scores_every_image_and_says_so(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(
-        app, ["evaluate", str(blob_model), "--data", str(unsplit_blobs), "--split", "all", "--no-gradcam"]
+        app, ["evaluate", "--model", str(blob_model), "--data", str(unsplit_blobs), "--split", "all", "--no-gradcam"]
     )
     assert result.exit_code == 0, result.output
     assert "every image, all splits (18 images)" in result.output and "Accuracy" in result.output
@@ -308,11 +319,13 @@ def test_split_all_scores_every_image_and_says_so(
     assert json.loads((out_dir / "metrics.json").read_text())["all"]["samples"] == 18
     report = (out_dir / "report.md").read_text()
     assert "every image, all splits (18 images); 18 images scored" in report and "## All images (every split)" in report
-    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(unsplit_blobs), "--no-gradcam"])
+    result = runner.invoke(app, ["evaluate", "--model", str(blob_model), "--data", str(unsplit_blobs), "--no-gradcam"])
     assert result.exit_code == 0, result.output
     assert "split `test`, 2 of 18 images: a seeded stratified part" in result.output  # not silent about carving
     assert "`--split all` scores every image" in result.output
-    result = runner.invoke(app, ["evaluate", str(blob_model), "--data", str(unsplit_blobs), "--split", "everything"])
+    result = runner.invoke(
+        app, ["evaluate", "--model", str(blob_model), "--data", str(unsplit_blobs), "--split", "everything"]
+    )
     assert result.exit_code == 2 and "unknown split 'everything'" in result.output
 
 
@@ -347,7 +360,7 @@ def test_detect_runs_the_photo_pipeline(blob_model: Path, tmp_path: Path, monkey
     write_image(tmp_path / "photos" / "happy" / "blank.png", np.full((200, 200, 3), 128, np.uint8))
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(
-        app, ["evaluate", str(blob_model), "--data", "photos", "--split", "all", "--detect", "--no-gradcam"]
+        app, ["evaluate", "--model", str(blob_model), "--data", "photos", "--split", "all", "--detect", "--no-gradcam"]
     )
     assert result.exit_code == 0, result.output
     assert "a face was found in 4 of 5 images" in result.output and "photo pipeline" in result.output
@@ -363,7 +376,9 @@ def test_bench_prints_one_table_for_every_model_and_dataset(
         app,
         [
             "bench",
+            "-m",
             str(blob_model),
+            "--model",
             str(blob_model / "model.pt"),
             "--data",
             str(blob_data),
@@ -390,9 +405,12 @@ def test_bench_and_explain_refuse_bad_arguments_before_any_work(
     scored = []
     monkeypatch.setattr(report, "evaluate", lambda *args, **kwargs: scored.append(args) or None)
     for args, message in (
-        (["bench", str(blob_model), "nosuchmodel", "--data", str(blob_data)], "nosuchmodel"),
-        (["bench", str(blob_model), "--data", str(blob_data), "--data", str(tmp_path / "none")], "no such file"),
-        (["bench", str(blob_model), "--data", str(blob_data), "--out", str(tmp_path)], "is a folder"),
+        (["bench", "-m", str(blob_model), "-m", "nosuchmodel", "--data", str(blob_data)], "nosuchmodel"),
+        (
+            ["bench", "--model", str(blob_model), "--data", str(blob_data), "--data", str(tmp_path / "none")],
+            "no such file",
+        ),
+        (["bench", "--model", str(blob_model), "--data", str(blob_data), "--out", str(tmp_path)], "is a folder"),
         (["explain", str(tmp_path / "face.png"), "--out", str(tmp_path / "cam.txt")], "ending in .png"),
     ):
         result = runner.invoke(app, args)
@@ -425,10 +443,10 @@ def test_shipped_model_names_work_in_every_command_and_nothing_is_written_in_the
     before = package_files()
     face = gray_faces / "happy" / "1.png"
     commands = [
-        ["evaluate", "ferplus8", "--data", str(gray_faces), "--split", "all", "--no-gradcam"],
-        ["bench", "ferplus8", "five", "--data", str(gray_faces)],
+        ["evaluate", "--model", "ferplus8", "--data", str(gray_faces), "--split", "all", "--no-gradcam"],
+        ["bench", "-m", "ferplus8", "-m", "five", "--data", str(gray_faces)],
         ["explain", str(face), "--model", "fer2013-7", "--no-detect", "--out", "cam.png"],
-        ["export", "five"],
+        ["export", "--model", "five"],
         ["predict", str(face), "--model", "ferplus8", "--no-detect"],
     ]
     for command in commands:
@@ -439,6 +457,6 @@ def test_shipped_model_names_work_in_every_command_and_nothing_is_written_in_the
     assert (tmp_path / "five.onnx").stat().st_mode & 0o777 == 0o644  # in the working directory, readable
     result = runner.invoke(app, ["webcam", "--camera", "97", "--model", "five"])  # the model loads, the camera fails
     assert result.exit_code == 2 and "cannot open camera 97" in result.output
-    result = runner.invoke(app, ["evaluate", "nonexistent", "--data", str(gray_faces)])
+    result = runner.invoke(app, ["evaluate", "--model", "nonexistent", "--data", str(gray_faces)])
     assert result.exit_code == 2 and "no model 'nonexistent'" in result.output
     assert package_files() == before

@@ -315,7 +315,7 @@ def test_export_into_a_folder_writes_what_the_runtime_finds(blob_model: Path, tm
     from ferlab.models.manifest import ModelManifest
 
     pytest.importorskip("onnxruntime")
-    result = runner.invoke(app, ["export", str(blob_model), "--out", str(tmp_path)])
+    result = runner.invoke(app, ["export", "--model", str(blob_model), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     (manifest_path,) = tmp_path.glob("*.json")
     manifest = ModelManifest.load(manifest_path)
@@ -325,7 +325,7 @@ def test_export_into_a_folder_writes_what_the_runtime_finds(blob_model: Path, tm
 
 def test_export_onnx_matches_torch(blob_model: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    result = runner.invoke(app, ["export", str(blob_model), "--out", str(tmp_path / "m.onnx")])
+    result = runner.invoke(app, ["export", "--model", str(blob_model), "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.onnx").stat().st_size > 0
     difference = float(result.output.split("vs torch on random faces: ")[1].split(")")[0])

@@ -24,9 +24,9 @@ def test_int8_export_lands_where_the_runtime_finds_it_and_agrees_with_fp32(blob_
     with pytest.raises(FerlabError, match="no int8 export"):
         LogitEngine.for_bundle(bundle, "onnx", "int8")
     assert LogitEngine.for_bundle(bundle, "onnx", "auto").backend.precision == "fp32"  # type: ignore[attr-defined]
-    result = runner.invoke(app, ["export", str(blob_model), "--int8"])
+    result = runner.invoke(app, ["export", "--model", str(blob_model), "--int8"])
     assert result.exit_code == 2 and "--calibration" in result.output
-    result = runner.invoke(app, ["export", str(blob_model), "--int8", "--calibration", str(blob_data)])
+    result = runner.invoke(app, ["export", "--model", str(blob_model), "--int8", "--calibration", str(blob_data)])
     assert result.exit_code == 0, result.output
     assert any(p.name.endswith(".int8.onnx") for p in onnx_cache_dir().iterdir())
     int8, fp32 = LogitEngine.for_bundle(bundle, "onnx", "auto"), LogitEngine.for_bundle(bundle, "onnx", "fp32")
@@ -74,7 +74,7 @@ def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Pat
     prior = np.asarray(bundle.info["class_prior"])
     assert prior.shape == (3,) and prior.sum() == pytest.approx(1) and prior[2] < prior[0]  # "sad" is rarer
     faces = np.stack(_blob_faces(blob_data))
-    natural = load(blob_model).classify(faces)
+    natural = load(blob_model, prior="train").classify(faces)  # as trained (the default is half way)
     balanced = load(blob_model, prior="uniform").classify(faces)
     expected = natural / prior
     np.testing.assert_allclose(balanced, expected / expected.sum(axis=1, keepdims=True), rtol=1e-5)

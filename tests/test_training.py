@@ -483,7 +483,7 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
     assert bundle.temperature == pytest.approx(fit_temperature((logits[0] + logits[1]) / 2, labels), rel=1e-3)
 
     faces = images.permute(0, 2, 3, 1).numpy()
-    predictor = Predictor(run_dir, backend="torch")
+    predictor = Predictor(run_dir, backend="torch", prior="train")  # uncorrected, to compare with softmax
     assert predictor.tta == "flip" and Predictor(run_dir, backend="torch", tta="none").tta == "none"
     engine = predictor.engine
     averaged = (engine.logits(faces) + engine.logits(np.ascontiguousarray(faces[:, :, ::-1]))) / 2
@@ -500,7 +500,7 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
 
     pytest.importorskip("onnxruntime")
     (tmp_path / "onnx").mkdir()
-    result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "onnx")])
+    result = CliRunner().invoke(app, ["export", "--model", str(run_dir), "--out", str(tmp_path / "onnx")])
     assert result.exit_code == 0, result.output
     (manifest_path,) = (tmp_path / "onnx").glob("*.json")
     assert ModelManifest.load(manifest_path).tta == "flip"

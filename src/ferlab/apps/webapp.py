@@ -19,7 +19,9 @@ from ferlab.data.imageio import as_rgb
 from ferlab.errors import FerlabError
 from ferlab.inference.annotate import draw_face
 from ferlab.inference.catalog import installed_models, model_name, model_summary
+from ferlab.inference.choices import options_from_env
 from ferlab.inference.predictor import FacePrediction, Predictor, load
+from ferlab.models.prior import DEFAULT_PRIOR, PRIOR_HELP, prior_strength
 
 if TYPE_CHECKING:  # Grad-CAM needs torch: imported when first asked for, so describing a model never does
     from ferlab.evaluation.explain import Explainer
@@ -29,13 +31,15 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 # offline). A comment, not a docstring: Streamlit would print a bare string in this script.
 ICE_SERVERS_ENV = "FERLAB_ICE_SERVERS"
 SOURCES = ("Upload a photo", "Camera snapshot", "Live webcam")
-PRIORS = ("train", "0.5", "uniform")
+PRIORS = ("train", f"{DEFAULT_PRIOR:g}", "uniform")
+OPTIONS = options_from_env(os.environ)
+"""`ferlab app --detector/--tta/--prior/--device/...`: every model is served with them."""
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def get_predictor(reference: str, prior: str = "train") -> Predictor:
-    """One predictor per model, prior and process, shared by every session."""
-    return load(reference, prior=prior)
+def get_predictor(reference: str, prior: str | None = None) -> Predictor:
+    """One predictor per model, prior and process, shared by every session (None: the default prior)."""
+    return load(reference, **{**OPTIONS, "prior": prior})
 
 
 @st.cache_resource(show_spinner="Preparing Grad-CAM…")
@@ -163,18 +167,20 @@ def main() -> None:
         installed_models(),
         format_func=lambda ref: ref if model_name(ref) == ref else f"{model_name(ref)} ({ref})",
     )
+    start = str(OPTIONS.get("prior", f"{DEFAULT_PRIOR:g}"))
     prior = st.sidebar.select_slider(
         "Class prior",
-        PRIORS,
-        value="train",
-        help="train: classes as common as in training (most faces are neutral or happy). uniform: every "
-        "class equally likely, which recalls disgust, fear and anger on posed or balanced photos. 0.5: half way.",
+        sorted({*PRIORS, start}, key=prior_strength),
+        value=start,
+        help=PRIOR_HELP,
     )
-    try:
-        predictor = get_predictor(reference, prior)
+    try:  # the default, not asked for, falls back to no correction for a model that cannot give it
+        predictor = get_predictor(reference, None if prior == start and "prior" not in OPTIONS else prior)
     except FerlabError as exc:
         st.error(f"Cannot load the model: {exc}")
         st.stop()
+    if predictor.prior_strength == 0 and prior_strength(prior) > 0:
+        st.sidebar.caption("This model does not record its training class prior, so it is not rebalanced.")
     detect = st.sidebar.toggle("Find faces", value=True, help="Off: the whole image is one face crop.")
     explain = st.sidebar.toggle(
         "Grad-CAM overlay", value=False, key="gradcam", help="Show where in each face the model looked for its answer."

@@ -6,6 +6,8 @@ command module that took this from main could not be imported before main (a cyc
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
@@ -44,3 +46,21 @@ def user_errors(command: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def echo(message: str, *, err: bool = False, fg: str | None = None) -> None:
+    """`typer.secho` that never breaks a progress bar: the bars are cleared, the line written, the bars redrawn."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode(file=sys.stderr if err else sys.stdout):
+        typer.secho(message, err=err, fg=fg)
+
+
+class ProgressSafeHandler(logging.StreamHandler):
+    """Log lines (the library's notes and warnings) written like `echo`, around any progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=self.stream):
+            super().emit(record)

@@ -9,9 +9,10 @@ import typer
 
 from ferlab.cli.common import user_errors
 from ferlab.cli.data_audit import audit
+from ferlab.cli.options import OldSeedOpt, SplitSeedOpt, Typer, split_seed_or_old
 from ferlab.data.dataset import FaceDataset
 
-data_app = typer.Typer(help="Inspect datasets: counts, EDA plots, duplicate audit.", no_args_is_help=True)
+data_app = Typer(help="Inspect datasets: counts, EDA plots, duplicate audit.", no_args_is_help=True)
 
 PathArg = Annotated[Path, typer.Argument(help="Dataset: class-folder tree, FER+ folder, or fer2013.csv.")]
 FormatOpt = Annotated[str, typer.Option("--format", help="auto, folder, fer2013-csv or ferplus-folder.")]
@@ -23,7 +24,6 @@ ChannelsOpt = Annotated[int, typer.Option("--channels", help="1 = gray, 3 = RGB.
 MajorityOpt = Annotated[
     str, typer.Option("--ferplus-majority", help="FER+ label rule: strict (the authors') or plurality.")
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split made when the source has none.")]
 
 
 def open_dataset(
@@ -51,12 +51,14 @@ def info(
     size: SizeOpt = 48,
     channels: ChannelsOpt = 1,
     ferplus_majority: MajorityOpt = "strict",
-    seed: SeedOpt = 0,
+    split_seed: SplitSeedOpt = 0,
+    seed: OldSeedOpt = None,
 ) -> None:
     """Counts per class and split, imbalance ratio, balanced class weights, image sizes and modes."""
     from ferlab.data.stats import summarize
 
-    dataset = open_dataset(path, format, ferplus_labels, size, channels, ferplus_majority, seed)
+    seed_used = split_seed_or_old(split_seed, seed)
+    dataset = open_dataset(path, format, ferplus_labels, size, channels, ferplus_majority, seed_used)
     typer.echo(summarize(dataset).to_markdown())
 
 
@@ -70,12 +72,14 @@ def eda(
     size: SizeOpt = 48,
     channels: ChannelsOpt = 1,
     ferplus_majority: MajorityOpt = "strict",
-    seed: SeedOpt = 0,
+    split_seed: SplitSeedOpt = 0,
+    seed: OldSeedOpt = None,
 ) -> None:
     """Class-distribution and sample-face plots, sharpness per split, and a Markdown summary."""
     from ferlab.data.eda import run_eda
 
-    dataset = open_dataset(path, format, ferplus_labels, size, channels, ferplus_majority, seed)
+    seed_used = split_seed_or_old(split_seed, seed)
+    dataset = open_dataset(path, format, ferplus_labels, size, channels, ferplus_majority, seed_used)
     report = run_eda(dataset, out)
     for split, value in report.sharpness.items():
         typer.echo(f"{split}: mean sharpness {value:.1f}, mostly {report.common_size[split]}")

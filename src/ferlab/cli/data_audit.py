@@ -10,6 +10,7 @@ import numpy as np
 import typer
 
 from ferlab.cli.common import user_errors
+from ferlab.cli.options import SplitSeedOpt
 from ferlab.data.audit import MAX_HAMMING, MAX_SHIFT, MIN_CORRELATION
 
 if TYPE_CHECKING:
@@ -79,13 +80,7 @@ def audit(
             help="Write the source ids of the query images with no duplicate to this file.",
         ),
     ] = None,
-    split_seed: Annotated[
-        int,
-        typer.Option(
-            "--split-seed",
-            help="Seed of the train/val/test split made for data without splits (a run's data.split_seed).",
-        ),
-    ] = 0,
+    split_seed: SplitSeedOpt = 0,
     format: Annotated[str, typer.Option("--format", help=_FORMAT_HELP)] = "auto",
     ferplus_labels: Annotated[Path | None, typer.Option("--ferplus-labels", help=_FERPLUS_HELP)] = None,
     against_format: Annotated[str, typer.Option("--against-format", help=_FORMAT_HELP)] = "auto",

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import Annotated
 
 import typer
 
 from ferlab.cli.common import user_errors
-from ferlab.cli.predict import TtaOpt, served_option
+from ferlab.cli.options import (
+    DetectOpt,
+    DetectorOpt,
+    DeviceOpt,
+    ModelOpt,
+    ModelsOpt,
+    OldModelArg,
+    PriorOpt,
+    TtaOpt,
+    deprecated,
+    model_or_old_argument,
+)
 from ferlab.errors import FerlabError
-
-if TYPE_CHECKING:
-    from ferlab.inference.engine import TTA
+from ferlab.inference.choices import DEFAULT_DETECTOR
+from ferlab.models.choices import DEFAULT_DEVICE, DEFAULT_TTA, TTA_CHOICES, chosen_tta
 
 
 @user_errors
 def evaluate(
-    model: Annotated[str, typer.Argument(help="Shipped model name (ferplus8, ...), run folder or model.pt.")],
     data: Annotated[Path, typer.Option("--data", help="Dataset to evaluate on (any layout ferlab reads).")],
+    model: ModelOpt = None,
     split: Annotated[
         str, typer.Option("--split", help="train, val, test, or all (every image, whatever its split).")
     ] = "test",
@@ -34,7 +44,8 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--tta",
-            help="Also report this test-time augmentation: none, flip or tencrop (repeat the option for more).",
+            help=f"Also report this test-time augmentation: {', '.join(TTA_CHOICES)} (repeatable; "
+            "the main figures are the model as served, auto).",
         ),
     ] = None,
     dedup: Annotated[
@@ -46,41 +57,37 @@ def evaluate(
         ),
     ] = None,
     no_gradcam: Annotated[bool, typer.Option("--no-gradcam", help="Skip the Grad-CAM example grid.")] = False,
-    detect: Annotated[
-        bool,
-        typer.Option(
-            "--detect",
-            help="Photos, not crops: detect, align and classify the largest face in "
-            "each image file, as `ferlab predict` does.",
-        ),
-    ] = False,
-    detector: Annotated[
-        str,
-        typer.Option(
-            "--detector",
-            help="With --detect: auto (yunet), yunet, yunet-960 (more small faces, twice the time), haar or mediapipe.",
-        ),
-    ] = "auto",
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps: where the network runs.")] = "cpu",
+    detect: DetectOpt = False,
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    device: DeviceOpt = DEFAULT_DEVICE,
+    old_model: OldModelArg = None,
 ) -> None:
-    """Accuracy, per-class report, confusion matrix, ROC/AUC, calibration, Grad-CAM examples and report.md."""
+    """Accuracy, per-class report, confusion matrix, ROC/AUC, calibration, Grad-CAM examples and report.md.
+
+    The images are face crops unless --detect sends each one through the photo pipeline (detect,
+    align and classify the largest face), as `ferlab predict` does.
+    """
     import ferlab
     from ferlab.evaluation.evaluator import metrics_table
+    from ferlab.models.shipped import default_model
 
+    model = model_or_old_argument(model, old_model, "evaluate")
+    also = [chosen_tta(method) for method in tta or []]  # auto is the served one, reported anyway
     out_dir, summary = ferlab.evaluate(
-        model,
+        model or default_model(),
         data,
         split=split,
         out=out,
         data_format=format,
         ferplus_labels=ferplus_labels,
         ferplus_majority=ferplus_majority,
-        tta=tuple(cast("list[TTA]", tta or [])),  # the evaluator refuses unknown names
+        tta=tuple(method for method in also if method is not None),
         dedup=dedup,
         gradcam_examples=not no_gradcam,
         detect=detect,
         detector=detector,
         device=device,
+        progress=True,
     )
     typer.echo(f"{summary['model']} on {data}: {summary['scored']}")
     typer.echo(f"protocol: {summary['protocol']}")
@@ -99,8 +106,8 @@ def evaluate(
 
 @user_errors
 def bench(
-    models: Annotated[list[str], typer.Argument(help="Shipped model names, run folders or model.pt files.")],
     data: Annotated[list[Path], typer.Option("--data", help="A dataset (repeat for several).")],
+    model: ModelsOpt = None,
     split: Annotated[
         str,
         typer.Option(
@@ -108,32 +115,35 @@ def bench(
             help="auto (a dataset's own test split, or every image of one without splits), train, val, test or all.",
         ),
     ] = "auto",
-    detect: Annotated[
-        bool, typer.Option("--detect", help="Photos, not crops: the full detect-align-classify pipeline.")
-    ] = False,
-    detector: Annotated[
-        str,
-        typer.Option(
-            "--detector",
-            help="With --detect: auto (yunet), yunet, yunet-960 (more small faces, twice the time), haar or mediapipe.",
-        ),
-    ] = "auto",
-    tta: TtaOpt = "auto",
+    detect: DetectOpt = False,
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    tta: TtaOpt = DEFAULT_TTA,
+    device: DeviceOpt = DEFAULT_DEVICE,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the table (.md) and the figures (.json).")
     ] = None,
+    old_models: Annotated[list[str] | None, typer.Argument(hidden=True, help="Old place of --model.")] = None,
 ) -> None:
     """Every model on every dataset: one table of accuracy, macro-F1 and recall per class."""
     import json
 
     import ferlab
     from ferlab.evaluation.report import benchmark_table
+    from ferlab.models.shipped import default_model
+
+    if old_models:
+        if model:
+            raise FerlabError("give the models once: --model NAME for each, not also before the options")
+        deprecated("`ferlab bench MODEL...`", "`ferlab bench --model MODEL` (repeatable)")
+    models = model or old_models or [default_model()]
 
     if out is not None:
         if out.is_dir():
             raise FerlabError(f"--out {out} is a folder; give a file prefix such as {out / 'bench'}")
         out = out.with_suffix("") if out.suffix.lower() in (".md", ".json") else out
-    rows = ferlab.bench(models, data, split=split, detect=detect, detector=detector, tta=served_option(tta))
+    rows = ferlab.bench(
+        models, data, split=split, detect=detect, detector=detector, tta=chosen_tta(tta), device=device, progress=True
+    )
     for row in rows:
         for note in row["notes"]:
             typer.echo(f"note ({row['model']} on {row['data']}): {note}")
@@ -150,21 +160,21 @@ def bench(
 @user_errors
 def explain(
     image: Annotated[Path, typer.Argument(help="A photo or a face crop.")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Shipped model name, run folder or model.pt (default: $FERLAB_MODEL, else ferplus8-robust-40).",
-        ),
-    ] = None,
+    model: ModelOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the overlay PNG.")] = Path("gradcam.png"),
     class_name: Annotated[
         str | None, typer.Option("--class", help="Explain this class (default: the predicted one).")
     ] = None,
-    no_detect: Annotated[bool, typer.Option("--no-detect", help="The image is a face crop: explain it whole.")] = False,
+    detect: DetectOpt = True,
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    tta: TtaOpt = DEFAULT_TTA,
+    prior: PriorOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
-    """Grad-CAM overlay on the largest face (or the whole crop) for the predicted or named class."""
+    """Grad-CAM overlay on the largest face (or the whole crop) for the predicted or named class.
+
+    Grad-CAM runs on torch in fp32, so explain has no --backend or --precision.
+    """
     from PIL import Image
 
     from ferlab.evaluation.explain import explain_image
@@ -172,8 +182,9 @@ def explain(
 
     if out.is_dir() or out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise FerlabError(f"--out {out}: give an image file ending in .png, .jpg or .webp")
-    predictor = load(model, backend="torch")  # Grad-CAM needs torch; no ONNX session or export for one image
-    explanation = explain_image(predictor, image, class_name, detect=not no_detect)
+    # Grad-CAM needs torch; no ONNX session or export for one image
+    predictor = load(model, backend="torch", detector=detector, tta=tta, prior=prior, device=device)
+    explanation = explain_image(predictor, image, class_name, detect=detect)
     if explanation.note:
         typer.echo(explanation.note)
     out.parent.mkdir(parents=True, exist_ok=True)

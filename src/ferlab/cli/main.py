@@ -7,14 +7,16 @@ import sys
 
 import typer
 
+from ferlab.cli.common import ProgressSafeHandler
 from ferlab.cli.data import data_app
 from ferlab.cli.demo import demo
 from ferlab.cli.evaluate import bench, evaluate, explain
+from ferlab.cli.options import Typer
 from ferlab.cli.predict import export, models, predict, video, webcam
 from ferlab.cli.serve import app_command, serve
 from ferlab.cli.train import runs_app, train
 
-app = typer.Typer(
+app = Typer(
     help="ferlab: facial expression recognition — data, training, evaluation and inference.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -36,11 +38,9 @@ def main(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = ProgressSafeHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
 
 
 app.command("demo")(demo)

@@ -10,64 +10,33 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from ferlab.cli.common import user_errors
+from ferlab.cli.common import echo, user_errors
+from ferlab.cli.options import (
+    BackendOpt,
+    DetectOpt,
+    DetectorOpt,
+    DeviceOpt,
+    ModelOpt,
+    OldModelArg,
+    PrecisionOpt,
+    PriorOpt,
+    TtaOpt,
+    model_or_old_argument,
+)
 from ferlab.errors import FerlabError
+from ferlab.inference.choices import DEFAULT_BACKEND, DEFAULT_DETECTOR, DEFAULT_PRECISION
 from ferlab.inference.tracking import SMOOTHING
+from ferlab.models.choices import DEFAULT_DEVICE, DEFAULT_TTA
+from ferlab.models.shipped import FAST_MODEL
 
 if TYPE_CHECKING:
     from ferlab.inference.predictor import Predictor
 
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8-robust-40).",
-    ),
-]
 FastOpt = Annotated[
     bool,
-    typer.Option("--fast", help="The fast live-video model (ferplus8-fast; its card has its accuracy and speed)."),
+    typer.Option("--fast", help=f"The fast live-video model ({FAST_MODEL}; its card has its accuracy and speed)."),
 ]
-DetectorOpt = Annotated[
-    str,
-    typer.Option(
-        "--detector",
-        help="Face detector: auto (yunet), yunet, yunet-960 (more small faces, twice the time), haar or mediapipe.",
-    ),
-]
-BackendOpt = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")]
-PrecisionOpt = Annotated[
-    str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")
-]
-TtaOpt = Annotated[
-    str,
-    typer.Option(
-        "--tta",
-        help="auto (as the model is served: its card says which), none (one view per face: faster), flip or tencrop.",
-    ),
-]
-DeviceOpt = Annotated[
-    str,
-    typer.Option(
-        "--device",
-        help="cpu, cuda, cuda:N or mps: where the network runs (ONNX Runtime's CUDA "
-        "provider with ferlab[gpu], else torch).",
-    ),
-]
-PriorOpt = Annotated[
-    str,
-    typer.Option(
-        "--prior",
-        help="train (the training class prior), uniform (every class equally likely: "
-        "recalls the rare classes, e.g. disgust and fear) or a strength between, e.g. 0.5.",
-    ),
-]
-
-
-def served_option(tta: str) -> str | None:
-    """`--tta auto` -> None: the predictor serves the model as it was finished (`train.tta`)."""
-    return None if tta == "auto" else tta
+NO_FACE_HINT = "try --no-detect if it is already a face crop"
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -80,7 +49,7 @@ def expand_inputs(items: list[str]) -> list[Path]:
         pattern = any(ch in item for ch in "*?[") and not Path(item).exists()  # "photo[1].jpg" is a name
         matches = sorted(glob.glob(item, recursive=True)) if pattern else [item]
         if not matches:
-            typer.secho(f"skip: {item}: nothing matches", fg=typer.colors.YELLOW, err=True)
+            echo(f"skip: {item}: nothing matches", fg=typer.colors.YELLOW, err=True)
         for match in matches:
             path = Path(match)
             if path.is_dir():  # hidden files are not photos (macOS leaves ._IMG.jpg metadata beside each)
@@ -104,14 +73,14 @@ def predict(
     annotate: Annotated[
         Path | None, typer.Option("--annotate", help="Folder for copies with boxes and labels.")
     ] = None,
-    no_detect: Annotated[bool, typer.Option("--no-detect", help="Images are face crops: classify them whole.")] = False,
-    detector: DetectorOpt = "auto",
-    backend: BackendOpt = "auto",
-    tta: TtaOpt = "auto",
+    detect: DetectOpt = True,
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    tta: TtaOpt = DEFAULT_TTA,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per classification batch.")] = 16,
-    precision: PrecisionOpt = "auto",
-    prior: PriorOpt = "train",
-    device: DeviceOpt = "cpu",
+    precision: PrecisionOpt = DEFAULT_PRECISION,
+    prior: PriorOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -140,7 +109,7 @@ def predict(
     options = {
         "detector": detector,
         "backend": backend,
-        "tta": served_option(tta),
+        "tta": tta,
         "precision": precision,
         "prior": prior,
         "device": device,
@@ -160,7 +129,7 @@ def predict(
         make_predictor,
         workers=workers or usable_cpus(),
         chunk=batch,
-        detect=not no_detect,
+        detect=detect,
         keep_images=annotate is not None,
     )
     try:
@@ -168,16 +137,16 @@ def predict(
             path, faces, rgb = result.path, result.faces, result.rgb
             if faces is None:
                 failures += 1
-                typer.secho(f"skip: {result.error}", fg=typer.colors.YELLOW, err=True)
+                echo(f"skip: {result.error}", fg=typer.colors.YELLOW, err=True)
                 records.append({"file": str(path), "face": None, "reason": f"not read: {result.error}"})
                 continue
             if not faces:
-                typer.echo(f"{path}: {faces.reason}")
+                echo(f"{path}: no face found ({NO_FACE_HINT})")
                 records.append({"file": str(path), "face": None, "reason": faces.reason})
             for number, face in enumerate(faces, start=1):
                 top3 = ", ".join(f"{name} {p:.2f}" for name, p in list(face.probabilities.items())[:3])
                 flag = " (uncertain)" if face.uncertain else ""
-                typer.echo(f"{path} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
+                echo(f"{path} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
                 records.append({"file": str(path), "face": number, **face.to_dict()})
             if annotate is not None and rgb is not None:
                 canvas = rgb.copy()
@@ -201,9 +170,9 @@ def predict(
             write_records(records, out, predictor.classes)
             typer.echo(f"wrote {out} ({len(records)} rows)")
     seconds = time.perf_counter() - started
-    typer.secho(f"{len(paths)} images in {seconds:.1f} s: {len(paths) / max(seconds, 1e-9):.1f} images/s", err=True)
-    if failures == len(paths):
+    if failures == len(paths):  # no speed to report: nothing was classified
         raise FerlabError(f"none of the {len(paths)} input(s) could be read")
+    typer.secho(f"{len(paths)} images in {seconds:.1f} s: {len(paths) / max(seconds, 1e-9):.1f} images/s", err=True)
     if failures:
         typer.secho(f"{failures} of {len(paths)} input(s) could not be read", fg=typer.colors.YELLOW, err=True)
 
@@ -273,13 +242,12 @@ def live_predictor(
     backend: str,
     precision: str,
     tta: str,
-    prior: str,
+    prior: str | None,
     device: str,
 ) -> Predictor:
     """The predictor of `video` and `webcam`: --model wins; --fast picks the shipped live-video
     model; neither: $FERLAB_MODEL or the default."""
     from ferlab.inference.predictor import load
-    from ferlab.models.shipped import FAST_MODEL
 
     if model and fast:
         raise FerlabError(f"--model {model} and --fast name two models: give one")
@@ -288,7 +256,7 @@ def live_predictor(
         detector=detector,
         backend=backend,
         precision=precision,
-        tta=served_option(tta),
+        tta=tta,
         prior=prior,
         device=device,
     )
@@ -304,12 +272,12 @@ def video(
     ),
     every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame (others reuse the last result).")] = 1,
     smoothing: Annotated[float, typer.Option("--smoothing", help="Temporal smoothing weight in [0, 1).")] = SMOOTHING,
-    detector: DetectorOpt = "auto",
-    backend: BackendOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    tta: TtaOpt = "auto",
-    prior: PriorOpt = "train",
-    device: DeviceOpt = "cpu",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
+    tta: TtaOpt = DEFAULT_TTA,
+    prior: PriorOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """Per-frame CSV, annotated video and an emotion-over-time plot, with faces tracked across frames."""
     from ferlab.inference.video import process_video
@@ -330,12 +298,12 @@ def webcam(
     model: ModelOpt = None,
     fast: FastOpt = False,
     every: Annotated[int, typer.Option("--every", help="Analyse every N-th frame.")] = 1,
-    detector: DetectorOpt = "auto",
-    backend: BackendOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    tta: TtaOpt = "auto",
-    prior: PriorOpt = "train",
-    device: DeviceOpt = "cpu",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
+    tta: TtaOpt = DEFAULT_TTA,
+    prior: PriorOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """A live window with boxes, labels, probability bars and fps (needs a camera and a display)."""
     from ferlab.inference.video import run_webcam
@@ -346,7 +314,7 @@ def webcam(
 
 @user_errors
 def export(
-    model: Annotated[str, typer.Argument(help="Run folder, model.pt or shipped model name.")],
+    model: ModelOpt = None,
     format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
     out: Annotated[
         Path | None,
@@ -368,13 +336,17 @@ def export(
     calibration: Annotated[
         Path | None, typer.Option("--calibration", help="With --int8: the dataset whose train split calibrates it.")
     ] = None,
+    old_model: OldModelArg = None,
 ) -> None:
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
     import ferlab
 
+    model = model_or_old_argument(model, old_model, "export")
     if int8 and calibration is None:  # said in the command's words; ferlab.export checks it too
         raise FerlabError("--int8 needs --calibration DATA: training faces set the int8 scales")
-    result = ferlab.export(model, out, format=format, int8=int8, calibration=calibration)
+    from ferlab.models.shipped import default_model
+
+    result = ferlab.export(model or default_model(), out, format=format, int8=int8, calibration=calibration)
     if result.int8 is not None:
         typer.echo(
             f"wrote {result.onnx} and {result.int8} "

@@ -10,22 +10,24 @@ import subprocess
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ferlab.cli.common import user_errors
-from ferlab.cli.predict import DetectorOpt, TtaOpt, served_option
+from ferlab.cli.options import (
+    BackendOpt,
+    DetectorOpt,
+    DeviceOpt,
+    ModelOpt,
+    PrecisionOpt,
+    PriorOpt,
+    TtaOpt,
+)
 from ferlab.errors import FerlabError
+from ferlab.inference.choices import DEFAULT_BACKEND, DEFAULT_DETECTOR, DEFAULT_PRECISION
+from ferlab.models.choices import DEFAULT_DEVICE, DEFAULT_TTA
 
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Shipped model name, model.pt or run folder (default: $FERLAB_MODEL, else ferplus8-robust-40).",
-    ),
-]
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind; the default keeps the server on this machine.")]
 UploadOpt = Annotated[int, typer.Option("--max-upload-mb", min=1, help="Largest upload accepted, in MB.")]
 PortOpt = Annotated[int, typer.Option("--port", help="Port to listen on (1-65535).")]
@@ -72,22 +74,12 @@ def serve(
             "--max-megapixels", min=0.01, help="Largest image accepted, in megapixels (decoding costs memory)."
         ),
     ] = 25.0,
-    detector: DetectorOpt = "auto",
-    backend: Annotated[
-        str, typer.Option("--backend", help="auto (ONNX Runtime if installed), onnx or torch.")
-    ] = "auto",
-    precision: Annotated[
-        str, typer.Option("--precision", help="auto (int8 where the model has an int8 export), fp32 or int8.")
-    ] = "auto",
-    tta: TtaOpt = "auto",
-    prior: Annotated[
-        str,
-        typer.Option(
-            "--prior",
-            help="train (as trained), uniform (rebalanced for balanced classes) or a strength between, e.g. 0.5.",
-        ),
-    ] = "train",
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps: where the network runs.")] = "cpu",
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
+    tta: TtaOpt = DEFAULT_TTA,
+    prior: PriorOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -121,7 +113,7 @@ def serve(
         detector=detector,
         backend=backend,
         precision=precision,
-        tta=served_option(tta),
+        tta=tta,
         prior=prior,
         device=device,
         preload_detector=True,
@@ -139,19 +131,38 @@ def app_command(
         list[str] | None, typer.Option("--add-model", help="Another model.pt or run folder to offer (repeatable).")
     ] = None,
     max_upload_mb: UploadOpt = 10,
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
+    tta: TtaOpt = DEFAULT_TTA,
+    prior: PriorOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
-    """Start the web app: upload a photo or take a snapshot, see each face's expression, Grad-CAM and the model card."""
+    """Start the web app: upload a photo or take a snapshot, see each face's expression, Grad-CAM and the model card.
+
+    The sidebar's class-prior slider starts at --prior; the other options hold for every model it offers.
+    """
     _check_port(port)
     require_extra("app", "web", "streamlit", "pandas")
     import ferlab
     from ferlab.inference.catalog import EXTRA_MODELS_ENV
+    from ferlab.inference.choices import OPTIONS_ENV, check_options, options_to_env
     from ferlab.inference.predictor import resolve_model
     from ferlab.models.shipped import MODEL_ENV, default_model
 
+    options: dict[str, Any] = {
+        "detector": detector,
+        "backend": backend,
+        "precision": precision,
+        "tta": tta,
+        "prior": prior,
+        "device": device,
+    }
+    check_options(**options)  # fail here with a clear message rather than in the browser
     reference = model or default_model()
     for item in [reference, *(add_model or [])]:
-        resolve_model(item)  # fail here with a clear message rather than in the browser
-    environment = {**os.environ, MODEL_ENV: reference}
+        resolve_model(item)
+    environment = {**os.environ, MODEL_ENV: reference, OPTIONS_ENV: options_to_env(options)}
     if add_model:
         environment[EXTRA_MODELS_ENV] = os.pathsep.join(add_model)
     _warn_if_public(host)

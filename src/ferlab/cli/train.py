@@ -9,9 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from ferlab.cli.common import user_errors
+from ferlab.cli.options import OldModelArg, TrainDeviceOpt, Typer, model_or_old_argument
 from ferlab.errors import FerlabError
 
-runs_app = typer.Typer(help="Work with run folders: the experiment table.", no_args_is_help=True)
+runs_app = Typer(help="Work with run folders: the experiment table.", no_args_is_help=True)
 
 
 @user_errors
@@ -27,12 +28,7 @@ def train(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run folder from its last epoch.")
     ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; overrides train.device."
-        ),
-    ] = None,
+    device: TrainDeviceOpt = None,
     nproc: Annotated[
         int | None,
         typer.Option(
@@ -51,11 +47,11 @@ def train(
 
     Several processes: `--nproc N`, or `torchrun --nproc-per-node N --no-python ferlab train CONFIG`.
     """
+    from ferlab.models.choices import check_device
     from ferlab.training import distributed
-    from ferlab.training.device import check_device_name
 
     if device is not None:
-        check_device_name(device)
+        check_device(device, auto=True)
     if nproc is not None and distributed.ranks_from_env().world_size == 1:
         args = [str(c) for c in configs or []] + [f"--set={item}" for item in set_ or []]
         args += [f"--name={name}"] * bool(name) + [f"--runs-dir={runs_dir}"] + [f"--device={device}"] * bool(device)
@@ -168,17 +164,21 @@ def compare(
 @runs_app.command("card")
 @user_errors
 def card(
-    run: Annotated[Path, typer.Argument(help="Run folder.")],
     data: Annotated[Path, typer.Option("--data", help="Dataset with the test split to report on.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the Markdown card.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="The run folder to write the card of.")] = None,
     dedup: Annotated[
         Path | None, typer.Option("--dedup", help="Clean list from `ferlab data audit --write-clean-split`.")
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Model name on the card.")] = None,
     command: Annotated[str | None, typer.Option("--command", help="The training command, for the card.")] = None,
+    old_run: OldModelArg = None,
 ) -> None:
     """Evaluate a run on its test split and write its model card (data, config, metrics, ECE, speed)."""
     from ferlab.evaluation.card import write_card
 
-    summary = write_card(run, data, out, dedup=dedup, name=name, command=command)
+    run = model_or_old_argument(model, old_run, "runs card")
+    if run is None:
+        raise FerlabError("give the run folder: --model RUN")
+    summary = write_card(Path(run), data, out, dedup=dedup, name=name, command=command)
     typer.echo(f"test accuracy {100 * summary['all']['accuracy']:.2f}%; wrote {out}")

@@ -102,7 +102,7 @@ def write_card(
         + ("; the training time of those models is not included." if spec.pretrained or info.teacher else "."),
         (
             f"- Reproduce: `{command or 'ferlab train <config>'}` then "
-            f"`ferlab runs card {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`."
+            f"`ferlab runs card --model {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`."
         ),
         "",
         "## Test results",

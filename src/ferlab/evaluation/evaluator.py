@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, f1_score, roc_auc_score, top_k_accuracy_score
+from tqdm import tqdm
 
 from ferlab.data.dataset import FaceDataset
 from ferlab.data.markdown import markdown_table
@@ -122,10 +123,11 @@ def evaluate(
     tta: TTA | None = None,
     backend: BackendName = "torch",
     device: str = "cpu",
+    progress: bool = False,
 ) -> EvaluationResult:
     """The model on one split (`all`: every image) of a dataset whose images are face crops
     (`device`: cpu, cuda, cuda:N or mps, where the network runs; `tta=None`: as the model is
-    served, `train.tta`)."""
+    served, `train.tta`; `progress`: a bar on a terminal)."""
     part = split_part(dataset, split)
     part, outputs, notes = align_labels(part, bundle.label_set)
     if part.image_shape != (bundle.spec.input_size, bundle.spec.input_size, bundle.spec.in_channels):
@@ -134,7 +136,8 @@ def evaluate(
             f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size"
         )
     engine = LogitEngine.for_bundle(bundle, backend, device=device)
-    logits = engine.logits(part.images, served_tta(bundle.info.tta) if tta is None else tta)[:, outputs]
+    chosen = served_tta(bundle.info.tta) if tta is None else tta
+    logits = engine.logits(part.images, chosen, f"classifying ({chosen} TTA)" if progress else None)[:, outputs]
     return EvaluationResult(
         classes=part.label_set.classes,
         labels=part.labels,
@@ -155,6 +158,7 @@ def evaluate_photos(
     detector: str = "auto",
     backend: BackendName = "torch",
     device: str = "cpu",
+    progress: bool = False,
 ) -> EvaluationResult:
     """The model through the full photo pipeline on one split: every original image file is
     read at full resolution, faces are detected and cropped (landmark-aligned) as
@@ -172,10 +176,11 @@ def evaluate_photos(
             f"--detect needs the dataset's image files; {files[0] if files else root} is not one "
             "(a .csv dataset holds only 48x48 crops)"
         )
-    predictor = Predictor(bundle, detector=detector, backend=backend, tta=tta, device=device)
+    # logits only: scored as trained, so no class-prior correction (and no note for models without one)
+    predictor = Predictor(bundle, detector=detector, backend=backend, tta=tta, prior="train", device=device)
     spec = bundle.spec
     crops, detected = [], []
-    for path in files:
+    for path in tqdm(files, desc="detecting faces", unit="image", leave=False, disable=None if progress else True):
         rgb = as_rgb(path)
         faces = predictor.detect(rgb)
         detected.append(bool(faces))
@@ -183,7 +188,8 @@ def evaluate_photos(
             predictor.crops(rgb, faces[:1])[0] if faces else whole_image_face(rgb, spec.input_size, spec.in_channels)
         )
     faces_array = np.stack(crops)
-    logits = predictor.engine.logits(faces_array, predictor.tta)[:, outputs]
+    described = f"classifying ({predictor.tta} TTA)" if progress else None
+    logits = predictor.engine.logits(faces_array, predictor.tta, described)[:, outputs]
     found = np.array(detected)
     notes.append(
         f"photo pipeline: detector {predictor.detector.name}, landmark-aligned crops; a face was found in "

@@ -34,7 +34,8 @@ def gradcam(bundle: ModelBundle, face: np.ndarray, class_index: int | None = Non
 
     handle = layer.register_forward_hook(keep)
     try:
-        x = normalize(to_uint8_tensor(face[None]), spec.input_mean, spec.input_std).requires_grad_(True)
+        x = normalize(to_uint8_tensor(face[None]), spec.input_mean, spec.input_std)
+        x = x.to(next(model.parameters()).device).requires_grad_(True)  # where the predictor put it (--device)
         with torch.enable_grad():
             logits = model(x)
             target = int(logits.argmax(1)) if class_index is None else class_index
@@ -46,7 +47,7 @@ def gradcam(bundle: ModelBundle, face: np.ndarray, class_index: int | None = Non
         handle.remove()
     activation = captured["activation"]
     weights = activation.grad.mean(dim=(2, 3), keepdim=True)  # type: ignore[union-attr]
-    cam = F.relu((weights * activation).sum(dim=1))[0].detach().float().numpy()
+    cam = F.relu((weights * activation).sum(dim=1))[0].detach().float().cpu().numpy()
     cam = cv2.resize(cam, (spec.input_size, spec.input_size), interpolation=cv2.INTER_LINEAR)
     peak = cam.max()
     return (cam / peak if peak > 0 else cam), target

@@ -11,9 +11,10 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from ferlab.data.audit import read_clean_list
 from ferlab.data.dataset import FaceDataset
@@ -30,7 +31,7 @@ from ferlab.evaluation.evaluator import (
     write_metrics,
 )
 from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
-from ferlab.inference.engine import TTA, served_tta
+from ferlab.inference.engine import TTA, check_tta, served_tta
 from ferlab.inference.predictor import model_label, resolve_model
 from ferlab.labels import EMOTIONS
 from ferlab.models.bundle import ModelBundle, load_bundle
@@ -110,6 +111,7 @@ def run_evaluation(
     detect: bool = False,
     detector: str = "auto",
     device: str = "cpu",
+    progress: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate a model (shipped name, run folder or model.pt) on one split of a dataset, or on
     every image (`split="all"`); returns (folder, metrics).
@@ -117,13 +119,11 @@ def run_evaluation(
     The main figures are the model as served (with the test-time augmentation it records,
     `train.tta`); each other one in `tta` ("none" included) is reported next to them. With
     `detect`, each image goes through the photo pipeline (detect, align, classify) instead
-    of being treated as a face crop. The folder defaults to `default_out_dir`.
+    of being treated as a face crop. The folder defaults to `default_out_dir`. `progress` shows
+    bars on a terminal while faces are detected and classified.
     """
     _check_split(split)
-    requested = list(dict.fromkeys((tta,) if isinstance(tta, str) else tta))
-    unknown = [method for method in requested if method not in get_args(TTA)]
-    if unknown:
-        raise FerlabError(f"unknown test-time augmentation {', '.join(unknown)}; use none, flip or tencrop")
+    requested = [check_tta(method) for method in dict.fromkeys((tta,) if isinstance(tta, str) else tta)]
     path = resolve_model(model)
     bundle = load_bundle(path)
     served = served_tta(bundle.info.tta)
@@ -138,8 +138,10 @@ def run_evaluation(
 
     def score(method: TTA) -> EvaluationResult:
         if detect:
-            return evaluate_photos(bundle, dataset, Path(data), split, method, detector, device=device)
-        return evaluate(bundle, dataset, split, method, device=device)
+            return evaluate_photos(
+                bundle, dataset, Path(data), split, method, detector, device=device, progress=progress
+            )
+        return evaluate(bundle, dataset, split, method, device=device, progress=progress)
 
     result = score(served)
     summary = write_metrics(result, out_dir, clean, split)
@@ -158,13 +160,22 @@ def run_evaluation(
             metrics = score(method).metrics()
             summary["tta"][method] = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece")}
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
-    plot_confusion(result, out_dir / "confusion_matrix.png")
-    plot_roc(result, out_dir / "roc.png")
-    plot_reliability(result, out_dir / "reliability.png")
-    output_index = [bundle.label_set.classes.index(c) for c in result.classes]
-    if gradcam_examples:
-        plot_gradcam_examples(bundle, result, output_index, out_dir / "gradcam_examples.png")
-    _write_report(out_dir, result, summary, name, path, data, split, run_dir, gradcam_examples)
+    figures = tqdm(
+        total=4 + gradcam_examples, desc="figures", unit="figure", leave=False, disable=None if progress else True
+    )
+    with figures:  # Grad-CAM examples take several seconds on a CPU
+        plot_confusion(result, out_dir / "confusion_matrix.png")
+        figures.update()
+        plot_roc(result, out_dir / "roc.png")
+        figures.update()
+        plot_reliability(result, out_dir / "reliability.png")
+        figures.update()
+        output_index = [bundle.label_set.classes.index(c) for c in result.classes]
+        if gradcam_examples:
+            plot_gradcam_examples(bundle, result, output_index, out_dir / "gradcam_examples.png")
+            figures.update()
+        _write_report(out_dir, result, summary, name, path, data, split, run_dir, gradcam_examples)
+        figures.update()
     return out_dir, summary
 
 
@@ -273,10 +284,13 @@ def benchmark(
     detect: bool = False,
     detector: str = "auto",
     tta: TTA | None = None,
+    device: str = "cpu",
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per (model, dataset): split scored, images, accuracy, macro-F1, recall per class.
 
-    `tta=None` scores each model as it is served (`train.tta`).
+    `tta=None` scores each model as it is served (`train.tta`); `progress` shows a bar per
+    model and dataset on a terminal.
 
     `split="auto"` scores a dataset's own test split where it has one and every image of a
     dataset without splits (external validation: the model never saw these images).
@@ -286,16 +300,18 @@ def benchmark(
     paths = [resolve_model(reference) for reference in models]  # a bad name fails before any scoring
     splits = {data: native_splits(data, "auto") for data in datasets}  # so does a missing dataset
     rows = []
+    overall = tqdm(total=len(models) * len(datasets), unit="run", leave=False, disable=None if progress else True)
     for reference, path in zip(models, paths):
         bundle = load_bundle(path)
         for data in datasets:
+            overall.set_description(f"{model_label(reference, path)} on {data_label(data)}")
             native = splits[data]
             chosen = resolve_split(split, native)
             dataset, _ = _load(bundle, data, "auto", None, "strict")
             result = (
-                evaluate_photos(bundle, dataset, Path(data), chosen, tta, detector)
+                evaluate_photos(bundle, dataset, Path(data), chosen, tta, detector, device=device, progress=progress)
                 if detect
-                else evaluate(bundle, dataset, chosen, tta)
+                else evaluate(bundle, dataset, chosen, tta, device=device, progress=progress)
             )
             metrics = result.metrics()
             rows.append(
@@ -311,6 +327,8 @@ def benchmark(
                     "notes": result.notes,
                 }
             )
+            overall.update()
+    overall.close()
     return rows
 
 

@@ -25,6 +25,7 @@ import cv2.data  # the Haar cascades' folder (a submodule cv2's own stubs leave 
 import numpy as np
 
 from ferlab.errors import FerlabError
+from ferlab.inference.choices import DEFAULT_DETECTOR, check_detector
 from ferlab.inference.cpus import usable_cpus
 from ferlab.models.manifest import file_sha256
 
@@ -372,14 +373,11 @@ DETECTORS = {
 }
 
 
-def create_detector(name: str = "auto") -> FaceDetector:
+def create_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
     """A detector by name; `auto` is YuNet (haar if onnxruntime is missing)."""
-    if name == "auto":
+    if check_detector(name) == "auto":
         try:
             return YuNetDetector()
         except FerlabError:
             return HaarDetector()
-    try:
-        return DETECTORS[name]()
-    except KeyError:
-        raise FerlabError(f"unknown face detector {name!r}; use auto, {', '.join(DETECTORS)}") from None
+    return DETECTORS[name]()

@@ -14,29 +14,23 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args
+from typing import TYPE_CHECKING, Any, Protocol, cast, get_args
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from ferlab.data.cache import cache_root
 from ferlab.errors import FerlabError
+from ferlab.inference.choices import BackendName, Precision, check_choices
 from ferlab.inference.cpus import usable_cpus
 from ferlab.models.batching import FORWARD_BATCH
+from ferlab.models.choices import TTA, check_device, check_tta
 from ferlab.models.manifest import ModelManifest, OnnxPrecision, onnx_file_name
 from ferlab.models.record import weights_digest as record_weights_digest
 
 if TYPE_CHECKING:
     from ferlab.models.bundle import ModelBundle
-
-TTA = Literal["none", "flip", "tencrop"]
-
-
-def check_tta(tta: str) -> TTA:
-    """A test-time augmentation this ferlab knows, refused by name when it is not."""
-    if tta not in get_args(TTA):
-        raise FerlabError(f"unknown test-time augmentation {tta!r}; use none, flip or tencrop")
-    return cast(TTA, tta)
 
 
 def served_tta(recorded: str | None) -> TTA:
@@ -48,8 +42,6 @@ def served_tta(recorded: str | None) -> TTA:
     return cast(TTA, value)
 
 
-BackendName = Literal["auto", "onnx", "torch"]
-Precision = Literal["auto", "fp32", "int8"]
 BATCH = FORWARD_BATCH
 TENCROP_SCALE = 0.9
 VIEW_COUNT: dict[TTA, int] = {"none": 1, "flip": 2, "tencrop": 10}
@@ -92,14 +84,6 @@ class Backend(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Logits for a normalised float32 (N, C, S, S) batch."""
         ...
-
-
-def check_device(device: str) -> str:
-    """`cpu`, `cuda`, `cuda:N` or `mps`: where inference runs (the CPU unless asked)."""
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
-        raise FerlabError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
-    return device
 
 
 def onnx_cuda_available() -> bool:
@@ -236,15 +220,6 @@ def find_onnx(name: str) -> Path | None:
     return None
 
 
-def check_choices(backend: BackendName, precision: Precision) -> None:
-    if backend not in ("auto", "onnx", "torch"):
-        raise FerlabError(f"unknown backend {backend!r}; use auto, onnx or torch")
-    if precision not in ("auto", "fp32", "int8"):
-        raise FerlabError(f"unknown precision {precision!r}; use auto, fp32 or int8")
-    if backend == "torch" and precision == "int8":
-        raise FerlabError("int8 runs on the onnx backend only")
-
-
 def onnxruntime_available() -> bool:
     try:
         import onnxruntime  # noqa: F401
@@ -270,7 +245,7 @@ class MissingExport(FerlabError):
 def _missing_int8(arch: str) -> FerlabError:
     return FerlabError(
         f"no int8 export of this {arch} model; make one with "
-        "`ferlab export MODEL --int8 --calibration TRAINING_DATA` (or use precision fp32)"
+        "`ferlab export --model MODEL --int8 --calibration TRAINING_DATA` (or use --precision fp32)"
     )
 
 
@@ -377,10 +352,11 @@ class LogitEngine:
             raise MissingExport(f"the export {manifest.onnx_name('fp32')} is missing from {onnx_cache_dir()}")
         return cls(OnnxBackend(path, threads, device), InputSpec.of_manifest(manifest))
 
-    def logits(self, faces: np.ndarray, tta: TTA = "none") -> np.ndarray:
+    def logits(self, faces: np.ndarray, tta: TTA = "none", progress: str | None = None) -> np.ndarray:
         """Uncalibrated logits (N, K) for uint8 faces (N, S, S, C) at the model's input size.
 
-        With test-time augmentation the logits of the views are averaged.
+        With test-time augmentation the logits of the views are averaged. `progress` names a
+        progress bar on a terminal (a dataset's worth of faces takes a minute on a CPU).
         """
         check_tta(tta)
         spec = self.inputs
@@ -391,11 +367,14 @@ class LogitEngine:
             )
         outputs = []
         step = max(1, BATCH // VIEW_COUNT[tta])  # the views of a chunk go through in one call
-        for start in range(0, len(faces), step):
-            batch = spec.normalize(faces[start : start + step])
-            views = _views(batch, tta)
-            logits = self.backend(np.concatenate(views))
-            outputs.append(logits.reshape(len(views), len(batch), -1).mean(axis=0))
+        bar = tqdm(total=len(faces), desc=progress, unit="face", leave=False, disable=None if progress else True)
+        with bar:
+            for start in range(0, len(faces), step):
+                batch = spec.normalize(faces[start : start + step])
+                views = _views(batch, tta)
+                logits = self.backend(np.concatenate(views))
+                outputs.append(logits.reshape(len(views), len(batch), -1).mean(axis=0))
+                bar.update(len(batch))
         if not outputs:
             return np.zeros((0, spec.num_classes), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32)

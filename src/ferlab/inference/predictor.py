@@ -10,12 +10,13 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from ferlab.data.imageio import as_rgb
+from ferlab.inference.choices import DEFAULT_DETECTOR, check_options
 from ferlab.inference.detection import Face, FaceDetector, create_detector
 from ferlab.inference.engine import (
     TTA,
@@ -23,9 +24,6 @@ from ferlab.inference.engine import (
     LogitEngine,
     MissingExport,
     Precision,
-    check_choices,
-    check_device,
-    check_tta,
     export_folders,
     onnx_cuda_available,
     onnxruntime_available,
@@ -34,8 +32,9 @@ from ferlab.inference.engine import (
 from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_face
 from ferlab.labels import LabelSet
 from ferlab.models.calibration import softmax
+from ferlab.models.choices import DEFAULT_DEVICE, chosen_tta
 from ferlab.models.manifest import ModelManifest, find_manifest
-from ferlab.models.prior import Prior, class_prior, prior_strength, rebalance
+from ferlab.models.prior import Prior, chosen_prior, rebalance
 from ferlab.models.record import ModelRecord
 from ferlab.models.shipped import (
     DEFAULT_MODEL,
@@ -125,37 +124,38 @@ class Predictor:
     def __init__(
         self,
         model: ModelBundle | str | Path | None = None,
-        detector: str | FaceDetector = "auto",
+        detector: str | FaceDetector = DEFAULT_DETECTOR,
         backend: BackendName = "auto",
         precision: Precision = "auto",
         threads: int | None = 1,
         uncertain_below: float = UNCERTAIN_BELOW,
         margin: float = DEFAULT_MARGIN,
         align: bool = True,
-        tta: TTA | None = None,
-        prior: Prior = "train",
-        device: str = "cpu",
+        tta: TTA | Literal["auto"] | None = None,
+        prior: Prior | None = None,
+        device: str = DEFAULT_DEVICE,
     ) -> None:
         """`model` is a loaded bundle, a shipped model's name, a `model.pt` or a run folder (None:
         the default model). A name or path whose ONNX export is shipped or cached runs on ONNX
         Runtime without importing torch; `bundle` loads the weights when something needs them.
 
         `align=True` warps each face's landmarks onto the training crops' template; `False`
-        crops by the detector's box (ferlab.inference.preprocess). `tta=None` serves the model
-        with the test-time augmentation it was finished with (`train.tta`). `prior="uniform"` rebalances
-        the probabilities as if every class were equally common, a number between 0 and 1 part of
-        the way (ferlab.models.prior). `device`
-        `cuda` runs the network on a GPU (ONNX Runtime's CUDA provider, else torch)."""
-        self.prior_strength = prior_strength(prior)
-        check_choices(backend, precision)
-        chosen_tta = None if tta is None else check_tta(tta)
-        check_device(device)
+        crops by the detector's box (ferlab.inference.preprocess). `tta=None` (or `auto`) serves the
+        model with the test-time augmentation it was finished with (`train.tta`). `prior="uniform"`
+        rebalances the probabilities as if every class were equally common, a number between 0 and 1
+        part of the way, `train` not at all; None is the default, half way (ferlab.models.prior).
+        `device` `cuda` runs the network on a GPU (ONNX Runtime's CUDA provider, else torch)."""
+        named_detector = detector if isinstance(detector, str) else DEFAULT_DETECTOR  # a detector object is its own
+        check_options(named_detector, backend, precision, tta, prior, device)
+        wanted_tta = chosen_tta(tta)
         self._bundle: ModelBundle | None = None
         self.source: Path | None = None
         """The model file this predictor was loaded from (None for a bundle passed in)."""
         manifest = None
+        name = "this model"  # for the note on a missing class prior
         if model is None or isinstance(model, (str, Path)):
             self.source = bundle_file(resolve_model(model))
+            name = model_label(model, self.source)
             if backend != "torch" and onnxruntime_available() and (device == "cpu" or onnx_cuda_available()):
                 manifest = exported_manifest(model, self.source)
         else:
@@ -180,13 +180,13 @@ class Predictor:
         self._record: ModelRecord | None = manifest
         self.label_set: LabelSet = label_set
         self.temperature = float(temperature)
-        self.class_prior = class_prior(recorded_prior, len(self.label_set)) if self.prior_strength > 0 else None
+        self.prior_strength, self.class_prior = chosen_prior(prior, recorded_prior, len(self.label_set), name)
         self._detector = detector
         self._detector_lock = threading.Lock()  # OpenCV and MediaPipe detectors are not thread-safe
         self.uncertain_below = uncertain_below
         self.margin = margin
         self.align = align
-        self.tta: TTA = served_tta(recorded_tta) if chosen_tta is None else chosen_tta
+        self.tta: TTA = served_tta(recorded_tta) if wanted_tta is None else wanted_tta
 
     @property
     def bundle(self) -> ModelBundle:
@@ -273,7 +273,7 @@ class Predictor:
             found = self._results(boxes, probabilities[start : start + len(boxes)])
             start += len(boxes)
             if not found:
-                found.reason = "no face found (try detect=False for an image that is already a face crop)"
+                found.reason = "no face found (classify an image that is already a face crop whole, without detection)"
             results.append(found)
         return results
 

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import ModelBundle
@@ -24,14 +25,20 @@ CALIBRATION_FACES = 300
 
 
 class _FaceReader:
-    """Feeds normalised calibration batches to ONNX Runtime's calibrator."""
+    """Feeds normalised calibration batches to ONNX Runtime's calibrator, with a progress bar on
+    a terminal (calibration runs the network on every batch)."""
 
     def __init__(self, batches: list[np.ndarray]) -> None:
         self._batches = iter(batches)
+        self._bar = tqdm(total=sum(map(len, batches)), desc="calibrating int8", unit="face", leave=False, disable=None)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._batches, None)
-        return None if batch is None else {"input": batch}
+        if batch is None:
+            self._bar.close()
+            return None
+        self._bar.update(len(batch))
+        return {"input": batch}
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, batch: int = 30) -> Path:

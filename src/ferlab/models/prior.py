@@ -11,16 +11,29 @@ class mix is unknown (benchmarks/prior.py measures the trade-off).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
 from ferlab.errors import FerlabError
 
+logger = logging.getLogger("ferlab.models")
+
 Prior = str | float
 """`train` (strength 0), `uniform` (strength 1) or a strength between 0 and 1 (a number, or its text)."""
 PRIORS: dict[str, float] = {"train": 0.0, "uniform": 1.0}
+DEFAULT_PRIOR = 0.5
+"""Half the correction, in every front end and `ferlab.load()`: on photos whose class mix is
+unknown it recalls the rare classes (disgust, fear, contempt) for little accuracy on
+everyday photos (benchmarks/prior.py, docs/figures/prior.json)."""
+PRIOR_HELP = (
+    "How much to correct for the class mix the model was trained on (mostly neutral and happy faces): "
+    "train (not at all: as common as in training), uniform (fully: every class equally likely, "
+    f"which recalls disgust, fear and anger) or a strength between 0 and 1 (default {DEFAULT_PRIOR:g}: half way)."
+)
 
 
 def prior_strength(prior: Prior) -> float:
@@ -36,12 +49,40 @@ def prior_strength(prior: Prior) -> float:
     return strength
 
 
+def chosen_prior(
+    prior: Prior | None, recorded: Sequence[float] | None, classes: int, model: str = "this model"
+) -> tuple[float, np.ndarray | None]:
+    """The strength and the normalised training prior to correct by, for a model (named `model`
+    in the note) that records `recorded` (None in models made before ferlab did).
+
+    `prior=None` asks for `DEFAULT_PRIOR`; a model without a recorded prior then runs
+    uncorrected, with a one-line note, so that old models keep working. A prior asked for by
+    name or number on such a model is an error.
+    """
+    strength = prior_strength(DEFAULT_PRIOR if prior is None else prior)
+    if strength == 0:
+        return 0.0, None
+    if prior is None and recorded is None:
+        _note_once(
+            f"{model} does not record its training class prior, so its probabilities are not rebalanced "
+            f"(the default prior {DEFAULT_PRIOR:g} needs it)"
+        )
+        return 0.0, None
+    return strength, class_prior(recorded, classes)
+
+
+@cache
+def _note_once(message: str) -> None:
+    """Each note once per process, not once per predictor (servers and `predict` load one per worker)."""
+    logger.warning(message)
+
+
 def class_prior(prior: Sequence[float] | None, classes: int) -> np.ndarray:
     """The training class prior a model records (its bundle's `info["class_prior"]`), normalised."""
     if prior is None:
         raise FerlabError(
             "this model does not record its training class prior, so it cannot be rebalanced "
-            "(models trained since ferlab 0.2 do; retrain it, or use prior='train')"
+            "(models trained since ferlab 0.2 do; retrain it, or use the prior train: --prior train)"
         )
     values = np.asarray(prior, dtype=np.float64)
     if values.shape != (classes,) or (values <= 0).any():

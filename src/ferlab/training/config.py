@@ -17,6 +17,7 @@ from typing import Any, get_args, get_type_hints
 import yaml
 
 from ferlab.errors import FerlabError
+from ferlab.models.choices import AUTO_DEVICES, is_device
 
 
 @dataclass
@@ -432,10 +433,8 @@ def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> 
         if value not in allowed:
             raise FerlabError(f"config {key} must be one of {', '.join(allowed)}, got {_shown(value)}")
     check_run_name(config.name)
-    if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", config.train.device):
-        raise FerlabError(
-            f"config train.device must be auto, cpu, cuda, cuda:N or mps, got {_shown(config.train.device)}"
-        )
+    if not is_device(config.train.device, auto=True):
+        raise FerlabError(f"config train.device must be {AUTO_DEVICES}, got {_shown(config.train.device)}")
     if not config.data.path:
         raise FerlabError("config data.path is required (the dataset to train on)")
     check_ranges(config)

@@ -8,7 +8,6 @@ hardware there is.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -18,13 +17,12 @@ import torch
 
 from ferlab.errors import FerlabError
 from ferlab.models.base import FerModel
+from ferlab.models.choices import check_device
 from ferlab.training.config import TrainConfig
 from ferlab.training.data import SplitTensors, TrainingData
 from ferlab.training.distributed import Ranks, init_process_group
 
 logger = logging.getLogger("ferlab.training")
-
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 PRECISION_LABELS = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}
 """How metrics.json and BundleInfo name a precision (`bf16 autocast` as before)."""
@@ -33,15 +31,10 @@ DATA_ON_DEVICE_SHARE = 0.25
 """Keep the uint8 training images on the GPU when they take at most this share of its free memory."""
 
 
-def check_device_name(name: str) -> None:
-    if not DEVICE_PATTERN.match(name):
-        raise FerlabError(f"device {name!r}: use auto, cpu, cuda, cuda:N or mps")
-
-
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
     """`auto`: CUDA, then MPS, then the CPU. Under torchrun each process takes `cuda:LOCAL_RANK`
     when it was given plain `cuda` or `auto`."""
-    check_device_name(name)
+    check_device(name, auto=True)
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
