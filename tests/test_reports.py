@@ -281,7 +281,16 @@ def test_report2_configs_build_the_reports_network():
 # -- the shipped models' figures: model cards, README, docs -----------------------------------
 
 CARDS = ROOT / "src" / "ferlab" / "weights"
-SHIPPED = ("ferplus8-robust-40", "ferplus8-blend", "ferplus8", "fer2013-7", "five", "ferplus8-fast", "ferplus8-robust")
+SHIPPED = (
+    "ferplus8-robust-40",
+    "ferplus8-blend",
+    "ferplus8",
+    "fer2013-7",
+    "five",
+    "ferplus8-fast",
+    "ferplus8-robust",
+    "ferplus8-lite0",
+)
 
 
 def _card_figures(name: str) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def write_card(
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
         f"{train_metrics['train_seconds'] / 60:.0f} minutes on "
         + _where_trained(info, train_metrics)
-        + (f", starting from the weights in `{spec.pretrained}`" if spec.pretrained else "")
+        + (f", starting from the weights in `{_weights_name(spec.pretrained)}`" if spec.pretrained else "")
         + (
             f"; the final weights are {train_metrics['interpolate']:g} of the best fine-tuned ones plus "
             f"{1 - train_metrics['interpolate']:g} of those starting weights (WiSE-FT)"
@@ -166,3 +166,9 @@ def _where_trained(info: BundleInfo, train_metrics: dict[str, Any]) -> str:
     else:
         where = f"{info.device_name or info.device} ({info.device})"
     return f"{info.world_size} processes on {where}" if info.world_size > 1 else where
+
+
+def _weights_name(pretrained: str) -> str:
+    """A project path as given, an installed package's file by its name: no one's home folder on a card."""
+    path = Path(pretrained)
+    return path.name if path.is_absolute() else pretrained
