@@ -107,6 +107,22 @@ def test_gradcam_layer_is_a_spatial_feature_map(name):
     assert len(seen) == 1 and len(seen[0]) == 4 and seen[0][0] == 2
 
 
+@pytest.mark.parametrize("name", TRANSFER)
+def test_a_transfer_model_is_built_from_its_backbone_class_facts(name):
+    from ferlab.models import describe_model
+    from ferlab.models.transfer import HEAD_OPTIONS
+
+    model = create_model(name, 5, input_size=32, in_channels=3)
+    cls = type(model.backbone)
+    assert cls.model_name == name and describe_model(name) == cls.summary
+    assert default_config(name) == {**HEAD_OPTIONS, **cls.options, "pretrained": None}
+    assert model.spec.transfer and model.spec.gradcam_layer == cls.gradcam_layer
+    assert (model.spec.input_mean, model.spec.input_std) == (cls.input_mean, cls.input_std)
+    for option in cls.options:  # every backbone option is a checked rate
+        with pytest.raises(FerlabError, match=option):
+            create_model(name, 5, input_size=32, **{option: 1.5})
+
+
 def test_spec_config_rebuilds_the_same_architecture():
     model = create_model("vgg13_fer", 8, input_size=64, fc=512)
     assert model.spec.config == {**default_config("vgg13_fer"), "input_size": 64, "fc": 512}

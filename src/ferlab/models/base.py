@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ferlab.errors import FerlabError
+from ferlab.models.layers import norm_stats
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,22 @@ class ModelSpec:
     config: dict[str, Any] = field(default_factory=dict)
     pretrained: str | None = None
     transfer: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        num_classes: int,
+        input_size: int,
+        in_channels: int,
+        gradcam_layer: str,
+        stats: tuple[tuple[float, ...], tuple[float, ...]],
+        *,
+        transfer: bool = False,
+    ) -> ModelSpec:
+        """A builder's spec; `stats` are the RGB (mean, std), averaged to one channel for gray input."""
+        mean, std = norm_stats(in_channels, *stats)
+        return cls(name, num_classes, input_size, in_channels, gradcam_layer, mean, std, transfer=transfer)
 
 
 class FerModel(nn.Module):

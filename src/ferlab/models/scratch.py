@@ -17,23 +17,14 @@ from ferlab.models.layers import (
     check_positive_int,
     check_rate,
     keras_init_,
-    norm_stats,
     torch_init_,
 )
 from ferlab.models.registry import register_model
 
 
 def _spec(name: str, num_classes: int, input_size: int, in_channels: int, gradcam_layer: str) -> ModelSpec:
-    mean, std = norm_stats(in_channels, GRAY_MEAN * 3, GRAY_STD * 3)
-    return ModelSpec(
-        name=name,
-        num_classes=num_classes,
-        input_size=input_size,
-        in_channels=in_channels,
-        gradcam_layer=gradcam_layer,
-        input_mean=mean,
-        input_std=std,
-    )
+    """Scratch models take pixels mapped to [-1, 1]."""
+    return ModelSpec.of(name, num_classes, input_size, in_channels, gradcam_layer, (GRAY_MEAN * 3, GRAY_STD * 3))
 
 
 # -- seed_cnn ------------------------------------------------------------------------------
