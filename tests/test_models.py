@@ -235,6 +235,30 @@ def test_unfreeze_top_k_makes_exactly_those_layers_trainable(name):
         model.unfreeze_top(-1)
 
 
+def test_resnet50v2_lists_its_layers_as_keras_does():
+    """Keras' ResNet50V2(include_top=False) has 190 layers; base.layers[-50:] starts at index 140."""
+    model = create_model("resnet50v2", 5, input_size=32)
+    layers = model.keras_layers()
+    names = [name for name, _ in layers]
+    assert len(names) == len(set(names)) == 190
+    assert names[:5] == ["input_1", "conv1_pad", "conv1_conv", "pool1_pad", "pool1_pool"]
+    assert names[140] == "conv4_block5_3_conv" and names[-1] == "post_relu"
+    # by depth, a block's shortcut comes just before its last conv
+    assert names[names.index("conv2_block1_3_conv") - 1] == "conv2_block1_0_conv"
+    assert names[names.index("conv2_block3_3_conv") - 1] == "max_pooling2d"
+    held = [module for _, module in layers if module is not None]
+    assert sorted(map(id, held)) == sorted(id(module) for _, module in model.backbone_layers())
+    for name, module in layers:  # a Keras conv is a conv here, a Keras BN a BN, the rest hold no weights
+        kind = {"conv": nn.Conv2d, "bn": nn.BatchNorm2d}.get(name.rsplit("_", 1)[-1])
+        assert module is None if kind is None else isinstance(module, kind), name
+    model.unfreeze_top(50, "keras")
+    assert param_counts(model.backbone)[1] == 16_352_256  # Keras' layers[140:], BN scale and shift included
+    model.unfreeze_top(50)  # 50 modules with weights reach down to conv4_block2
+    assert param_counts(model.backbone)[1] == 20_561_920
+    with pytest.raises(FerlabError, match="Keras"):
+        create_model("mobilenet_v2", 5, input_size=32).unfreeze_top(5, "keras")
+
+
 def test_unfreeze_top_counts_layers_in_forward_order():
     model = create_model("mobilenet_v2", 7, input_size=32)
     names = [n for n, _ in model.backbone_layers()]

@@ -410,6 +410,45 @@ class ResNet50V2Backbone(Backbone):
         x = self.conv5(self.conv4(self.conv3(self.conv2(x))))
         return self.post_relu(self.post_bn(x))
 
+    def keras_layers(self) -> list[tuple[str, nn.Module | None]]:
+        """``keras.applications.ResNet50V2(include_top=False).layers`` in Keras' order (190), each with
+        the module that holds its weights here, or None (input, padding, pooling, activation, add).
+
+        Keras orders a functional model's layers by depth, so a block's shortcut layer (the
+        1x1 ``_0_conv``, or the stride-2 max-pool of a stage's last block) comes just before
+        its ``_3_conv``. `FerModel.unfreeze_top(k, count="keras")` counts these, as Keras'
+        ``base.layers[-k:]`` does.
+        """
+        layers: list[tuple[str, nn.Module | None]] = [
+            ("input_1", None),
+            ("conv1_pad", None),
+            ("conv1_conv", self.conv1),
+            ("pool1_pad", None),
+            ("pool1_pool", None),
+        ]
+        pools = 0
+        for stage in (2, 3, 4, 5):
+            for number, block in enumerate(getattr(self, f"conv{stage}"), start=1):
+                name = f"conv{stage}_block{number}"
+                layers += [
+                    (f"{name}_preact_bn", block.preact_bn),
+                    (f"{name}_preact_relu", None),
+                    (f"{name}_1_conv", block.conv1),
+                    (f"{name}_1_bn", block.bn1),
+                    (f"{name}_1_relu", None),
+                    (f"{name}_2_pad", None),
+                    (f"{name}_2_conv", block.conv2),
+                    (f"{name}_2_bn", block.bn2),
+                    (f"{name}_2_relu", None),
+                ]
+                if block.shortcut is not None:
+                    layers.append((f"{name}_0_conv", block.shortcut))
+                elif block.stride > 1:
+                    layers.append(("max_pooling2d" + (f"_{pools}" if pools else ""), None))
+                    pools += 1
+                layers += [(f"{name}_3_conv", block.conv3), (f"{name}_out", None)]
+        return [*layers, ("post_bn", self.post_bn), ("post_relu", None)]
+
 
 __all__ = [
     "Backbone",
