@@ -58,6 +58,8 @@ def phases_of(config: ExperimentConfig) -> list[Phase]:
     if not config.finetune.enabled:
         return [Phase("train", train.epochs, train.lr, train.early_stopping_patience, None)]
     tune = config.finetune
+    # The head phase counts layers the same way (it unfreezes none), so that a backbone Keras'
+    # count does not apply to fails before the first epoch rather than after the whole phase.
     return [
         Phase("head", train.epochs, train.lr, train.early_stopping_patience, 0, tune.layer_count),
         Phase("finetune", tune.epochs, tune.lr, tune.early_stopping_patience, tune.unfreeze_top, tune.layer_count),
