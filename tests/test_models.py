@@ -107,6 +107,22 @@ def test_gradcam_layer_is_a_spatial_feature_map(name):
     assert len(seen) == 1 and len(seen[0]) == 4 and seen[0][0] == 2
 
 
+@pytest.mark.parametrize("name", TRANSFER)
+def test_a_transfer_model_is_built_from_its_backbone_class_facts(name):
+    from ferlab.models import describe_model
+    from ferlab.models.transfer import HEAD_OPTIONS
+
+    model = create_model(name, 5, input_size=32, in_channels=3)
+    cls = type(model.backbone)
+    assert cls.model_name == name and describe_model(name) == cls.summary
+    assert default_config(name) == {**HEAD_OPTIONS, **cls.options, "pretrained": None}
+    assert model.spec.transfer and model.spec.gradcam_layer == cls.gradcam_layer
+    assert (model.spec.input_mean, model.spec.input_std) == (cls.input_mean, cls.input_std)
+    for option in cls.options:  # every backbone option is a checked rate
+        with pytest.raises(FerlabError, match=option):
+            create_model(name, 5, input_size=32, **{option: 1.5})
+
+
 def test_spec_config_rebuilds_the_same_architecture():
     model = create_model("vgg13_fer", 8, input_size=64, fc=512)
     assert model.spec.config == {**default_config("vgg13_fer"), "input_size": 64, "fc": 512}
@@ -217,6 +233,30 @@ def test_unfreeze_top_k_makes_exactly_those_layers_trainable(name):
     assert _trainable(model) == {id(p) for p in model.parameters()}
     with pytest.raises(FerlabError):
         model.unfreeze_top(-1)
+
+
+def test_resnet50v2_lists_its_layers_as_keras_does():
+    """Keras' ResNet50V2(include_top=False) has 190 layers; base.layers[-50:] starts at index 140."""
+    model = create_model("resnet50v2", 5, input_size=32)
+    layers = model.keras_layers()
+    names = [name for name, _ in layers]
+    assert len(names) == len(set(names)) == 190
+    assert names[:5] == ["input_1", "conv1_pad", "conv1_conv", "pool1_pad", "pool1_pool"]
+    assert names[140] == "conv4_block5_3_conv" and names[-1] == "post_relu"
+    # by depth, a block's shortcut comes just before its last conv
+    assert names[names.index("conv2_block1_3_conv") - 1] == "conv2_block1_0_conv"
+    assert names[names.index("conv2_block3_3_conv") - 1] == "max_pooling2d"
+    held = [module for _, module in layers if module is not None]
+    assert sorted(map(id, held)) == sorted(id(module) for _, module in model.backbone_layers())
+    for name, module in layers:  # a Keras conv is a conv here, a Keras BN a BN, the rest hold no weights
+        kind = {"conv": nn.Conv2d, "bn": nn.BatchNorm2d}.get(name.rsplit("_", 1)[-1])
+        assert module is None if kind is None else isinstance(module, kind), name
+    model.unfreeze_top(50, "keras")
+    assert param_counts(model.backbone)[1] == 16_352_256  # Keras' layers[140:], BN scale and shift included
+    model.unfreeze_top(50)  # 50 modules with weights reach down to conv4_block2
+    assert param_counts(model.backbone)[1] == 20_561_920
+    with pytest.raises(FerlabError, match="Keras"):
+        create_model("mobilenet_v2", 5, input_size=32).unfreeze_top(5, "keras")
 
 
 def test_unfreeze_top_counts_layers_in_forward_order():

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ferlab.errors import FerlabError
+from ferlab.models.layers import norm_stats
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,22 @@ class ModelSpec:
     pretrained: str | None = None
     transfer: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        num_classes: int,
+        input_size: int,
+        in_channels: int,
+        gradcam_layer: str,
+        stats: tuple[tuple[float, ...], tuple[float, ...]],
+        *,
+        transfer: bool = False,
+    ) -> ModelSpec:
+        """A builder's spec; `stats` are the RGB (mean, std), averaged to one channel for gray input."""
+        mean, std = norm_stats(in_channels, *stats)
+        return cls(name, num_classes, input_size, in_channels, gradcam_layer, mean, std, transfer=transfer)
+
 
 class FerModel(nn.Module):
     """``head(backbone(x))``: image batch (N, C, H, W) -> logits (N, num_classes).
@@ -72,8 +89,8 @@ class FerModel(nn.Module):
     def backbone_layers(self) -> list[tuple[str, nn.Module]]:
         """The backbone's "layers" in forward order: modules that own parameters directly.
 
-        These are what `unfreeze_top` counts (Keras counts parameterless layers too, so a
-        Keras "top 20 layers" is fewer of these).
+        These are what `unfreeze_top` counts by default (Keras counts parameterless layers
+        too, so a Keras "top 20 layers" is fewer of these: see `keras_layers`).
         """
         return [
             (f"backbone.{name}" if name else "backbone", module)
@@ -81,22 +98,39 @@ class FerModel(nn.Module):
             if any(True for _ in module.parameters(recurse=False))
         ]
 
+    def keras_layers(self) -> list[tuple[str, nn.Module | None]]:
+        """The backbone's layers as the Keras model it reproduces lists them: (Keras name, the
+        module holding that layer's weights, or None for a layer without weights)."""
+        listing = getattr(self.backbone, "keras_layers", None)
+        if listing is None:
+            raise FerlabError(
+                f"{self.spec.name} does not reproduce a Keras model, so its layers cannot be counted as "
+                "Keras counts them; count the layers with weights instead"
+            )
+        layers: list[tuple[str, nn.Module | None]] = listing()
+        return layers
+
     def freeze_backbone(self) -> None:
         """Make only the head trainable."""
         self.unfreeze_top(0)
 
-    def unfreeze_top(self, k: int) -> None:
-        """Make exactly the last `k` backbone layers (see `backbone_layers`) and the head trainable.
+    def unfreeze_top(self, k: int, count: str = "weights") -> None:
+        """Make exactly the last `k` backbone layers and the head trainable.
 
-        ``k=0`` freezes the whole backbone; ``k`` at least the number of layers unfreezes all.
+        `count` says what a layer is: "weights", a module that owns parameters
+        (`backbone_layers`); "keras", a layer of the Keras model the backbone reproduces
+        (`keras_layers`), so that ``k`` means what Keras' ``base.layers[-k:]`` means. ``k=0``
+        freezes the whole backbone; ``k`` at least the number of layers unfreezes all.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise FerlabError(f"the number of layers to unfreeze must be an integer >= 0, got {k!r}")
+        if count not in ("weights", "keras"):
+            raise FerlabError(f"layers are counted by 'weights' or 'keras', got {count!r}")
+        layers = self.keras_layers() if count == "keras" else self.backbone_layers()
         for p in self.backbone.parameters():
             p.requires_grad_(False)
-        layers = self.backbone_layers()
         for _, module in layers[len(layers) - min(k, len(layers)) :]:
-            for p in module.parameters(recurse=False):
+            for p in module.parameters(recurse=False) if module is not None else ():
                 p.requires_grad_(True)
         for p in self.head.parameters():
             p.requires_grad_(True)

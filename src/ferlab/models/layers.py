@@ -38,7 +38,9 @@ def check_positive_int(name: str, option: str, value: object) -> int:
     return value
 
 
-def norm_stats(in_channels: int, mean: tuple[float, ...], std: tuple[float, ...]):
+def norm_stats(
+    in_channels: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel stats for `in_channels`; RGB stats averaged for gray input."""
     if in_channels == len(mean):
         return tuple(mean), tuple(std)

@@ -39,8 +39,6 @@ def register_model(name: str, *, pretrained: bool = False) -> Callable[[Builder]
     """
 
     def decorator(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
         defaults: dict[str, Any] = {}
         params = list(inspect.signature(builder).parameters.values())
         if not params or params[0].name != "num_classes":
@@ -49,13 +47,25 @@ def register_model(name: str, *, pretrained: bool = False) -> Callable[[Builder]
             if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is inspect.Parameter.empty:
                 raise TypeError(f"option {p.name!r} of {name!r} must be keyword-only with a default")
             defaults[p.name] = p.default
-        if pretrained:
-            defaults["pretrained"] = None
         doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = _Entry(name, builder, defaults, pretrained, doc[0] if doc else "")
+        add_model(name, builder, defaults, doc[0] if doc else "", pretrained=pretrained)
         return builder
 
     return decorator
+
+
+def add_model(name: str, builder: Builder, defaults: dict[str, Any], summary: str, *, pretrained: bool = False) -> None:
+    """Register `builder`, called as ``builder(num_classes, **options)``, with its options' defaults.
+
+    For families of models built from a table (the transfer backbones), where one builder
+    serves several names and its options come from data rather than from a signature.
+    """
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    options = dict(defaults)
+    if pretrained:
+        options["pretrained"] = None
+    _REGISTRY[name] = _Entry(name, builder, options, pretrained, summary)
 
 
 def _entry(name: str) -> _Entry:

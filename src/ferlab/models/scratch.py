@@ -17,23 +17,14 @@ from ferlab.models.layers import (
     check_positive_int,
     check_rate,
     keras_init_,
-    norm_stats,
     torch_init_,
 )
 from ferlab.models.registry import register_model
 
 
 def _spec(name: str, num_classes: int, input_size: int, in_channels: int, gradcam_layer: str) -> ModelSpec:
-    mean, std = norm_stats(in_channels, GRAY_MEAN * 3, GRAY_STD * 3)
-    return ModelSpec(
-        name=name,
-        num_classes=num_classes,
-        input_size=input_size,
-        in_channels=in_channels,
-        gradcam_layer=gradcam_layer,
-        input_mean=mean,
-        input_std=std,
-    )
+    """Scratch models take pixels mapped to [-1, 1]."""
+    return ModelSpec.of(name, num_classes, input_size, in_channels, gradcam_layer, (GRAY_MEAN * 3, GRAY_STD * 3))
 
 
 # -- seed_cnn ------------------------------------------------------------------------------
@@ -112,8 +103,8 @@ def seed_cnn(
     At 48x48x1 and 8 classes (FER+) Keras would report 5,873,096 parameters, 2,816 of them
     non-trainable (the moving mean and variance of its 1,408 BN channels); PyTorch counts
     5,870,280, the trainable ones. The first dense layer (6x6x256 -> 512) holds 4,719,104.
-    The report's prose describes a fourth block (512 filters) and a second dense layer
-    (256), which gives 7.18M parameters, not its ~5.8M: that reading is `seed_cnn_4block`.
+    The report's words fit it: "extra Convolutional block (256 filters) and the Dense layer
+    (512 units)". `seed_cnn_4block` is an earlier, larger reading (7.18M).
     """
     return _seed_cnn("seed_cnn", num_classes, (64, 128, 256), input_size, in_channels, dropout, dense, dense_dropout)
 
@@ -128,15 +119,15 @@ def seed_cnn_4block(
     dense: tuple[int, ...] = (512, 256),
     dense_dropout: float = 0.5,
 ) -> FerModel:
-    """The second report's CNN as its prose reads: 4 conv blocks (64..512), Dense 512 and 256.
+    """An earlier reading of the second report's CNN: 4 conv blocks (64..512), Dense 512 and 256.
 
     Blocks as in `seed_cnn`, plus a fourth of 512 filters; then for each width in `dense`:
     Dense -> BN -> ReLU -> Dropout(`dense_dropout`); then the logits layer.
 
     At 48x48x1 and 8 classes PyTorch counts 7,182,792 parameters (Keras would report
-    7,188,168: it adds the 5,376 BN moving statistics). This is not the report's "~5.8M";
-    `seed_cnn` is. The full-data Report 2 runs of docs/experiments.md used this network
-    (it was called `seed_cnn` then).
+    7,188,168: it adds the 5,376 BN moving statistics). This is not the report's ~5.8M, and
+    the report has no 256-unit dense layer: `seed_cnn` is its network. Kept because the
+    full-data Report 2 runs of docs/experiments.md used it (it was called `seed_cnn` then).
     """
     return _seed_cnn(
         "seed_cnn_4block", num_classes, (64, 128, 256, 512), input_size, in_channels, dropout, dense, dense_dropout
@@ -148,7 +139,10 @@ def seed_cnn_4block(
 
 @register_model("baseline_cnn")
 def baseline_cnn(num_classes: int, *, input_size: int = 48, in_channels: int = 1, dropout: float = 0.5) -> FerModel:
-    """The report's V1 baseline: 3 x (Conv3x3-ReLU-MaxPool) 32/64/128, Dense 128, Dropout."""
+    """A small CNN, 3 x (Conv3x3-ReLU-MaxPool) 32/64/128, Dense 128, Dropout: our stand-in for V1.
+
+    The first report's V1 is a custom CNN whose layers the report never gives.
+    """
     check_input("baseline_cnn", input_size, in_channels, 8)
     dropout = check_rate("baseline_cnn", "dropout", dropout)
     layers: OrderedDict[str, nn.Module] = OrderedDict()

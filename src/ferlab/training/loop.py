@@ -38,6 +38,8 @@ class Phase:
     patience: int
     unfreeze_top: int | None
     """None trains every layer; k trains the head and the top k backbone layers."""
+    layer_count: str = "weights"
+    """What a layer is for `unfreeze_top`: see `FerModel.unfreeze_top`'s count."""
 
 
 @dataclass
@@ -56,9 +58,11 @@ def phases_of(config: ExperimentConfig) -> list[Phase]:
     if not config.finetune.enabled:
         return [Phase("train", train.epochs, train.lr, train.early_stopping_patience, None)]
     tune = config.finetune
+    # The head phase counts layers the same way (it unfreezes none), so that a backbone Keras'
+    # count does not apply to fails before the first epoch rather than after the whole phase.
     return [
-        Phase("head", train.epochs, train.lr, train.early_stopping_patience, 0),
-        Phase("finetune", tune.epochs, tune.lr, tune.early_stopping_patience, tune.unfreeze_top),
+        Phase("head", train.epochs, train.lr, train.early_stopping_patience, 0, tune.layer_count),
+        Phase("finetune", tune.epochs, tune.lr, tune.early_stopping_patience, tune.unfreeze_top, tune.layer_count),
     ]
 
 
@@ -72,7 +76,7 @@ def unfreeze_for(model: FerModel, phase: Phase, config: ExperimentConfig) -> Non
     if phase.unfreeze_top is None:
         model.unfreeze_all()
         return
-    model.unfreeze_top(phase.unfreeze_top)
+    model.unfreeze_top(phase.unfreeze_top, phase.layer_count)
     if config.finetune.freeze_batchnorm:
         for module in model.backbone.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
