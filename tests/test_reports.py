@@ -103,9 +103,13 @@ ROWS: dict[str, dict[str, Any]] = {
         TWO_PHASE,  # fine-tuned (issue 18), how is ours: V5's
         {key: (value, OURS) for key, (value, _) in TWO_PHASE.items() if key != "finetune.enabled"},
     ),
-    "V8": _row("v8_mobilenetv2_geometric", "56 %", "mobilenet_v2", GEOMETRIC, {"train.class_weights": (True, R)}),
+    "V8": _row("v8_mobilenetv2_geometric", "56 %", "mobilenet_v2", GEOMETRIC, {"train.class_weights": (True, OURS)}),
     "V9": _row(
-        "v9_mobilenetv2_geometric_no_cw", "57 %", "mobilenet_v2", GEOMETRIC, {"train.class_weights": (False, R)}
+        "v9_mobilenetv2_geometric_no_cw",
+        "57 %",
+        "mobilenet_v2",
+        GEOMETRIC,
+        {"train.class_weights": (False, R), "model.name": ("mobilenet_v2", OURS)},  # V9's words name no network
     ),
     "V10": _row(
         "v10_mobilenetv2_photometric_no_cw",
@@ -114,7 +118,9 @@ ROWS: dict[str, dict[str, Any]] = {
         PHOTOMETRIC,
         {"train.class_weights": (False, OURS)},
     ),
-    "V11": _row("v11_mobilenetv2_photometric", "49 %", "mobilenet_v2", PHOTOMETRIC, {"train.class_weights": (True, R)}),
+    "V11": _row(
+        "v11_mobilenetv2_photometric", "49 %", "mobilenet_v2", PHOTOMETRIC, {"train.class_weights": (True, OURS)}
+    ),
     "V12": _row(  # read as V13's first phase alone: ours
         "v12_resnet50v2_frozen_cw",
         "not recorded here",
