@@ -17,7 +17,6 @@ import streamlit as st
 
 from ferlab.data.imageio import as_rgb
 from ferlab.errors import FerlabError
-from ferlab.inference.annotate import draw_face
 from ferlab.inference.catalog import installed_models, model_name, model_summary
 from ferlab.inference.choices import options_from_env
 from ferlab.inference.predictor import FacePrediction, Predictor, load
@@ -98,10 +97,7 @@ def show_analysis(predictor: Predictor, data: bytes, name: str, detect: bool, ex
         )
         st.image(rgb, caption=name)
         return
-    canvas = rgb.copy()
-    for number, face in enumerate(faces, start=1):
-        draw_face(canvas, face.box, f"{number} {face.label}", uncertain=face.uncertain)
-    st.image(canvas, caption=f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}")
+    st.image(faces.draw(rgb, top=1), caption=f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}")
     for number, face in enumerate(faces, start=1):
         with st.container(border=True):
             st.markdown(f"**Face {number}: {face.label}** ({face.confidence:.0%} confidence, calibrated)")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import glob
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -96,10 +94,10 @@ def predict(
     from PIL import Image
     from tqdm import tqdm
 
-    from ferlab.inference.annotate import draw_face
     from ferlab.inference.batch import predict_files
     from ferlab.inference.cpus import usable_cpus
     from ferlab.inference.predictor import load
+    from ferlab.inference.results import Record, write_records
 
     paths = expand_inputs(inputs)
     if not paths:
@@ -120,7 +118,7 @@ def predict(
     def make_predictor() -> Predictor:
         return spare.pop() if spare else load(model, **options)
 
-    records: list[dict[str, object]] = []
+    records: list[Record] = []
     annotated: set[str] = set()
     failures = 0
     started = time.perf_counter()
@@ -142,23 +140,13 @@ def predict(
                 continue
             if not faces:
                 echo(f"{path}: no face found ({NO_FACE_HINT})")
-                records.append({"file": str(path), "face": None, "reason": faces.reason})
             for number, face in enumerate(faces, start=1):
                 top3 = ", ".join(f"{name} {p:.2f}" for name, p in list(face.probabilities.items())[:3])
                 flag = " (uncertain)" if face.uncertain else ""
                 echo(f"{path} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
-                records.append({"file": str(path), "face": number, **face.to_dict()})
+            records += faces.to_records(path)
             if annotate is not None and rgb is not None:
-                canvas = rgb.copy()
-                for number, face in enumerate(faces, start=1):
-                    draw_face(
-                        canvas,
-                        face.box,
-                        f"{number} {face.label} {face.confidence:.2f}",
-                        face.probabilities,
-                        face.uncertain,
-                        face.landmarks,
-                    )
+                canvas = faces.draw(rgb)
                 annotate.mkdir(parents=True, exist_ok=True)
                 name, copy = f"{path.stem}.annotated.png", 1
                 while name in annotated:  # photos with the same name in different folders
@@ -189,50 +177,6 @@ def check_results_file(out: Path, inputs: list[Path]) -> None:
     parent = next((folder for folder in out.absolute().parents if folder.exists()), None)
     if parent is not None and not parent.is_dir():
         raise FerlabError(f"--out {out}: {parent} is a file, not a folder")
-
-
-def write_records(records: list[dict[str, object]], out: Path, classes: tuple[str, ...]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".json":
-        out.write_text(json.dumps(records, indent=1))
-        return
-    with out.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "file",
-                "face",
-                "x",
-                "y",
-                "w",
-                "h",
-                "detector_score",
-                "label",
-                "confidence",
-                "uncertain",
-                *classes,
-                "reason",
-            ]
-        )
-        for r in records:
-            if r["face"] is None:
-                writer.writerow([r["file"], "", "", "", "", "", "", "", "", "", *[""] * len(classes), r["reason"]])
-                continue
-            probabilities = cast(dict[str, float], r["probabilities"])
-            box = cast(list[int], r["box"])
-            writer.writerow(
-                [
-                    r["file"],
-                    r["face"],
-                    *box,
-                    r["detector_score"],
-                    r["label"],
-                    f"{r['confidence']:.4f}",
-                    r["uncertain"],
-                    *(f"{probabilities[c]:.4f}" for c in classes),
-                    "",
-                ]
-            )
 
 
 def live_predictor(

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ferlab.data.imageio import as_rgb
+from ferlab.inference.annotate import FaceLabel, draw, title
 from ferlab.inference.choices import DEFAULT_DETECTOR, check_options
 from ferlab.inference.detection import Face, FaceDetector, create_detector
 from ferlab.inference.engine import (
@@ -30,6 +31,7 @@ from ferlab.inference.engine import (
     served_tta,
 )
 from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_face
+from ferlab.inference.results import Record, csv_text, json_text
 from ferlab.labels import LabelSet
 from ferlab.models.calibration import softmax
 from ferlab.models.choices import DEFAULT_DEVICE, chosen_tta
@@ -97,13 +99,59 @@ class FacePrediction:
             "landmarks": None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
         }
 
+    def drawing(self, number: int | str) -> FaceLabel:
+        """What the renderer draws for this face as face `number`."""
+        return FaceLabel(
+            self.box,
+            title(number, self.label, self.confidence),
+            list(self.probabilities.items()),
+            self.uncertain,
+            self.landmarks,
+        )
+
 
 class Faces(list[FacePrediction]):
-    """The faces of one image; when empty, `reason` says why."""
+    """The faces of one image, largest first; when empty, `reason` says why.
 
-    def __init__(self, items: Iterable[FacePrediction] = (), reason: str | None = None) -> None:
+    A list (callers index and loop over it) that also renders and tabulates itself, so the
+    CLI, the video writer, the web app and library users draw and write results one way.
+    """
+
+    def __init__(
+        self, items: Iterable[FacePrediction] = (), reason: str | None = None, classes: Sequence[str] = ()
+    ) -> None:
         super().__init__(items)
         self.reason = reason
+        self.classes = tuple(classes) or tuple(dict.fromkeys(c for face in self for c in face.probabilities))
+        """The model's classes in its own order: the table's columns."""
+
+    def draw(self, rgb: np.ndarray, top: int = 3) -> np.ndarray:
+        """A copy of the image with each face's box, number, top class and score, and (`top` > 1)
+        its runners-up, placed where they cover no other face (ferlab.inference.annotate)."""
+        canvas = np.ascontiguousarray(rgb).copy()
+        draw(canvas, [face.drawing(number) for number, face in enumerate(self, start=1)], top)
+        return canvas
+
+    def to_records(self, file: str | Path | None = None) -> list[Record]:
+        """One record per face (1-based `face`), or one with `face` None and the `reason`."""
+        name = None if file is None else str(file)
+        if not self:
+            return [{"file": name, "face": None, "reason": self.reason}]
+        return [{"file": name, "face": number, **face.to_dict()} for number, face in enumerate(self, start=1)]
+
+    def to_csv(self, path: str | Path | None = None, file: str | Path | None = None) -> str:
+        """The records as CSV text, also written to `path` when given."""
+        text = csv_text(self.to_records(file), self.classes)
+        if path is not None:
+            Path(path).write_text(text, newline="")
+        return text
+
+    def to_json(self, path: str | Path | None = None, file: str | Path | None = None) -> str:
+        """The records as JSON text, also written to `path` when given."""
+        text = json_text(self.to_records(file))
+        if path is not None:
+            Path(path).write_text(text)
+        return text
 
 
 def exported_manifest(reference: str | Path | None, path: Path) -> ModelManifest | None:
@@ -236,7 +284,7 @@ class Predictor:
         return rebalance(probabilities, self.class_prior, self.prior_strength)
 
     def _results(self, faces: Sequence[Face | tuple[int, int, int, int]], probabilities: np.ndarray) -> Faces:
-        results = Faces()
+        results = Faces(classes=self.classes)
         for face, row in zip(faces, probabilities):
             order = np.argsort(-row)
             ranked = {self.classes[i]: float(row[i]) for i in order}

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ferlab.errors import FerlabError
-from ferlab.inference.annotate import draw_face
+from ferlab.inference.annotate import FaceLabel, draw, title
 from ferlab.inference.predictor import Predictor
 from ferlab.inference.tracking import SMOOTHING, FaceTracker, Track
 
@@ -38,12 +38,16 @@ def _open(source: str | int) -> cv2.VideoCapture:
     return capture
 
 
-def draw_tracks(rgb: np.ndarray, tracker: FaceTracker, tracks: list[Track], threshold: float) -> None:
-    """Draw each tracked face's box, id, smoothed label and probability bars in place."""
+def draw_tracks(rgb: np.ndarray, tracker: FaceTracker, tracks: list[Track], threshold: float, top: int = 3) -> None:
+    """Draw each tracked face's box, id, smoothed label and score, and its runners-up, in place."""
+    labels = []
     for track in tracks:
         label, confidence = tracker.label(track)
-        ranked = dict(sorted(zip(tracker.classes, track.probabilities.tolist()), key=lambda kv: -kv[1]))
-        draw_face(rgb, track.box, f"#{track.face_id} {label} {confidence:.2f}", ranked, confidence < threshold)
+        ranked = sorted(zip(tracker.classes, track.probabilities.tolist()), key=lambda kv: -kv[1])
+        labels.append(
+            FaceLabel(track.box, title(f"#{track.face_id}", label, confidence), ranked, confidence < threshold)
+        )
+    draw(rgb, labels, top)
 
 
 def process_video(
