@@ -146,7 +146,7 @@ def test_cli_evaluate_and_explain(blob_model: Path, blob_data: Path, tmp_path: P
         ],
     )
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("angry: wrote") and (tmp_path / "cam.png").stat().st_size > 0
+    assert result.output.startswith("face 1 at (0, 0, 48, 48): angry ") and (tmp_path / "cam.png").stat().st_size > 0
 
     result = runner.invoke(
         app, ["explain", str(GRACE_HOPPER), "--model", str(blob_model), "--out", str(tmp_path / "gh.png")]
@@ -155,13 +155,19 @@ def test_cli_evaluate_and_explain(blob_model: Path, blob_data: Path, tmp_path: P
     assert Image.open(tmp_path / "gh.png").size[0] < 600  # the face crop, not the whole photo
     result = runner.invoke(app, ["explain", str(tmp_path / "absent.png"), "--model", str(blob_model)])
     assert result.exit_code == 2 and "no such file" in result.output
+    blank = write_image(tmp_path / "wall.png", np.full((120, 160, 3), 128, np.uint8))
+    result = runner.invoke(app, ["explain", str(blank), "--model", str(blob_model), "--out", str(tmp_path / "w.png")])
+    assert result.exit_code == 2 and "no face found" in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "w.png").exists()  # no heatmap of the background posing as a face
 
 
 def test_explanations_use_the_crop_the_predictor_classified(blob_model: Path) -> None:
     """Grad-CAM runs on the aligned crop the predictor made (the web app's and `ferlab explain`'s
-    one implementation), explains the predicted class by default, and falls back to the whole image."""
+    one implementation), explains the predicted class by default, every face of a photo, each
+    labelled, and refuses a photo without a face."""
     from ferlab.data.imageio import as_rgb
-    from ferlab.evaluation.explain import NO_FACE, Explainer, explain_image
+    from ferlab.evaluation.explain import Explainer, explain_faces, explanation_panel
+    from ferlab.inference.annotate import COLOR, UNCERTAIN_COLOR
     from ferlab.inference.predictor import load
 
     predictor = load(blob_model, backend="torch")
@@ -170,12 +176,22 @@ def test_explanations_use_the_crop_the_predictor_classified(blob_model: Path) ->
     assert face.detected is not None
     explanation = Explainer(predictor).explain(rgb, face)
     assert np.array_equal(explanation.crop, predictor.crops(rgb, [face.detected])[0])
-    assert explanation.label == face.label and explanation.note is None
+    assert explanation.label == face.label and explanation.score == face.confidence
     assert explanation.image.shape == (face.box[2], face.box[2], 3)  # the face at its own resolution, in colour
     assert Explainer(predictor).explain(rgb, face, "happy").label == "happy"
-    blank = np.full((120, 160, 3), 128, np.uint8)
-    whole = explain_image(predictor, blank)
-    assert whole.note == NO_FACE and whole.image.shape == blank.shape
+    with pytest.raises(FerlabError, match="no face found"):
+        explain_faces(predictor, np.full((120, 160, 3), 128, np.uint8))
+    pair = np.concatenate([rgb, rgb[:, ::-1]], axis=1)
+    explanations = explain_faces(predictor, pair, "sad")
+    assert len(explanations) == 2 and {e.label for e in explanations} == {"sad"}
+    assert len({e.image.shape for e in explanations}) == 1  # one size, side by side
+    panel = explanation_panel(explanations, header=30)
+    size = explanations[0].image.shape[0]
+    for number, explanation in enumerate(explanations):  # each face's label sits above it, in its colour
+        color = UNCERTAIN_COLOR if explanation.score < 0.5 else COLOR
+        x = 8 + number * (size + 8)
+        header = panel[:30, x : x + size].astype(int)
+        assert (np.abs(header - color).max(axis=2) < 5).sum() > 200, number
 
 
 def test_gradcam_concentrates_where_the_signal_is(blob_model: Path) -> None:

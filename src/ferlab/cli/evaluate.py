@@ -171,22 +171,22 @@ def explain(
     prior: PriorOpt = None,
     device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
-    """Grad-CAM overlay on the largest face (or the whole crop) for the predicted or named class.
+    """Grad-CAM on every face (or the whole crop) for the predicted or named class, each face labelled.
 
     Grad-CAM runs on torch in fp32, so explain has no --backend or --precision.
     """
     from PIL import Image
 
-    from ferlab.evaluation.explain import explain_image
+    from ferlab.evaluation.explain import explain_faces, explanation_panel
     from ferlab.inference.predictor import load
 
     if out.is_dir() or out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise FerlabError(f"--out {out}: give an image file ending in .png, .jpg or .webp")
     # Grad-CAM needs torch; no ONNX session or export for one image
     predictor = load(model, backend="torch", detector=detector, tta=tta, prior=prior, device=device)
-    explanation = explain_image(predictor, image, class_name, detect=detect)
-    if explanation.note:
-        typer.echo(explanation.note)
+    explanations = explain_faces(predictor, image, class_name, detect=detect)
+    for number, explanation in enumerate(explanations, start=1):
+        typer.echo(f"face {number} at {explanation.face.box}: {explanation.label} {explanation.score:.2f}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(explanation.image).save(out)
-    typer.echo(f"{explanation.label}: wrote {out}")
+    Image.fromarray(explanation_panel(explanations)).save(out)
+    typer.echo(f"wrote {out} ({len(explanations)} face{'' if len(explanations) == 1 else 's'})")

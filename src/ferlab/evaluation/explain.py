@@ -2,23 +2,29 @@
 
 `ferlab explain` and the web app's overlay both come from here: the heatmap is computed
 on exactly the crop the predictor classified (the same detection, margin and landmark
-alignment, from `FacePrediction.detected`) and drawn on that crop, in colour.
+alignment, from `FacePrediction.detected`) and drawn on that crop, in colour; `ferlab explain`
+shows every face so, labelled with its number, class and score (`explanation_panel`).
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ferlab.data.imageio import as_rgb
+from ferlab.errors import FerlabError
 from ferlab.evaluation.gradcam import gradcam, overlay
-from ferlab.inference.predictor import FacePrediction, ImageInput, Predictor
+from ferlab.inference.annotate import FaceLabel, draw, title
+from ferlab.inference.predictor import UNCERTAIN_BELOW, FacePrediction, ImageInput, Predictor
 from ferlab.inference.preprocess import crop_face, whole_image_face
 
-NO_FACE = "no face found: explaining the whole image as a face crop"
+MIN_TILE = 160
+"""Smallest side of a face in `explanation_panel`: room for its label, even for a 48-pixel crop."""
+MAX_TILE = 320
 
 
 @dataclass
@@ -31,8 +37,11 @@ class Explanation:
     """The prediction whose crop was explained."""
     crop: np.ndarray
     """The crop Grad-CAM ran on: the model's input, as the predictor made it for this face."""
-    note: str | None = None
-    """Set when the explanation is not of a detected face (no face was found)."""
+
+    @property
+    def score(self) -> float:
+        """The calibrated probability of the class explained."""
+        return self.face.probabilities[self.label]
 
 
 class Explainer:
@@ -75,17 +84,37 @@ class Explainer:
         return self.explain(rgb, face).image
 
 
-def explain_image(
+def explain_faces(
     predictor: Predictor, image: ImageInput, class_name: str | None = None, detect: bool = True
-) -> Explanation:
-    """Grad-CAM on the largest face of an image (the whole image when `detect` is off or no
-    face is found; the explanation's `note` says so in the second case), drawn on the face at
-    its own resolution (at least the model's input size)."""
+) -> list[Explanation]:
+    """Grad-CAM on every face of an image, largest first (the whole image when `detect` is off),
+    each drawn at one size: the largest face's width, between `MIN_TILE` and `MAX_TILE` pixels.
+
+    A photo without a face is an error, as `ferlab predict` reports it: explaining the background
+    as if it were a face would show a heatmap that means nothing."""
     rgb = as_rgb(image)
     faces = predictor.predict(rgb, detect=detect)
-    note = None
     if not faces:
-        faces, note = predictor.predict(rgb, detect=False), NO_FACE
-    explanation = Explainer(predictor).explain(rgb, faces[0], class_name)
-    explanation.note = note
-    return explanation
+        raise FerlabError("no face found, so nothing to explain (--no-detect / detect=False: the image is a face crop)")
+    widths = [face.box[2] for face in faces]
+    size = max(MIN_TILE, predictor.engine.inputs.size, min(max(widths), MAX_TILE))
+    explainer = Explainer(predictor)
+    return [explainer.explain(rgb, face, class_name, size) for face in faces]
+
+
+def explanation_panel(explanations: Sequence[Explanation], gap: int = 8, header: int = 30) -> np.ndarray:
+    """The faces' overlays side by side, each framed and labelled by the one renderer with its
+    number, the class explained and that class's probability (ferlab.inference.annotate)."""
+    size = max(e.image.shape[0] for e in explanations)
+    width = len(explanations) * (size + gap) + gap
+    panel = np.full((header + size + gap, width, 3), 255, np.uint8)
+    labels = []
+    for number, explanation in enumerate(explanations, start=1):
+        x = gap + (number - 1) * (size + gap)
+        tile = explanation.image
+        panel[header : header + tile.shape[0], x : x + tile.shape[1]] = tile
+        score = explanation.score
+        box = (x, header, tile.shape[1], tile.shape[0])
+        labels.append(FaceLabel(box, title(number, explanation.label, score), uncertain=score < UNCERTAIN_BELOW))
+    draw(panel, labels)
+    return panel
