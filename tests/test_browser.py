@@ -7,6 +7,7 @@ the optional streamlit-webrtc and feeds Chromium's fake camera a video of a real
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -77,12 +78,11 @@ return count;
 """How many pixels of the live video are within 40 of an RGB colour in every channel."""
 
 
-@pytest.fixture(scope="module")
-def app_url(blob_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`streamlit run` on a free localhost port with the blob model, stopped after the module."""
-    folder = tmp_path_factory.mktemp("streamlit")
+@contextlib.contextmanager
+def streamlit_app(model: str, folder: Path) -> Iterator[str]:
+    """`streamlit run` on a free localhost port with one model, stopped on exit."""
     port = free_port()
-    environment = {**os.environ, MODEL_ENV: str(blob_model), "FERLAB_CACHE_DIR": str(folder / "cache")}
+    environment = {**os.environ, MODEL_ENV: model, "FERLAB_CACHE_DIR": str(folder / "cache")}
     with (folder / "streamlit.log").open("w") as log:
         server = subprocess.Popen(
             [
@@ -124,6 +124,13 @@ def app_url(blob_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 server.wait(10)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+@pytest.fixture(scope="module")
+def app_url(blob_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app with the blob model, for the module."""
+    with streamlit_app(str(blob_model), tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
 
 
 def chromium(profile: Path, *extra_flags: str) -> webdriver.Chrome:
@@ -201,3 +208,42 @@ def test_live_webcam_frames_come_back_annotated(app_url: str, blob_model: Path, 
     finally:
         driver.quit()
     assert (tmp_path / "live.png").stat().st_size > 10_000
+
+
+X_AXES = """
+return Array.from(document.querySelectorAll('[data-testid=stVegaLiteChart]')).map(chart => {
+  const axis = Array.from(chart.querySelectorAll('[aria-roledescription=axis]'))
+    .find(a => (a.getAttribute('aria-label') || '').startsWith('X-axis'));
+  return axis ? axis.getAttribute('aria-label') : null;
+});
+"""
+"""The description Vega gives each chart's x axis, with its range ('... values from 0% to 100%')."""
+
+
+def test_a_group_photo_with_a_shipped_model_shows_no_path_and_one_axis_for_all_faces(tmp_path: Path) -> None:
+    """With a shipped model (trained on `.data/ferplus`, its card full of such paths), the page,
+    its full model card opened, names the data and holds no developer path; every face's chart
+    spans the same 0-100 % axis, so two faces can be compared at a glance."""
+    rgb = np.asarray(Image.open(GRACE_HOPPER).convert("RGB"))
+    photo = tmp_path / "pair.png"
+    Image.fromarray(np.concatenate([rgb, rgb[:, ::-1]], axis=1)).save(photo)
+    (tmp_path / "server").mkdir()
+    with streamlit_app("ferplus8-fast", tmp_path / "server") as url:
+        driver = chromium(tmp_path / "profile")
+        try:
+            wait = WebDriverWait(driver, 60)
+            driver.get(url)
+            wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]"))).send_keys(str(photo))
+            wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Face 2:"))
+            wait.until(lambda d: len([a for a in d.execute_script(X_AXES) if a]) == 2)
+            axes = driver.execute_script(X_AXES)
+            card = wait.until(ec.element_to_be_clickable((By.XPATH, "//summary[.//p[contains(., 'Full model card')]]")))
+            card.click()
+            wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Test results"))
+            body = driver.find_element(By.TAG_NAME, "body").text
+            page = driver.page_source
+        finally:
+            driver.quit()
+    assert "Training data: FER+" in body.replace("**", "")
+    assert ".data/" not in page and "runs/" not in page
+    assert len(set(axes)) == 1 and "0% to 100%" in axes[0], axes

@@ -7,6 +7,7 @@ bytes, so these tests go through the same code path as a browser upload.
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -128,3 +129,61 @@ def test_ferlab_app_runs_streamlit_on_localhost_with_the_models_in_its_environme
     assert env[MODEL_ENV] == str(blob_model) and env[EXTRA_MODELS_ENV] == str(blob_model / "model.pt")
     result = CliRunner().invoke(command, ["--add-model", str(blob_model / "missing.pt"), "--model", str(blob_model)])
     assert result.exit_code == 2 and "missing.pt" in result.output and len(calls) == 1
+
+
+def test_the_page_names_datasets_not_paths_and_the_card_is_in_the_main_area(
+    blob_model: Path, blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    model = tmp_path / "run"
+    shutil.copytree(blob_model, model)
+    (model / "README.md").write_text(
+        "# Model card: run\n\n- Trained on the train split of `.data/ferplus`, best epoch on the validation split.\n"
+        "- Reproduce: `ferlab runs card runs/x --data .data/ferplus`.\n\n## Test results\n\nAccuracy **91.00%** "
+        "on 30 test images.\n\n## Training config\n\n```yaml\ndata:\n  path: .data/ferplus\n```\n\n"
+        "Full evaluation report: `runs/x/eval/report.md`.\n"
+    )
+    monkeypatch.setenv(MODEL_ENV, str(model))
+    at = AppTest.from_file(WEBAPP, default_timeout=60).run()
+    sidebar = texts(at.sidebar.markdown)
+    assert f"**Training data:** {blob_data.name}  \n" in sidebar and str(blob_data) not in sidebar  # named, not located
+    assert not at.sidebar.expander  # the full card is too wide for the sidebar
+    [card] = at.main.expander
+    shown = texts(card.markdown)
+    assert "Trained on the train split of FER+" in shown and "91.00%" in shown
+    assert ".data/" not in shown and "Reproduce" not in shown and "runs/" not in shown
+
+
+def test_every_face_is_charted_on_one_zero_to_one_axis(app: AppTest) -> None:
+    pair = np.asarray(Image.open(GRACE_HOPPER))
+    pair = np.concatenate([pair, pair[:, ::-1]], axis=1)  # two faces, the second mirrored
+    app.file_uploader[0].set_value(("pair.png", encoded(pair), "image/png")).run()
+    charts = app.get("vega_lite_chart")
+    assert len(charts) == 2
+    for chart in charts:
+        spec = json.loads(chart.proto.spec)
+        assert spec["encoding"]["x"]["scale"]["domain"] == [0, 1]
+
+
+def test_the_rebalancing_control_says_what_it_does(app: AppTest) -> None:
+    [control] = app.sidebar.select_slider
+    assert control.label == "Rebalance rare expressions" and control.value == 0.0
+    assert "posed photo sets" in texts(app.sidebar.caption) and "everyday photos" in texts(app.sidebar.caption)
+
+
+def test_shipped_cards_as_the_app_shows_them_hold_no_developer_path() -> None:
+    from ferlab.apps.webapp import card_for_people
+    from ferlab.data.names import dataset_name
+    from ferlab.models.shipped import shipped_models
+
+    assert [dataset_name(p) for p in (".data/ferplus", "data/fer2013.csv", "/home/me/lab-faces/", None)] == [
+        "FER+",
+        "FER2013",
+        "lab-faces",
+        None,
+    ]
+    for entry in shipped_models().values():
+        shown = card_for_people(entry.card_path.read_text())
+        assert "## Test results" in shown and "| class |" in shown, entry.name
+        assert not any(part in shown for part in (".data/", "runs/", "src/ferlab/", "configs/")), entry.name

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
 from ferlab.data.imageio import as_rgb
+from ferlab.data.names import dataset_name
 from ferlab.errors import FerlabError
 from ferlab.inference.catalog import installed_models, model_name, model_summary
 from ferlab.inference.choices import options_from_env
 from ferlab.inference.predictor import FacePrediction, Predictor, load
-from ferlab.models.prior import DEFAULT_PRIOR, PRIOR_HELP, prior_strength
+from ferlab.models.prior import DEFAULT_PRIOR, prior_strength
 
 if TYPE_CHECKING:  # Grad-CAM needs torch: imported when first asked for, so describing a model never does
     from ferlab.evaluation.explain import Explainer
@@ -50,7 +52,7 @@ def get_explainer(reference: str) -> Explainer:
 
 
 def show_model_summary(summary: dict[str, Any]) -> None:
-    """The facts a user needs before trusting a prediction, in the sidebar, and the model card's text."""
+    """The facts a user needs before trusting a prediction, in the sidebar."""
     st.sidebar.subheader(f"Model card: {summary['name']}")
     lines = [
         f"**Classes** ({len(summary['classes'])}): {', '.join(summary['classes'])}",
@@ -71,15 +73,38 @@ def show_model_summary(summary: dict[str, Any]) -> None:
     lines.append(f"**Calibration temperature:** {summary['temperature']:.2f}")
     st.sidebar.markdown("  \n".join(lines))
     if summary["card"]:
-        with st.sidebar.expander("Full model card"):
-            st.markdown(summary["card"])
+        st.sidebar.caption("The full model card is at the bottom of the page.")
+
+
+def card_for_people(card: str) -> str:
+    """The model card as a user reads it: what the model is and how well it does, with datasets
+    and weights named rather than located on the disk of whoever trained them. The commands that
+    reproduce it, its training config and the sections added after training (int8, robustness,
+    each led by the command that measured it) are for developers, in the card file itself."""
+    head = card.split("\n## Training config", 1)[0]
+    kept = [line for line in head.splitlines() if not line.startswith(("- Reproduce:", "# Model card"))]
+    text = re.sub(r"`([^`\s]*/[^`\s]*)`", lambda path: dataset_name(path[1]) or "", "\n".join(kept)).strip()
+    return f"{text}\n\nHow each figure was measured, and how to reproduce the model, is in its card file."
 
 
 def probability_chart(face: FacePrediction) -> None:
-    frame = pd.DataFrame(
-        {"probability": list(face.probabilities.values())}, index=pd.Index(list(face.probabilities), name="expression")
-    )
-    st.bar_chart(frame, horizontal=True, sort=False, height=40 + 28 * len(frame))
+    """Horizontal bars on one 0-1 axis for every face, so that faces can be compared."""
+    spec = {
+        "mark": {"type": "bar", "tooltip": True},
+        "encoding": {
+            "x": {
+                "field": "probability",
+                "type": "quantitative",
+                "scale": {"domain": [0, 1]},
+                "axis": {"format": ".0%", "values": [0, 0.25, 0.5, 0.75, 1]},
+            },
+            "y": {"field": "expression", "type": "nominal", "sort": None, "title": None},
+        },
+        "height": {"step": 22},  # a row per class, every class named
+        "usermeta": {"embedOptions": {"renderer": "svg"}},  # axes in the page, readable by assistive tools
+    }
+    frame = pd.DataFrame({"expression": list(face.probabilities), "probability": list(face.probabilities.values())})
+    st.vega_lite_chart(frame, spec, width="stretch")
 
 
 def show_analysis(predictor: Predictor, data: bytes, name: str, detect: bool, explainer: Explainer | None) -> None:
@@ -165,10 +190,18 @@ def main() -> None:
     )
     start = str(OPTIONS.get("prior", f"{DEFAULT_PRIOR:g}"))
     prior = st.sidebar.select_slider(
-        "Class prior",
+        "Rebalance rare expressions",
         sorted({*PRIORS, start}, key=prior_strength),
         value=start,
-        help=PRIOR_HELP,
+        format_func=lambda choice: f"{prior_strength(choice):g}",
+        help="The model learnt from photos where most faces are neutral or happy, so it calls a face "
+        "disgusted, afraid or contemptuous only on strong evidence. Rebalancing lets those rare "
+        "expressions through more often: right for posed photo sets where every expression is equally "
+        "common, too often wrong on everyday photos. `ferlab app --prior` sets where it starts.",
+    )
+    st.sidebar.caption(
+        "0 keeps the training mix (best on everyday photos), 1 treats all expressions as equally likely "
+        "(posed photo sets), 0.5 is half way."
     )
     try:  # the default, not asked for, falls back to no correction for a model that cannot give it
         predictor = get_predictor(reference, None if prior == start and "prior" not in OPTIONS else prior)
@@ -181,20 +214,24 @@ def main() -> None:
     explain = st.sidebar.toggle(
         "Grad-CAM overlay", value=False, key="gradcam", help="Show where in each face the model looked for its answer."
     )
-    show_model_summary(model_summary(predictor.record, reference))
+    summary = model_summary(predictor.record, reference)
+    show_model_summary(summary)
     explainer = get_explainer(reference) if explain else None
 
     source = st.radio("Source", SOURCES, horizontal=True)
     if source == SOURCES[2]:
         live_webcam(predictor, reference)
-        return
-    upload = (
-        st.file_uploader("A photo with one or more faces", type=UPLOAD_TYPES)
-        if source == SOURCES[0]
-        else st.camera_input("Take a snapshot")
-    )
-    if upload is not None:
-        show_analysis(predictor, upload.getvalue(), upload.name, detect, explainer)
+    else:
+        upload = (
+            st.file_uploader("A photo with one or more faces", type=UPLOAD_TYPES)
+            if source == SOURCES[0]
+            else st.camera_input("Take a snapshot")
+        )
+        if upload is not None:
+            show_analysis(predictor, upload.getvalue(), upload.name, detect, explainer)
+    if summary["card"]:
+        with st.expander(f"Full model card: {summary['name']}"):
+            st.markdown(card_for_people(summary["card"]))
 
 
 if __name__ == "__main__":  # Streamlit runs this file as __main__; importing it shows nothing

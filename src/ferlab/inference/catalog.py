@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ferlab.data.names import dataset_name
 from ferlab.models.record import ModelRecord
 from ferlab.models.shipped import default_model, resolve_model, shipped_models
 
@@ -64,7 +65,7 @@ def model_summary(record: ModelRecord, reference: str | Path | None = None) -> d
         "classes": list(record.classes),
         "temperature": record.temperature,
         "tta": record.tta,
-        "training_data": record.training_data,
+        "training_data": dataset_name(record.training_data),
         "run": record.run,
         "test": None if headline is None else asdict(headline),
         "validation": None if record.validation is None else dict(record.validation),
