@@ -165,6 +165,30 @@ def test_health_models_and_docs(client: TestClient) -> None:
     assert set(schema) == {"multipart/form-data", "application/json"}
 
 
+def test_openapi_declares_every_answer_with_its_schema_and_examples(client: TestClient) -> None:
+    """/docs shows what each answer holds: the 200 bodies are typed, and the errors a client must
+    handle (400, 408, 413, 415, 503) are listed with the one error body and an example each."""
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+
+    def schema_of(response: dict) -> dict:
+        reference = response["content"]["application/json"]["schema"]["$ref"]
+        return schemas[reference.rsplit("/", 1)[1]]
+
+    predict = document["paths"]["/v1/predict"]["post"]["responses"]
+    faces = schema_of(predict["200"])["properties"]["faces"]["items"]["$ref"].rsplit("/", 1)[1]
+    assert {"box", "label", "confidence", "probabilities", "uncertain"} <= set(schemas[faces]["properties"])
+    for status in ("400", "408", "413", "415", "503"):
+        assert set(schema_of(predict[status])["properties"]) == {"error", "detail"}, status
+        examples = predict[status]["content"]["application/json"]["examples"]
+        assert examples and all(set(e["value"]) == {"error", "detail"} for e in examples.values()), status
+    assert {"status", "model"} <= set(schema_of(document["paths"]["/healthz"]["get"]["responses"]["200"])["properties"])
+    models = schema_of(document["paths"]["/v1/models"]["get"]["responses"]["200"])
+    assert "models" in models["properties"]
+    [model] = client.get("/v1/models").json()["models"]  # the response model keeps every field of the summary
+    assert {"architecture", "input", "temperature", "card"} <= set(model)
+
+
 def test_serve_binds_localhost_with_the_chosen_model_and_limit(
     blob_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

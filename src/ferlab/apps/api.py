@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -59,6 +60,107 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer: a stable code for programs and one line for people."""
+
+    error: str = Field(description="A stable, machine-readable code, e.g. `payload_too_large`.")
+    detail: str = Field(description="One line that says what was wrong and what to send instead.")
+
+
+class FaceResult(BaseModel):
+    box: list[int] = Field(
+        description="x, y, width, height in pixels of the upright image.", min_length=4, max_length=4
+    )
+    detector_score: float | None = Field(description="The detector's confidence; null when detection was off.")
+    label: str = Field(description="The most probable expression.")
+    confidence: float = Field(description="Its calibrated probability.")
+    uncertain: bool = Field(description="True when the confidence is below 0.5: read the other probabilities too.")
+    probabilities: dict[str, float] = Field(description="Every class with its calibrated probability, highest first.")
+    landmarks: list[list[float]] | None = Field(
+        description="Five [x, y] points: right eye, left eye, nose tip, right and left mouth corner; null if unknown."
+    )
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class Prediction(BaseModel):
+    model: str = Field(description="The model that answered.")
+    image: ImageSize = Field(description="The image as classified: upright, EXIF orientation applied.")
+    faces: list[FaceResult] = Field(description="Largest face first; empty when none was found.")
+    reason: str | None = Field(description="Why `faces` is empty; null otherwise.")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    model: str
+
+
+class ModelCard(BaseModel):
+    """What a user should know before trusting the model (ferlab.inference.catalog.model_summary)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    classes: list[str]
+    training_data: str | None = Field(None, description="The dataset's name, e.g. FER+.")
+    test: dict[str, Any] | None = Field(None, description="Test-set figures: accuracy, macro_f1.")
+    card: str | None = Field(None, description="The model card in Markdown, where there is one.")
+
+
+class Models(BaseModel):
+    models: list[ModelCard]
+
+
+def _error_responses(*examples: tuple[int, str, str, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers of an operation: (status, description, code, detail)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, description, code, detail in examples:
+        entry = responses.setdefault(
+            status, {"model": ErrorBody, "description": description, "content": {"application/json": {"examples": {}}}}
+        )
+        entry["content"]["application/json"]["examples"][code] = {"value": {"error": code, "detail": detail}}
+    return responses
+
+
+PREDICT_ERRORS = _error_responses(
+    (
+        400,
+        "The body or the image cannot be read.",
+        "not_an_image",
+        "the file is not a readable JPEG, PNG or WebP image",
+    ),
+    (400, "The body or the image cannot be read.", "bad_json", "the body is not valid JSON (Expecting value)"),
+    (408, "The body did not arrive in time.", "request_timeout", "the request body did not arrive in time"),
+    (413, "The body or the image is too large.", "payload_too_large", "the request body is over the limit"),
+    (
+        413,
+        "The body or the image is too large.",
+        "image_too_large",
+        "the image is 8000x6000; the limit is 25,000,000 pixels",
+    ),
+    (415, "Neither multipart nor JSON, or not an image.", "unsupported_media_type", "send multipart/form-data or JSON"),
+    (
+        422,
+        "The image is missing or `detect` is not a boolean.",
+        "missing_file",
+        "send the image as a file named 'file'",
+    ),
+    (
+        503,
+        "Every worker is busy; retry after Retry-After seconds.",
+        "server_busy",
+        "all 2 workers are busy; retry in 2 s",
+    ),
+    (500, "The server failed; its log says why.", "internal_error", "the server failed on this request (ValueError)"),
+)
+SERVER_ERRORS = _error_responses(
+    (500, "The server failed; its log says why.", "internal_error", "the server failed on this request (ValueError)")
+)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -319,17 +421,29 @@ def create_app(
     async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
         return _error(500, "internal_error", f"the server failed on this request ({type(exc).__name__}); see its log")
 
-    @app.get("/healthz", summary="Liveness: the model is loaded and the server answers.")
+    @app.get(
+        "/healthz",
+        summary="Liveness: the model is loaded and the server answers.",
+        response_model=Health,
+        responses=SERVER_ERRORS,
+    )
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "model": model_info["name"]}
 
-    @app.get("/v1/models", summary="The model this server predicts with, and its card.")
+    @app.get(
+        "/v1/models",
+        summary="The model this server predicts with, and its card.",
+        response_model=Models,
+        responses=SERVER_ERRORS,
+    )
     async def models() -> dict[str, Any]:
         return {"models": [model_info]}
 
     @app.post(
         "/v1/predict",
         summary="Faces in an image and the expression of each.",
+        response_model=Prediction,
+        responses=PREDICT_ERRORS,
         description=(
             "Send a multipart upload (field `file`, optional form field `detect`) or JSON "
             '`{"image": "<base64>", "detect": true}`. `detect=false` (also as a query parameter) '
