@@ -29,7 +29,7 @@ def test_evaluation_writes_every_figure_and_table(
     blob_model: Path, blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    out_dir, summary = run_evaluation(blob_model, blob_data, tta=("flip", "tencrop"))
+    out_dir, report = run_evaluation(blob_model, blob_data, tta=("flip", "tencrop"))
     for name in (
         "metrics.json",
         "classification_report.md",
@@ -42,13 +42,18 @@ def test_evaluation_writes_every_figure_and_table(
     ):
         assert (out_dir / name).stat().st_size > 0, name
     assert out_dir == tmp_path / "eval" / f"{blob_model.name}-{blob_data.name}-test"  # the working directory
-    metrics = summary["all"]
-    assert metrics["samples"] == 20 and metrics["accuracy"] > 0.8
-    assert metrics["top2_accuracy"] >= metrics["accuracy"]
-    assert set(metrics["auc"]) == {"angry", "happy", "sad"} and metrics["per_class"]["sad"]["support"] == 4
-    assert list(summary["tta"]) == ["flip", "tencrop"]
-    assert all(0 <= m["accuracy"] <= 1 for m in summary["tta"].values())
-    assert metrics["temperature"] == load_bundle(blob_model).temperature
+    metrics = report.all
+    assert metrics.samples == 20 and metrics.accuracy > 0.8
+    assert metrics.top2_accuracy >= metrics.accuracy
+    assert all(row.auc is not None for row in metrics.per_class.values()) and metrics.per_class["sad"].support == 4
+    assert sum(map(sum, metrics.confusion)) == 20 and sum(metrics.confusion[2]) == 4  # true sad faces: row 3
+    assert list(report.tta) == ["flip", "tencrop"]
+    assert all(0 <= m.accuracy <= 1 for m in report.tta.values())
+    assert metrics.temperature == load_bundle(blob_model).temperature
+    saved = json.loads((out_dir / "metrics.json").read_text())
+    assert saved["all"]["accuracy"] == metrics.accuracy and saved["all"]["per_class"]["sad"]["support"] == 4
+    assert set(saved["tta"]) == {"flip", "tencrop"} and saved["protocol"] == report.protocol
+    assert report.to_markdown() + "\n" == (out_dir / "classification_report.md").read_text()
     report = (out_dir / "report.md").read_text()
     assert (
         f"![training curves]({os.path.relpath(blob_model / 'curves.png', out_dir)})" in report and "| angry |" in report
@@ -61,10 +66,10 @@ def test_deduplicated_metrics_leave_out_listed_copies(blob_model: Path, blob_dat
     clean = tmp_path / "clean.txt"
     clean.write_text("# test images without a near-copy in train\n" + "\n".join(sources[5:]) + "\n")
     _, summary = run_evaluation(blob_model, blob_data, out=tmp_path / "eval", dedup=clean, gradcam_examples=False)
-    assert summary["deduplicated"]["samples"] == 15 and summary["deduplicated"]["removed"] == 5
-    assert summary["near_copies"]["samples"] == 5
-    total = summary["all"]["accuracy"] * 20
-    assert abs(summary["deduplicated"]["accuracy"] * 15 + summary["near_copies"]["accuracy"] * 5 - total) < 1e-6
+    assert summary.deduplicated is not None and summary.near_copies is not None
+    assert summary.deduplicated.samples == 15 and summary.removed == 5 and summary.near_copies.samples == 5
+    total = summary.all.accuracy * 20
+    assert abs(summary.deduplicated.accuracy * 15 + summary.near_copies.accuracy * 5 - total) < 1e-6
     report = (tmp_path / "eval" / "classification_report.md").read_text()
     assert "Without near-copies" in report and "Only the test images that have a near-copy" in report
     assert "Only the test images that have a near-copy" in (tmp_path / "eval" / "report.md").read_text()
@@ -74,7 +79,7 @@ def test_deduplicated_metrics_leave_out_listed_copies(blob_model: Path, blob_dat
     _, summary = run_evaluation(
         blob_model, blob_data, split="val", out=tmp_path / "val", dedup=clean, gradcam_examples=False
     )
-    assert summary["near_copies"]["samples"] == 3
+    assert summary.near_copies is not None and summary.near_copies.samples == 3
     report = (tmp_path / "val" / "report.md").read_text()
     assert "## All val images" in report and "Only the val images that have a near-copy" in report
 
@@ -87,9 +92,9 @@ def test_cross_dataset_evaluation_keeps_shared_classes_and_says_so(blob_model: P
             write_image(other / "test" / name / f"{i}.png", blob_image(label, rng))
             write_image(other / "train" / name / f"{i}.png", blob_image(label, rng))
     _, summary = run_evaluation(blob_model, other, out=tmp_path / "eval", gradcam_examples=False)
-    assert summary["classes"] == ["angry", "happy"]
-    assert summary["all"]["samples"] == 12
-    notes = " ".join(summary["notes"])
+    assert summary.classes == ("angry", "happy")
+    assert summary.all.samples == 12
+    notes = " ".join(summary.notes)
     assert "6 samples dropped: surprise" in notes and "absent from the data: sad; predictions restricted" in notes
 
 

@@ -113,9 +113,9 @@ def test_every_command_has_its_python_call(blob_data: Path, blob_model: Path, tm
     assert run_dir == tmp_path / "api" and metrics["epochs_run"] == 1
     assert ferlab.resume(run_dir)[0] == run_dir  # every epoch is done: it only finishes the run again
     out, summary = ferlab.evaluate(blob_model, blob_data, out=tmp_path / "eval", gradcam_examples=False)
-    assert (out / "report.md").is_file() and 0 <= summary["all"]["accuracy"] <= 1
+    assert (out / "report.md").is_file() and 0 <= summary.all.accuracy <= 1
     [row] = ferlab.bench([blob_model], [blob_data])
-    assert row["accuracy"] == pytest.approx(summary["all"]["accuracy"])
+    assert row["accuracy"] == pytest.approx(summary.all.accuracy)
     assert list(ferlab.list_models()) == list(shipped_models())
 
 

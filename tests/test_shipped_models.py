@@ -95,8 +95,8 @@ def test_shipped_model_reproduces_its_card(name: str, data: str, request: pytest
     expected, samples = card_headline(name)
     result = evaluate(load_bundle(resolve_model(name)), dataset, split="test", backend="onnx")
     metrics = result.metrics()
-    assert metrics["samples"] == samples, f"{name}: {metrics['samples']} test images, the card has {samples}"
-    measured = 100 * metrics["accuracy"]
+    assert metrics.samples == samples, f"{name}: {metrics.samples} test images, the card has {samples}"
+    measured = 100 * metrics.accuracy
     assert abs(measured - expected) <= TOLERANCE, (
         f"{name}: {measured:.2f}% on the test split, the card says {expected}%"
     )

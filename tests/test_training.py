@@ -509,8 +509,8 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
     assert ModelManifest.load(manifest_path).tta == "none"
 
     out, summary = run_evaluation(run_dir, blob_data, tta=("none",), gradcam_examples=False, out=tmp_path / "eval")
-    assert summary["served_tta"] == "flip" and set(summary["tta"]) == {"none"}
-    assert "mirror image" in summary["protocol"] and "served with `flip`" in (out / "report.md").read_text()
+    assert summary.served_tta == "flip" and set(summary.tta) == {"none"}
+    assert "mirror image" in summary.protocol and "served with `flip`" in (out / "report.md").read_text()
 
     # as a teacher it teaches as served: its flip-averaged logits on the training faces
     student = Trainer(

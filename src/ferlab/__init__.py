@@ -23,6 +23,7 @@ SAMPLE = Path(__file__).parent / "samples" / "astronaut.jpg"
 run needs no picture of one's own: `ferlab demo` runs on it."""
 
 if TYPE_CHECKING:
+    from ferlab.evaluation.evaluator import EvaluationReport
     from ferlab.inference.export import Export
     from ferlab.inference.predictor import Predictor
     from ferlab.models.record import ModelRecord
@@ -61,9 +62,9 @@ def resume(run_dir: str | Path, *, device: str | None = None) -> tuple[Path, dic
     return resume_run(run_dir, device)
 
 
-def evaluate(model: str | Path, data: str | Path, **options: Any) -> tuple[Path, dict[str, Any]]:
+def evaluate(model: str | Path, data: str | Path, **options: Any) -> tuple[Path, EvaluationReport]:
     """Score a shipped model, run folder or model.pt on a dataset's split and write its report
-    (`ferlab evaluate`); returns the report folder and the summary.
+    (`ferlab evaluate`); returns the report folder and the report (`.all.accuracy`, `.to_markdown()`).
 
     Options (ferlab.evaluation.report.run_evaluation): split ("test"), out, data_format,
     ferplus_labels, ferplus_majority, tta (extra test-time augmentations to report), dedup,

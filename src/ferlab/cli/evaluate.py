@@ -68,12 +68,11 @@ def evaluate(
     align and classify the largest face), as `ferlab predict` does.
     """
     import ferlab
-    from ferlab.evaluation.evaluator import metrics_table
     from ferlab.models.shipped import default_model
 
     model = model_or_old_argument(model, old_model, "evaluate")
     also = [chosen_tta(method) for method in tta or []]  # auto is the served one, reported anyway
-    out_dir, summary = ferlab.evaluate(
+    out_dir, report = ferlab.evaluate(
         model or default_model(),
         data,
         split=split,
@@ -89,18 +88,18 @@ def evaluate(
         device=device,
         progress=True,
     )
-    typer.echo(f"{summary['model']} on {data}: {summary['scored']}")
-    typer.echo(f"protocol: {summary['protocol']}")
-    for note in summary["notes"]:
+    typer.echo(f"{report.model} on {data}: {report.scored}")
+    typer.echo(f"protocol: {report.protocol}")
+    for note in report.notes:
         typer.echo(f"note: {note}")
-    typer.echo(metrics_table(summary["all"]))
-    if "deduplicated" in summary:
-        d = summary["deduplicated"]
+    typer.echo(report.all.to_markdown())
+    if report.deduplicated is not None:
         typer.echo(
-            f"without near-copies of training images ({d['removed']} removed): accuracy {100 * d['accuracy']:.2f}%"
+            f"without near-copies of training images ({report.removed} removed): "
+            f"accuracy {100 * report.deduplicated.accuracy:.2f}%"
         )
-    for method, metrics in summary.get("tta", {}).items():
-        typer.echo(f"with {method} TTA: accuracy {100 * metrics['accuracy']:.2f}%")
+    for method, metrics in report.tta.items():
+        typer.echo(f"with {method} TTA: accuracy {100 * metrics.accuracy:.2f}%")
     typer.echo(f"wrote {out_dir / 'report.md'}")
 
 

@@ -180,5 +180,5 @@ def card(
     run = model_or_old_argument(model, old_run, "runs card")
     if run is None:
         raise FerlabError("give the run folder: --model RUN")
-    summary = write_card(Path(run), data, out, dedup=dedup, name=name, command=command)
-    typer.echo(f"test accuracy {100 * summary['all']['accuracy']:.2f}%; wrote {out}")
+    report = write_card(Path(run), data, out, dedup=dedup, name=name, command=command)
+    typer.echo(f"test accuracy {100 * report.all.accuracy:.2f}%; wrote {out}")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ferlab.evaluation.evaluator import metrics_table
+from ferlab.evaluation.evaluator import EvaluationReport
 from ferlab.evaluation.report import run_evaluation
 from ferlab.inference.predictor import Predictor
+from ferlab.models.base import ModelSpec
 from ferlab.models.bundle import BundleInfo, load_bundle
 
 
@@ -38,13 +40,39 @@ TTA_WORDS = {
 }
 
 
-def write_card(
+@dataclass
+class CardFacts:
+    """Everything a model card states: read from the run folder, or measured when it is written."""
+
+    title: str
+    run_dir: Path
+    data: Path
+    out: Path
+    dedup: Path | None
+    command: str | None
+    """The training command the card quotes (default: `ferlab train <config>`)."""
+    spec: ModelSpec
+    classes: tuple[str, ...]
+    temperature: float
+    info: BundleInfo
+    parameters: int
+    train_metrics: dict[str, Any]
+    """The run's metrics.json."""
+    config_text: str
+    """The run's config.yaml, shown as it is."""
+    report: EvaluationReport
+    eval_dir: Path
+    speed_1: float
+    """Faces per second classified at batch 1 (and at batch 64 below)."""
+    speed_64: float
+
+
+def card_facts(
     run_dir: Path, data: Path, out: Path, dedup: Path | None = None, name: str | None = None, command: str | None = None
-) -> dict[str, Any]:
-    """Evaluate the run's model on the test split and write its Markdown model card."""
+) -> CardFacts:
+    """Evaluate the run's model on the test split, time it, and gather what its card says."""
     bundle = load_bundle(run_dir)
-    spec = bundle.spec
-    eval_dir, summary = run_evaluation(
+    eval_dir, report = run_evaluation(
         run_dir,
         data,
         split="test",
@@ -52,30 +80,48 @@ def write_card(
         tta=("none", "flip", "tencrop"),  # the one the model is served with is the headline
         out=run_dir / "eval" / f"{Path(data).name}-test",
     )  # the card's report stays with its run
-    train_metrics = json.loads((run_dir / "metrics.json").read_text())
-    config_text = (run_dir / "config.yaml").read_text()  # shown on the card as it is
-    info = bundle.info
+    predictor = Predictor(bundle)
+    return CardFacts(
+        title=name or run_dir.name,
+        run_dir=run_dir,
+        data=data,
+        out=out,
+        dedup=dedup,
+        command=command,
+        spec=bundle.spec,
+        classes=bundle.label_set.classes,
+        temperature=bundle.temperature,
+        info=bundle.info,
+        parameters=sum(p.numel() for p in bundle.model.parameters()),
+        train_metrics=json.loads((run_dir / "metrics.json").read_text()),
+        config_text=(run_dir / "config.yaml").read_text(),
+        report=report,
+        eval_dir=eval_dir,
+        speed_1=classification_speed(predictor, 1),
+        speed_64=classification_speed(predictor, 64),
+    )
+
+
+def render_card(facts: CardFacts) -> str:
+    """The Markdown model card of `card_facts`."""
+    spec, info, train_metrics, report = facts.spec, facts.info, facts.train_metrics, facts.report
     validation = (
         f"the validation images with no near-copy in training (`{info.val_clean}`)"
         if info.val_clean
         else "the validation split"
     )
-    params = sum(p.numel() for p in bundle.model.parameters())
-    predictor = Predictor(bundle)
-    speed_1, speed_64 = classification_speed(predictor, 1), classification_speed(predictor, 64)
-    all_metrics = summary["all"]
-    title = name or run_dir.name
+    all_metrics = report.all
     lines = [
-        f"# Model card: {title}",
+        f"# Model card: {facts.title}",
         "",
         (
-            f"- Architecture: `{spec.name}` {spec.config}, {params:,} parameters, input "
+            f"- Architecture: `{spec.name}` {spec.config}, {facts.parameters:,} parameters, input "
             f"{spec.in_channels}x{spec.input_size}x{spec.input_size}."
         ),
-        f"- Classes ({len(bundle.label_set)}): {', '.join(bundle.label_set.classes)}.",
+        f"- Classes ({len(facts.classes)}): {', '.join(facts.classes)}.",
         (
             f"- Trained on the train split of `{info.data}`, best epoch selected on {validation} "
-            f"({train_metrics['monitor']}), temperature {bundle.temperature:.3f} fitted on the same images"
+            f"({train_metrics['monitor']}), temperature {facts.temperature:.3f} fitted on the same images"
             + (
                 " plus one copy of each under the training augmentation (`calibrate_on: augmented`). "
                 if train_metrics.get("calibrated_on") == "augmented"
@@ -101,61 +147,71 @@ def write_card(
         )
         + ("; the training time of those models is not included." if spec.pretrained or info.teacher else "."),
         (
-            f"- Reproduce: `{command or 'ferlab train <config>'}` then "
-            f"`ferlab runs card --model {run_dir} --data {data}{f' --dedup {dedup}' if dedup else ''} --out {out}`."
+            f"- Reproduce: `{facts.command or 'ferlab train <config>'}` then "
+            f"`ferlab runs card --model {facts.run_dir} --data {facts.data}"
+            f"{f' --dedup {facts.dedup}' if facts.dedup else ''} --out {facts.out}`."
         ),
         "",
         "## Test results",
         "",
         (
-            f"Accuracy **{100 * all_metrics['accuracy']:.2f}%** on {all_metrics['samples']} test images"
+            f"Accuracy **{100 * all_metrics.accuracy:.2f}%** on {all_metrics.samples} test images"
             + (
                 " as served, each face averaged with its mirror image (`train.tta: flip`; "
-                if summary["served_tta"] == "flip"
+                if report.served_tta == "flip"
                 else " ("
             )
             + "test-time augmentation: "
-            + ", ".join(
-                f"{100 * metrics['accuracy']:.2f}% {TTA_WORDS[method]}" for method, metrics in summary["tta"].items()
-            )
+            + ", ".join(f"{100 * metrics.accuracy:.2f}% {TTA_WORDS[method]}" for method, metrics in report.tta.items())
             + ")."
         ),
     ]
-    if "deduplicated" in summary:
-        d = summary["deduplicated"]
+    if report.deduplicated is not None:
         lines.append(
-            f"Without the {d['removed']} test images that have a near-copy in training: accuracy "
-            f"**{100 * d['accuracy']:.2f}%** on {d['samples']} images."
+            f"Without the {report.removed} test images that have a near-copy in training: accuracy "
+            f"**{100 * report.deduplicated.accuracy:.2f}%** on {report.deduplicated.samples} images."
         )
-        if "near_copies" in summary:
+        if report.near_copies is not None:
             lines.append(
-                f"Those {d['removed']} near-copies alone score {100 * summary['near_copies']['accuracy']:.2f}%: "
+                f"Those {report.removed} near-copies alone score {100 * report.near_copies.accuracy:.2f}%: "
                 "overlap between training and test images inflates a score."
             )
     lines += [
         (
-            f"Calibration: ECE {all_metrics['ece_uncalibrated']:.3f} before and {all_metrics['ece']:.3f} "
+            f"Calibration: ECE {all_metrics.ece_uncalibrated:.3f} before and {all_metrics.ece:.3f} "
             "after temperature scaling."
         ),
         "",
-        metrics_table(all_metrics),
+        all_metrics.to_markdown(),
         "",
         "## Speed (measured when this card was written)",
         "",
-        f"Classification only, default backend: {speed_1:.0f} faces/s at batch 1, {speed_64:.0f} faces/s at batch 64.",
+        (
+            f"Classification only, default backend: {facts.speed_1:.0f} faces/s at batch 1, "
+            f"{facts.speed_64:.0f} faces/s at batch 64."
+        ),
         "",
         "## Training config",
         "",
         "```yaml",
-        config_text.rstrip(),
+        facts.config_text.rstrip(),
         "```",
         "",
-        f"Full evaluation report: `{eval_dir / 'report.md'}` (confusion matrix, ROC, reliability, Grad-CAM).",
+        f"Full evaluation report: `{facts.eval_dir / 'report.md'}` (confusion matrix, ROC, reliability, Grad-CAM).",
         "",
     ]
+    return "\n".join(lines)
+
+
+def write_card(
+    run_dir: Path, data: Path, out: Path, dedup: Path | None = None, name: str | None = None, command: str | None = None
+) -> EvaluationReport:
+    """Evaluate the run's model on the test split and write its Markdown model card: the facts
+    first (`card_facts`), then their rendering (`render_card`)."""
+    facts = card_facts(run_dir, data, out, dedup, name, command)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    return summary
+    out.write_text(render_card(facts))
+    return facts.report
 
 
 def _where_trained(info: BundleInfo, train_metrics: dict[str, Any]) -> str:

@@ -29,6 +29,161 @@ ALL = "all"
 """The split name that means every image of a dataset."""
 
 
+@dataclass(frozen=True)
+class ClassFigures:
+    """One class's precision, recall, F1, number of images and one-vs-rest AUC (None when the
+    images hold only that class or none of it)."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    auc: float | None
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """How well a model did on one set of images: accuracy, F1, calibration, each class, confusion."""
+
+    samples: int
+    accuracy: float
+    top2_accuracy: float
+    macro_f1: float
+    weighted_f1: float
+    ece_uncalibrated: float
+    """Expected calibration error of the raw softmax."""
+    ece: float
+    """Expected calibration error after temperature scaling (the probabilities served)."""
+    temperature: float
+    per_class: dict[str, ClassFigures]
+    confusion: list[list[int]]
+    """Images by true class (rows) and predicted class (columns), in `per_class`'s order."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as metrics.json has always held them (sklearn's per-class key names)."""
+        return {
+            "samples": self.samples,
+            "accuracy": self.accuracy,
+            "top2_accuracy": self.top2_accuracy,
+            "macro_f1": self.macro_f1,
+            "weighted_f1": self.weighted_f1,
+            "ece_uncalibrated": self.ece_uncalibrated,
+            "ece": self.ece,
+            "temperature": self.temperature,
+            "auc": {name: row.auc for name, row in self.per_class.items() if row.auc is not None},
+            "per_class": {
+                name: {"precision": row.precision, "recall": row.recall, "f1-score": row.f1, "support": row.support}
+                for name, row in self.per_class.items()
+            },
+            "confusion": self.confusion,
+        }
+
+    def to_markdown(self) -> str:
+        """The reports' classification-report table and a line of overall figures."""
+        rows = [
+            (
+                name,
+                f"{row.precision:.3f}",
+                f"{row.recall:.3f}",
+                f"{row.f1:.3f}",
+                row.support,
+                "-" if row.auc is None else f"{row.auc:.3f}",
+            )
+            for name, row in self.per_class.items()
+        ]
+        return "\n".join(
+            [
+                markdown_table(("class", "precision", "recall", "F1", "support", "AUC"), rows, right=range(1, 6)),
+                "",
+                (
+                    f"Accuracy {100 * self.accuracy:.2f}% on {self.samples} images; top-2 "
+                    f"{100 * self.top2_accuracy:.2f}%; macro-F1 {self.macro_f1:.3f}; weighted-F1 "
+                    f"{self.weighted_f1:.3f}; ECE {self.ece_uncalibrated:.3f} uncalibrated, "
+                    f"{self.ece:.3f} with temperature {self.temperature:.2f}."
+                ),
+            ]
+        )
+
+
+@dataclass
+class EvaluationReport:
+    """Everything one evaluation measured, and on what: the facts every report is rendered from."""
+
+    model: str
+    data: str
+    split: str
+    scored: str
+    """Which images were scored, in words (ferlab.evaluation.report.describe_split)."""
+    protocol: str
+    """How they were scored: face crops or the photo pipeline, and the test-time augmentation."""
+    served_tta: str
+    classes: tuple[str, ...]
+    notes: list[str]
+    all: Metrics
+    deduplicated: Metrics | None = None
+    """Without the images listed as near-copies of training images (`--dedup`)."""
+    removed: int = 0
+    """How many near-copies `deduplicated` leaves out."""
+    near_copies: Metrics | None = None
+    face_found: Metrics | None = None
+    """With the photo pipeline: only the images where a face was found."""
+    tta: dict[str, Metrics] = field(default_factory=dict)
+    """The other test-time augmentations asked for, each scored."""
+
+    @property
+    def images(self) -> int:
+        return self.all.samples
+
+    def to_dict(self) -> dict[str, Any]:
+        """metrics.json: the report's facts as JSON."""
+        summary: dict[str, Any] = {
+            "classes": list(self.classes),
+            "notes": self.notes,
+            "all": self.all.to_dict(),
+            "model": self.model,
+            "data": self.data,
+            "split": self.split,
+            "scored": self.scored,
+            "protocol": self.protocol,
+            "served_tta": self.served_tta,
+            "images": self.images,
+        }
+        if self.deduplicated is not None:
+            summary["deduplicated"] = {**self.deduplicated.to_dict(), "removed": self.removed}
+        for name in ("near_copies", "face_found"):
+            part = getattr(self, name)
+            if part is not None:
+                summary[name] = part.to_dict()
+        if self.tta:
+            summary["tta"] = {
+                method: {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "ece": m.ece} for method, m in self.tta.items()
+            }
+        return summary
+
+    def to_markdown(self) -> str:
+        """The classification reports: all images, then only those with a face found, without
+        and with only the near-copies of training images."""
+        heading = "## All images (every split)" if self.split == ALL else f"## All {self.split} images"
+        sections = [heading, "", self.all.to_markdown()]
+        if self.face_found is not None:
+            sections += ["", "## Only the images where a face was found", "", self.face_found.to_markdown()]
+        if self.deduplicated is not None:
+            sections += [
+                "",
+                f"## Without near-copies of training images ({self.removed} removed)",
+                "",
+                self.deduplicated.to_markdown(),
+            ]
+        if self.near_copies is not None:
+            sections += [
+                "",
+                f"## Only the {self.split} images that have a near-copy in training",
+                "",
+                self.near_copies.to_markdown(),
+            ]
+        return "\n".join(sections)
+
+
 @dataclass
 class EvaluationResult:
     """Predictions of a model on one split, restricted to the classes model and data share."""
@@ -48,7 +203,8 @@ class EvaluationResult:
         """Calibrated probabilities (the model's stored temperature)."""
         return softmax(self.logits, self.temperature)
 
-    def metrics(self, mask: np.ndarray | None = None) -> dict[str, Any]:
+    def metrics(self, mask: np.ndarray | None = None) -> Metrics:
+        """The scores on every image, or on those `mask` keeps."""
         keep = np.ones(len(self.labels), bool) if mask is None else mask
         labels, logits = self.labels[keep], self.logits[keep]
         if len(labels) == 0:
@@ -59,25 +215,28 @@ class EvaluationResult:
         report = classification_report(
             labels, predicted, labels=class_ids, target_names=list(self.classes), output_dict=True, zero_division=0
         )
-        aucs = {}
+        per_class = {}
         for i, name in enumerate(self.classes):
             positives = labels == i
-            if 0 < positives.sum() < len(labels):
-                aucs[name] = float(roc_auc_score(positives, calibrated[:, i]))
-        return {
-            "samples": len(labels),
-            "accuracy": float((predicted == labels).mean()),
-            "top2_accuracy": float(top_k_accuracy_score(labels, calibrated, k=2, labels=class_ids))
+            auc = float(roc_auc_score(positives, calibrated[:, i])) if 0 < positives.sum() < len(labels) else None
+            row = report[name]
+            per_class[name] = ClassFigures(
+                float(row["precision"]), float(row["recall"]), float(row["f1-score"]), int(row["support"]), auc
+            )
+        return Metrics(
+            samples=len(labels),
+            accuracy=float((predicted == labels).mean()),
+            top2_accuracy=float(top_k_accuracy_score(labels, calibrated, k=2, labels=class_ids))
             if len(self.classes) > 2
             else 1.0,
-            "macro_f1": float(f1_score(labels, predicted, labels=class_ids, average="macro", zero_division=0)),
-            "weighted_f1": float(f1_score(labels, predicted, labels=class_ids, average="weighted", zero_division=0)),
-            "ece_uncalibrated": expected_calibration_error(raw, labels),
-            "ece": expected_calibration_error(calibrated, labels),
-            "temperature": self.temperature,
-            "auc": aucs,
-            "per_class": {c: report[c] for c in self.classes},
-        }
+            macro_f1=float(f1_score(labels, predicted, labels=class_ids, average="macro", zero_division=0)),
+            weighted_f1=float(f1_score(labels, predicted, labels=class_ids, average="weighted", zero_division=0)),
+            ece_uncalibrated=expected_calibration_error(raw, labels),
+            ece=expected_calibration_error(calibrated, labels),
+            temperature=self.temperature,
+            per_class=per_class,
+            confusion=confusion_matrix(labels, predicted, labels=class_ids).tolist(),
+        )
 
 
 def align_labels(dataset: FaceDataset, model_labels: LabelSet) -> tuple[FaceDataset, list[int], list[str]]:
@@ -208,55 +367,27 @@ def evaluate_photos(
     )
 
 
-def metrics_table(metrics: dict[str, Any]) -> str:
-    """The reports' classification-report table, in Markdown."""
-    rows = []
-    for name, row in metrics["per_class"].items():
-        auc = metrics["auc"].get(name)
-        rows.append(
-            (
-                name,
-                f"{row['precision']:.3f}",
-                f"{row['recall']:.3f}",
-                f"{row['f1-score']:.3f}",
-                int(row["support"]),
-                "-" if auc is None else f"{auc:.3f}",
-            )
-        )
-    lines = [
-        markdown_table(("class", "precision", "recall", "F1", "support", "AUC"), rows, right=range(1, 6)),
-        "",
-        (
-            f"Accuracy {100 * metrics['accuracy']:.2f}% on {metrics['samples']} images; top-2 "
-            f"{100 * metrics['top2_accuracy']:.2f}%; macro-F1 {metrics['macro_f1']:.3f}; weighted-F1 "
-            f"{metrics['weighted_f1']:.3f}; ECE {metrics['ece_uncalibrated']:.3f} uncalibrated, "
-            f"{metrics['ece']:.3f} with temperature {metrics['temperature']:.2f}."
-        ),
-    ]
-    return "\n".join(lines)
-
-
-def write_metrics(
-    result: EvaluationResult,
-    out_dir: Path,
-    clean: set[str] | None = None,
-    split: str = "test",
-) -> dict[str, Any]:
-    """metrics.json and classification_report.{txt,md}; with `clean`, the deduplicated figures too."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"classes": list(result.classes), "notes": result.notes, "all": result.metrics()}
+def subsets(result: EvaluationResult, clean: set[str] | None = None) -> dict[str, Any]:
+    """The metrics of every image and of the parts a report shows apart: without and with only the
+    near-copies listed in `clean` (their count as `removed`), and the images where a face was found."""
+    parts: dict[str, Any] = {"all": result.metrics()}
     if clean is not None:
         mask = np.isin(result.sources, list(clean))
         if not mask.any():
             raise FerlabError("none of the evaluated images is in the deduplicated list: is it for this dataset?")
-        summary["deduplicated"] = result.metrics(mask)
-        summary["deduplicated"]["removed"] = int((~mask).sum())
+        parts["deduplicated"], parts["removed"] = result.metrics(mask), int((~mask).sum())
         if (~mask).any():  # the copies alone: how much overlap with training inflates a score
-            summary["near_copies"] = result.metrics(~mask)
+            parts["near_copies"] = result.metrics(~mask)
     if result.detected is not None and 0 < result.detected.sum() < len(result.detected):
-        summary["face_found"] = result.metrics(result.detected)
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
-    (out_dir / "classification_report.md").write_text("\n".join(report_sections(summary, split)) + "\n")
+        parts["face_found"] = result.metrics(result.detected)
+    return parts
+
+
+def write_metrics(report: EvaluationReport, result: EvaluationResult, out_dir: Path) -> None:
+    """metrics.json and classification_report.{txt,md}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(report.to_dict(), indent=1))
+    (out_dir / "classification_report.md").write_text(report.to_markdown() + "\n")
     predicted = result.probabilities.argmax(1)
     (out_dir / "classification_report.txt").write_text(
         classification_report(
@@ -268,30 +399,6 @@ def write_metrics(
             zero_division=0,
         )
     )
-    return summary
-
-
-def report_sections(summary: dict[str, Any], split: str) -> list[str]:
-    """Markdown classification reports: all images, then without and with only the near-copies."""
-    heading = "## All images (every split)" if split == ALL else f"## All {split} images"
-    sections = [heading, "", metrics_table(summary["all"])]
-    if "face_found" in summary:
-        sections += ["", "## Only the images where a face was found", "", metrics_table(summary["face_found"])]
-    if "deduplicated" in summary:
-        sections += [
-            "",
-            f"## Without near-copies of training images ({summary['deduplicated']['removed']} removed)",
-            "",
-            metrics_table(summary["deduplicated"]),
-        ]
-    if "near_copies" in summary:
-        sections += [
-            "",
-            f"## Only the {split} images that have a near-copy in training",
-            "",
-            metrics_table(summary["near_copies"]),
-        ]
-    return sections
 
 
 def confusion(result: EvaluationResult) -> np.ndarray:

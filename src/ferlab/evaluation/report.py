@@ -7,7 +7,6 @@ What the reports' authors assembled by hand in notebooks comes from one command.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,10 +23,11 @@ from ferlab.data.options import LoadOptions
 from ferlab.errors import FerlabError
 from ferlab.evaluation.evaluator import (
     ALL,
+    EvaluationReport,
     EvaluationResult,
     evaluate,
     evaluate_photos,
-    report_sections,
+    subsets,
     write_metrics,
 )
 from ferlab.evaluation.plots import plot_confusion, plot_gradcam_examples, plot_reliability, plot_roc
@@ -112,9 +112,9 @@ def run_evaluation(
     detector: str = "auto",
     device: str = "cpu",
     progress: bool = False,
-) -> tuple[Path, dict[str, Any]]:
+) -> tuple[Path, EvaluationReport]:
     """Evaluate a model (shipped name, run folder or model.pt) on one split of a dataset, or on
-    every image (`split="all"`); returns (folder, metrics).
+    every image (`split="all"`); returns (folder, report).
 
     The main figures are the model as served (with the test-time augmentation it records,
     `train.tta`); each other one in `tta` ("none" included) is reported next to them. With
@@ -144,22 +144,19 @@ def run_evaluation(
         return evaluate(bundle, dataset, split, method, device=device, progress=progress)
 
     result = score(served)
-    summary = write_metrics(result, out_dir, clean, split)
-    summary.update(
+    report = EvaluationReport(
         model=name,
         data=str(data),
         split=split,
         scored=scored,
         protocol=_protocol(bundle, detect),
         served_tta=served,
-        images=len(result.labels),
+        classes=result.classes,
+        notes=result.notes,
+        **subsets(result, clean),
+        tta={method: score(method).metrics() for method in methods},
     )
-    if methods:
-        summary["tta"] = {}
-        for method in methods:
-            metrics = score(method).metrics()
-            summary["tta"][method] = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece")}
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
+    write_metrics(report, result, out_dir)
     figures = tqdm(
         total=4 + gradcam_examples, desc="figures", unit="figure", leave=False, disable=None if progress else True
     )
@@ -174,9 +171,9 @@ def run_evaluation(
         if gradcam_examples:
             plot_gradcam_examples(bundle, result, output_index, out_dir / "gradcam_examples.png")
             figures.update()
-        _write_report(out_dir, result, summary, name, path, data, split, run_dir, gradcam_examples)
+        _write_report(out_dir, report, path, run_dir, gradcam_examples)
         figures.update()
-    return out_dir, summary
+    return out_dir, report
 
 
 def _load(
@@ -214,26 +211,18 @@ def _protocol(bundle: ModelBundle, detect: bool) -> str:
 
 
 def _write_report(
-    out_dir: Path,
-    result: EvaluationResult,
-    summary: dict[str, Any],
-    name: str,
-    path: Path,
-    data: Path,
-    split: str,
-    run_dir: Path | None,
-    gradcam_examples: bool,
+    out_dir: Path, report: EvaluationReport, path: Path, run_dir: Path | None, gradcam_examples: bool
 ) -> None:
     lines = [
-        f"# Evaluation of `{name}`",
+        f"# Evaluation of `{report.model}`",
         "",
         f"- Model: `{path}`.",
-        f"- Data: `{data}`, {summary['scored']}; {summary['images']} images scored.",
-        f"- Protocol: {summary['protocol']}.",
-        f"- Classes: {', '.join(result.classes)}.",
+        f"- Data: `{report.data}`, {report.scored}; {report.images} images scored.",
+        f"- Protocol: {report.protocol}.",
+        f"- Classes: {', '.join(report.classes)}.",
         "",
     ]
-    lines += [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
+    lines += [f"- {note}" for note in report.notes] + ([""] if report.notes else [])
     if run_dir is not None and (run_dir / "curves.png").is_file():
         lines += [
             "## Training curves",
@@ -241,17 +230,15 @@ def _write_report(
             f"![training curves]({os.path.relpath(run_dir / 'curves.png', out_dir)})",
             "",
         ]
-    lines += report_sections(summary, split) + [""]
-    if "tta" in summary:
-        served = (
-            "" if summary["served_tta"] == "none" else f" (the figures above: served with `{summary['served_tta']}`)"
-        )
+    lines += [report.to_markdown(), ""]
+    if report.tta:
+        served = "" if report.served_tta == "none" else f" (the figures above: served with `{report.served_tta}`)"
         lines += ["## Test-time augmentation", "", f"Other test-time augmentations{served}:", ""]
-        for method, tta in summary["tta"].items():
+        for method, tta in report.tta.items():
             lines.append(
-                f"- With `{method}`: accuracy {100 * tta['accuracy']:.2f}% "
-                f"({100 * (tta['accuracy'] - summary['all']['accuracy']):+.2f} points), "
-                f"macro-F1 {tta['macro_f1']:.3f}."
+                f"- With `{method}`: accuracy {100 * tta.accuracy:.2f}% "
+                f"({100 * (tta.accuracy - report.all.accuracy):+.2f} points), "
+                f"macro-F1 {tta.macro_f1:.3f}."
             )
         lines.append("")
     lines += [
@@ -319,10 +306,10 @@ def benchmark(
                     "model": model_label(reference, path),
                     "data": data_label(data),
                     "split": chosen,
-                    "images": metrics["samples"],
-                    "accuracy": metrics["accuracy"],
-                    "macro_f1": metrics["macro_f1"],
-                    "recall": {c: row["recall"] for c, row in metrics["per_class"].items() if row["support"] > 0},
+                    "images": metrics.samples,
+                    "accuracy": metrics.accuracy,
+                    "macro_f1": metrics.macro_f1,
+                    "recall": {c: row.recall for c, row in metrics.per_class.items() if row.support > 0},
                     "faces_found": None if result.detected is None else int(np.sum(result.detected)),
                     "notes": result.notes,
                 }
