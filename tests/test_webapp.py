@@ -167,8 +167,11 @@ def test_every_face_is_charted_on_one_zero_to_one_axis(app: AppTest) -> None:
 
 
 def test_the_rebalancing_control_says_what_it_does(app: AppTest) -> None:
+    from ferlab.models.prior import DEFAULT_PRIOR, prior_strength
+
     [control] = app.sidebar.select_slider
-    assert control.label == "Rebalance rare expressions" and control.value == 0.0
+    assert control.label == "Rebalance rare expressions" and prior_strength(control.value) == DEFAULT_PRIOR
+    assert [prior_strength(choice) for choice in control.options] == [0, 0.5, 1]  # shown as numbers, not names
     assert "posed photo sets" in texts(app.sidebar.caption) and "everyday photos" in texts(app.sidebar.caption)
 
 
