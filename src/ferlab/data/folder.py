@@ -10,6 +10,7 @@ from ferlab.data.dataset import FaceDataset
 from ferlab.data.imageio import image_extensions, read_face_files
 from ferlab.data.log import logger
 from ferlab.data.options import LoadOptions
+from ferlab.data.paths import shown
 from ferlab.data.splits import assign_missing_splits
 from ferlab.errors import FerlabError
 from ferlab.labels import canonical_emotion, label_set_for
@@ -77,7 +78,8 @@ def read_folder(root: Path, options: LoadOptions) -> FaceDataset:
     labels = np.array([label_set.classes.index(e) for _, _, e in entries], dtype=np.int64)[ok]
     splits = np.array([s for _, s, _ in entries], dtype=object)[ok]
     splits = assign_missing_splits(labels, splits, options)
-    sources = np.array([p.relative_to(root).as_posix() for p in paths], dtype=str)[ok]
+    # A name that is not UTF-8 is kept escaped (`shown`): every report and cache can hold it.
+    sources = np.array([shown(p.relative_to(root).as_posix()) for p in paths], dtype=str)[ok]
     logger.info("read %d images of %d classes from %s", len(images), len(label_set), root)
     return FaceDataset(
         images=images,

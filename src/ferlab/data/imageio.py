@@ -113,6 +113,7 @@ def read_face_files(
     from tqdm import tqdm
 
     from ferlab.data.log import warn_skipped
+    from ferlab.data.paths import shown
 
     images = np.empty((len(paths), size, size, channels), dtype=np.uint8)
     sizes = np.zeros((len(paths), 2), dtype=np.int32)
@@ -124,7 +125,7 @@ def read_face_files(
             image = open_image(path)
             array = decoded_array(image, channels, str(path))
         except FerlabError:
-            failures.append(path.relative_to(root).as_posix())
+            failures.append(shown(path.relative_to(root).as_posix()))
             continue
         modes[i] = image.mode
         sizes[i] = (image.height, image.width)
