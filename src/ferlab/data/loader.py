@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from ferlab.data.cache import cache_root
+from ferlab.data.cache import CACHE_ENV, cache_root
 from ferlab.data.dataset import FaceDataset
 from ferlab.data.fer_csv import read_fer2013_csv
 from ferlab.data.ferplus import read_ferplus_folder, split_folders
@@ -59,10 +59,13 @@ def detect_format(path: Path) -> DatasetFormat:
 
 
 def _fingerprint(paths: list[Path]) -> str:
-    """Hash of every file's relative path, size and mtime under the given files/folders."""
+    """Hash of every file's relative path, size and mtime under the given files/folders.
+
+    Names are hashed as the OS's bytes, so a name that is not UTF-8 is hashed too (the same
+    bytes as before for every UTF-8 name: existing cache keys stay valid)."""
     digest = hashlib.sha256()
     for top in (p.resolve() for p in paths):  # one key for relative and absolute spellings
-        digest.update(str(top).encode())
+        digest.update(os.fsencode(top))
         if top.is_file():
             stat = top.stat()
             digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -70,12 +73,13 @@ def _fingerprint(paths: list[Path]) -> str:
         for folder, dirs, files in os.walk(top):
             dirs.sort()
             for name in sorted(files):
+                entry = os.fsencode(os.path.join(folder, name))
                 try:
-                    stat = os.stat(os.path.join(folder, name))
+                    stat = os.stat(entry)
                 except OSError:  # a dangling symlink, a file deleted meanwhile: hashed as missing
-                    digest.update(f"{folder}/{name}:missing\n".encode())
+                    digest.update(entry + b":missing\n")
                     continue
-                digest.update(f"{folder}/{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+                digest.update(entry + f":{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -162,5 +166,10 @@ def load_dataset(
         try:
             _save(dataset, cache_file)
         except OSError as exc:
-            logger.warning("could not write the dataset cache %s (%s)", cache_file, exc)
+            logger.warning(
+                "could not write the dataset cache %s (%s); point %s at a writable folder to keep one",
+                cache_file,
+                exc.strerror or exc,
+                CACHE_ENV,
+            )
     return dataset
