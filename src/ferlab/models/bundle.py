@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, is_storage_failure, storage_error
 from ferlab.labels import LabelSet
 from ferlab.models.base import FerModel, ModelSpec
 from ferlab.models.record import Headline, ModelRecord, weights_digest
@@ -162,16 +163,21 @@ class ModelBundle:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save through a temporary file and a rename, so a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        try:
+    """torch.save through a temporary file and a rename, so a kill never leaves half a file; a
+    failed write (a full disk: torch says so with a RuntimeError) is one line naming `path`."""
+    temporary: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+            temporary = Path(handle.name)
             torch.save(obj, handle)
-        except BaseException:  # Ctrl-C included: leave no half-written .tmp behind
-            handle.close()
-            Path(handle.name).unlink(missing_ok=True)
-            raise
-    os.replace(handle.name, path)
+        os.replace(temporary, path)
+    except BaseException as exc:  # Ctrl-C included: leave no half-written .tmp behind
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        if is_storage_failure(exc):
+            raise storage_error(exc, path) from None
+        raise
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
@@ -192,11 +198,17 @@ def load_torch_file(path: Path, what: str, allow: Sequence[Any] = ()) -> Any:
     short or damaged file is a one-line FerlabError too.
     """
     try:
-        with torch.serialization.safe_globals(list(allow)):
+        with torch.serialization.safe_globals(list(allow)), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on pickle protocols: the error below says it
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's own message advises turning weights_only off: exactly what must not be done.
         text = str(exc)
+        if "Unsupported operand" in text:  # a plain pickle.dump (protocol 4 or 5), not torch.save
+            raise FerlabError(
+                f"{path}: not a {what}: a plain Python pickle, not a file saved with torch.save, "
+                "and ferlab never unpickles those (it could run code)"
+            ) from None
         if any(word in text for word in ("GLOBAL", "global", "Can only build", "allowlisted")):
             raise FerlabError(
                 f"{path}: not a {what}: it holds Python objects other than tensors and plain "

@@ -58,10 +58,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FerlabError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise FerlabError(f"cannot read weights file {path}: {e}") from None
+    from ferlab.models.bundle import load_torch_file  # here: bundle imports the registry, which imports this
+
+    obj = load_torch_file(path, "weights file")  # one line, never torch's advice to drop weights_only
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

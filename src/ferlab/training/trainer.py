@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, writes_to
 from ferlab.models.base import FerModel, summary
 from ferlab.models.bundle import atomic_save, load_torch_file, remove_stale_temporaries
 from ferlab.models.registry import create_model
@@ -131,18 +131,19 @@ class Trainer:
         self.prepare()
         if self.folder.writer:
             remove_stale_temporaries(self.run_dir)  # left by a kill during a save
-        try:
-            self._fit_phases()
-        except KeyboardInterrupt:
-            if not self.checkpoint_path.is_file():
+        with writes_to(self.run_dir):  # a full disk mid-run: one line; last.pt still holds the last whole epoch
+            try:
+                self._fit_phases()
+            except KeyboardInterrupt:
+                if not self.checkpoint_path.is_file():
+                    raise TrainingInterrupted(
+                        "interrupted before the first epoch finished, so there is nothing to resume; "
+                        "start the run again with the same command"
+                    ) from None
                 raise TrainingInterrupted(
-                    "interrupted before the first epoch finished, so there is nothing to resume; "
-                    "start the run again with the same command"
+                    f"interrupted; the last finished epoch is saved — resume with: ferlab train --resume {self.run_dir}"
                 ) from None
-            raise TrainingInterrupted(
-                f"interrupted; the last finished epoch is saved — resume with: ferlab train --resume {self.run_dir}"
-            ) from None
-        return self.finish()
+            return self.finish()
 
     def _fit_phases(self) -> None:
         pending, state = self._pending_optimizer, self.state
