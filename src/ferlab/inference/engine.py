@@ -9,6 +9,7 @@ torch or onnx: this module imports them only where a bundle is run, exported or 
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -20,17 +21,19 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ferlab.data.cache import cache_root
-from ferlab.errors import FerlabError
+from ferlab.data.cache import cache_root, writing_cache
+from ferlab.errors import FerlabError, is_storage_failure, storage_error, writes_to
 from ferlab.inference.choices import BackendName, Precision, check_choices
 from ferlab.inference.cpus import usable_cpus
 from ferlab.models.batching import FORWARD_BATCH
 from ferlab.models.choices import TTA, check_device, check_tta
-from ferlab.models.manifest import ModelManifest, OnnxPrecision, onnx_file_name
+from ferlab.models.manifest import ModelManifest, OnnxPrecision, file_sha256, onnx_file_name
 from ferlab.models.record import weights_digest as record_weights_digest
 
 if TYPE_CHECKING:
     from ferlab.models.bundle import ModelBundle
+
+logger = logging.getLogger("ferlab.inference")
 
 
 def served_tta(recorded: str | None) -> TTA:
@@ -124,7 +127,12 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int | None = 1, device: str = "cpu") -> None:
+    def __init__(
+        self, path: Path, threads: int | None = 1, device: str = "cpu", inputs: InputSpec | None = None
+    ) -> None:
+        """`inputs`, when given, is what the model takes and gives: an export made for another
+        model (other input or class count) is refused as a `DamagedExport`, as is one whose
+        sha256 differs from the one its record holds or that ONNX Runtime cannot read."""
         import onnxruntime as ort
 
         kind, _, index = check_device(device).partition(":")
@@ -140,10 +148,84 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or usable_cpus()
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        options.enable_cpu_mem_arena = False  # the arena keeps its peak for good: a photo of many faces would pin it
+        _check_recorded(path)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # noqa: BLE001  (InvalidProtobuf, Fail, NoSuchFile...: ORT's own types)
+            reason = " ".join(str(exc).split())[:120]
+            raise DamagedExport(path, f"ONNX Runtime cannot read it: {type(exc).__name__}: {reason}") from None
+        if inputs is not None:
+            _check_shapes(self.session, path, inputs)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"input": batch})[0]
+
+
+class DamagedExport(FerlabError):
+    """An ONNX file that cannot serve its model: damaged, cut short, or another model's."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        where = "reinstall ferlab" if path.parent == SHIPPED_ONNX_DIR else "delete it and ferlab rebuilds it"
+        super().__init__(f"{path}: not a usable ONNX export ({reason}); {where}")
+
+
+def _export_role(path: Path) -> tuple[str, Path]:
+    """An export's role in its model record (onnx or onnx_int8) and the record's path beside it."""
+    stem = path.name.removesuffix(".onnx").removesuffix(".int8")
+    return ("onnx_int8" if path.name.endswith(".int8.onnx") else "onnx"), path.with_name(f"{stem}.json")
+
+
+def _check_recorded(path: Path) -> None:
+    """The file has the sha256 that the model record beside it holds for it (where it holds one)."""
+    role, record_path = _export_role(path)
+    try:
+        record = ModelManifest.load(record_path) if record_path.is_file() else None
+    except FerlabError:
+        return  # a damaged record is the record's problem; the file itself is still checked below
+    if record is None or record.files.get(role) != path.name or role not in record.checksums:
+        return
+    if file_sha256(path) != record.checksums[role]:
+        raise DamagedExport(path, f"{path.stat().st_size:,} bytes whose sha256 differs from its record's")
+
+
+def record_export(path: Path) -> None:
+    """Name a cached export and its sha256 in the model record beside it, if there is one: an
+    export rebuilt after its record was written is verified like the rest."""
+    role, record_path = _export_role(path)
+    try:
+        record = ModelManifest.load(record_path) if record_path.is_file() else None
+    except FerlabError:
+        return
+    if record is not None:
+        record.with_facts(
+            files={**record.files, role: path.name}, checksums={**record.checksums, role: file_sha256(path)}
+        ).save(path.parent)
+
+
+def _check_shapes(session: Any, path: Path, inputs: InputSpec) -> None:
+    """The graph takes (N, C, S, S) and gives (N, K) for this model's C, S and K."""
+    shape_in = list(session.get_inputs()[0].shape)
+    shape_out = list(session.get_outputs()[0].shape)
+    want_in = [inputs.channels, inputs.size, inputs.size]
+    if len(shape_in) != 4 or shape_in[1:] != want_in or len(shape_out) != 2 or shape_out[1] != inputs.num_classes:
+        raise DamagedExport(
+            path,
+            f"made for another model: it takes {shape_in[1:]} and gives {shape_out[1:]}, this model takes "
+            f"{want_in} and gives [{inputs.num_classes}]",
+        )
+
+
+def set_aside(path: Path) -> None:
+    """Move a damaged cached export out of the way (kept as `.damaged` for a look), so it is rebuilt."""
+    with writing_cache():
+        path.replace(path.with_name(path.name + ".damaged"))
+    logger.warning("set aside the damaged export %s (kept as %s.damaged); rebuilding it", path, path.name)
+
+
+def in_cache(path: Path) -> bool:
+    return path.parent == onnx_cache_dir()
 
 
 def export_onnx(bundle: ModelBundle, path: Path) -> Path:
@@ -152,9 +234,10 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
 
     spec = bundle.spec
     dummy = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.tmp", delete=False) as handle:
-        temporary = Path(handle.name)
+    with writes_to(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.tmp", delete=False) as handle:
+            temporary = Path(handle.name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is chosen on purpose
@@ -168,11 +251,18 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
                 opset_version=17,
                 dynamo=False,
             )
-    except Exception as exc:  # noqa: BLE001  (exporter failures come in many types)
+        os.chmod(temporary, 0o644)  # temporary files are private (0600); the export is an ordinary, readable file
+        os.replace(temporary, path)
+    except BaseException as exc:  # Ctrl-C included: no 0-byte .onnx.tmp is left in the folder
         temporary.unlink(missing_ok=True)
-        raise FerlabError(f"ONNX export failed ({type(exc).__name__}: {exc}); is the onnx package installed?") from None
-    os.chmod(temporary, 0o644)  # temporary files are private (0600); the export is an ordinary, readable file
-    os.replace(temporary, path)
+        if is_storage_failure(exc):
+            raise storage_error(exc, path) from None
+        if isinstance(exc, ImportError):
+            raise FerlabError(f"ONNX export needs the onnx package ({exc}): pip install onnx") from None
+        if not isinstance(exc, Exception):
+            raise
+        reason = " ".join(str(exc).split())[:200]
+        raise FerlabError(f"ONNX export of {path.name} failed ({type(exc).__name__}: {reason})") from None
     return path
 
 
@@ -180,8 +270,6 @@ def export_to_folder(bundle: ModelBundle, folder: Path, source: Path) -> tuple[M
     """The fp32 export of `bundle` (loaded from the model file `source`) in `folder`, named by
     the weights' digest, with its manifest: the layout the runtime finds (the package's
     weights/onnx or the cache) and runs without torch."""
-    from ferlab.models.manifest import file_sha256
-
     manifest = bundle.record(file_sha256(source))
     fp32 = export_onnx(bundle, folder / manifest.onnx_name("fp32"))
     manifest = manifest.with_facts(
@@ -273,18 +361,28 @@ def create_backend(
             raise FerlabError("the onnx backend needs: pip install onnx onnxruntime") from None
         return TorchBackend(bundle, device)
     digest = weights_digest(bundle)
-    path = exported_file(bundle.spec.name, digest, precision, device)
-    if path is None and precision == "int8":
-        raise _missing_int8(bundle.spec.name)
-    if path is None:
-        path = export_onnx(bundle, onnx_cache_dir() / onnx_file_name(bundle.spec.name, digest, "fp32"))
-    if source is not None:
-        from ferlab.models.manifest import file_sha256
-
-        manifest = bundle.record(file_sha256(source))
-        if not any((folder / manifest.file_name).is_file() for folder in export_folders()):
-            manifest.save(onnx_cache_dir())
-    return OnnxBackend(path, threads, device)
+    inputs = InputSpec.of_bundle(bundle)
+    while True:  # a damaged cached export is set aside and the next best one (or a fresh export) taken
+        path = exported_file(bundle.spec.name, digest, precision, device)
+        fresh = path is None
+        if path is None and precision == "int8":
+            raise _missing_int8(bundle.spec.name)
+        with writing_cache():
+            if path is None:
+                path = export_onnx(bundle, onnx_cache_dir() / onnx_file_name(bundle.spec.name, digest, "fp32"))
+                record_export(path)  # renew the checksum a record already in the cache holds for it
+            if source is not None:
+                manifest = bundle.record(file_sha256(source))
+                if not any((folder / manifest.file_name).is_file() for folder in export_folders()):
+                    manifest.save(onnx_cache_dir())
+                    if in_cache(path):
+                        record_export(path)
+        try:
+            return OnnxBackend(path, threads, device, inputs)
+        except DamagedExport:
+            if fresh or not in_cache(path):
+                raise
+            set_aside(path)
 
 
 def _resize_stack(batch: np.ndarray, size: int) -> np.ndarray:
@@ -345,12 +443,19 @@ class LogitEngine:
         cls, manifest: ModelManifest, precision: Precision = "auto", threads: int | None = 1, device: str = "cpu"
     ) -> LogitEngine:
         """Run a shipped or cached export through ONNX Runtime, without torch."""
-        path = exported_file(manifest.arch, manifest.weights_digest, precision, check_device(device))
-        if path is None:
-            if precision == "int8":
-                raise _missing_int8(manifest.arch)
-            raise MissingExport(f"the export {manifest.onnx_name('fp32')} is missing from {onnx_cache_dir()}")
-        return cls(OnnxBackend(path, threads, device), InputSpec.of_manifest(manifest))
+        inputs = InputSpec.of_manifest(manifest)
+        while True:  # a damaged cached export is set aside: the next best one, or MissingExport (rebuilt)
+            path = exported_file(manifest.arch, manifest.weights_digest, precision, check_device(device))
+            if path is None:
+                if precision == "int8":
+                    raise _missing_int8(manifest.arch)
+                raise MissingExport(f"the export {manifest.onnx_name('fp32')} is missing from {onnx_cache_dir()}")
+            try:
+                return cls(OnnxBackend(path, threads, device, inputs), inputs)
+            except DamagedExport:
+                if not in_cache(path):
+                    raise
+                set_aside(path)
 
     def logits(self, faces: np.ndarray, tta: TTA = "none", progress: str | None = None) -> np.ndarray:
         """Uncalibrated logits (N, K) for uint8 faces (N, S, S, C) at the model's input size.
