@@ -11,11 +11,15 @@ it answers 503 with Retry-After when the server is full, instead of letting ever
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import ctypes
 import io
 import json
+import logging
 import math
+import sys
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,7 +28,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import numpy as np
+import h11
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -33,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ferlab.data.imageio import MAX_PIXELS, as_rgb
 from ferlab.errors import FerlabError
@@ -52,6 +58,18 @@ QUEUE_PER_WORKER = 12
 """Requests allowed to wait for a worker, per worker, before the server answers 503."""
 QUEUE_TIMEOUT_S = 4.0
 """Longest wait for a worker; a request still queued then gets a 503 (no client waits past ~5 s)."""
+HEADER_TIMEOUT_S = 5.0
+"""Longest time a connection may take to send a request's line and headers (from its opening,
+or from its first byte after a response): a client that sends nothing, or headers a byte at a
+time, is closed then instead of holding a socket for good."""
+KEEP_ALIVE_S = 5
+"""An idle keep-alive connection is closed this many seconds after its last response."""
+TRIM_ABOVE_PIXELS = 4_000_000
+"""After decoding an image this large, freed memory is handed back to the OS (`release_memory`)."""
+TRIM_ABOVE_BYTES = 1_000_000
+"""After a request body this large, freed memory is handed back to the OS once it is answered."""
+
+logger = logging.getLogger("ferlab.api")
 
 
 class ApiError(Exception):
@@ -256,6 +274,12 @@ async def limited_stream(
                 chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 return
+            except ClientDisconnect:  # nobody is left to answer: one log line, not a traceback
+                client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+                logger.warning(
+                    "%s dropped the connection after sending %s bytes of its upload", client, f"{received:,}"
+                )
+                raise ApiError(400, "client_disconnected", "the client closed the connection mid-upload") from None
         if waiting.cancelled_caught:
             raise ApiError(
                 408,
@@ -350,14 +374,110 @@ def check_image_size(data: bytes, max_pixels: int) -> None:
         raise ApiError(413, "image_too_large", f"the image is {width}x{height}; the limit is {max_pixels:,} pixels")
 
 
-def decode_and_predict(predictor: Predictor, data: bytes, detect: bool) -> tuple[np.ndarray, Faces]:
-    """The upright image (EXIF orientation applied, as the boxes are) and its faces. Only a file
-    that cannot be decoded is the client's fault (400); any other failure is the server's (500)."""
+def decode_and_predict(predictor: Predictor, data: bytes, detect: bool) -> tuple[tuple[int, int], Faces]:
+    """The upright image's (height, width) (EXIF orientation applied, as the boxes are) and its
+    faces. Only a file that cannot be decoded is the client's fault (400); any other failure is
+    the server's (500). After a large image the freed memory goes back to the OS."""
     try:
         rgb = as_rgb(data)
     except FerlabError as exc:  # truncated or otherwise undecodable despite a valid header
         raise ApiError(400, "not_an_image", str(exc)) from None
-    return rgb, predictor.predict(rgb, detect=detect)
+    try:
+        return (rgb.shape[0], rgb.shape[1]), predictor.predict(rgb, detect=detect)
+    finally:
+        if rgb.shape[0] * rgb.shape[1] > TRIM_ABOVE_PIXELS:
+            del rgb
+            release_memory()
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+_trim_pending = False
+
+
+def release_memory_soon(delay: float = 1.0) -> None:
+    """`release_memory` on the event loop `delay` seconds from now, when the request that asks
+    has been answered and its buffers freed; one pending call serves a whole burst."""
+    global _trim_pending
+    if _trim_pending:
+        return
+    _trim_pending = True
+
+    def trim() -> None:
+        global _trim_pending
+        _trim_pending = False
+        release_memory()
+
+    asyncio.get_running_loop().call_later(delay, trim)
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc's malloc_trim). Decoding a 25 MP photo frees
+    hundreds of MB in blocks that glibc would otherwise keep in its per-thread arenas, so a
+    server's resident size would stay near its peak after a burst of large images."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for request headers (`header_timeout` seconds).
+
+    uvicorn times out idle keep-alive connections only after a response, and not at all a
+    connection that never completes its headers (nothing sent, or a byte at a time): each holds
+    a socket until the open-file limit is reached. Here the clock starts when a connection opens
+    and when a new request's first byte arrives, and stops when its headers are complete."""
+
+    header_timeout: float = HEADER_TIMEOUT_S
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_clock()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._start_header_clock()  # a request has begun and its headers are not complete yet
+        else:
+            self._stop_header_clock()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_clock()
+        super().connection_lost(exc)
+
+    def _start_header_clock(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _stop_header_clock(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if self.conn.their_state is h11.IDLE and not busy and not self.transport.is_closing():
+            self.transport.close()
+
+
+def run_server(api: FastAPI, host: str, port: int) -> None:
+    """Serve `api` with uvicorn, closing connections that stall before their headers are complete
+    (`GuardedH11Protocol`) and idle keep-alive ones (`KEEP_ALIVE_S`)."""
+    import uvicorn
+
+    uvicorn.run(api, host=host, port=port, log_level="info", http=GuardedH11Protocol, timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def create_app(
@@ -491,15 +611,17 @@ def create_app(
                 "unsupported_media_type",
                 f"send multipart/form-data (field 'file') or application/json, not {content_type or 'no content type'}",
             )
+        if len(data) > TRIM_ABOVE_BYTES:  # its copies (body, parts, bytes) are freed once it is answered
+            release_memory_soon()
         query_detect = request.query_params.get("detect")
         detect = parse_detect(
             query_detect if query_detect is not None else True if body_detect is None else body_detect
         )
         check_image_size(data, max_pixels)
-        rgb, faces = await pool.run(decode_and_predict, data, detect)
+        (height, width), faces = await pool.run(decode_and_predict, data, detect)
         return {
             "model": model_info["name"],
-            "image": {"width": rgb.shape[1], "height": rgb.shape[0]},
+            "image": {"width": width, "height": height},
             "faces": [face.to_dict() for face in faces],
             "reason": faces.reason,
         }

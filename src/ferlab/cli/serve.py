@@ -98,9 +98,7 @@ def serve(
     if not math.isfinite(max_megapixels):
         raise FerlabError(f"--max-megapixels must be a finite number, got {max_megapixels}")
     require_extra("serve", "api", "uvicorn", "fastapi", "fastapi_offline", "multipart")
-    import uvicorn
-
-    from ferlab.apps.api import create_app  # the API launcher: the one import of apps left (see pyproject)
+    from ferlab.apps.api import create_app, run_server  # the API launcher: the one import of apps left (see pyproject)
     from ferlab.models.shipped import default_model
 
     reference = model or default_model()
@@ -119,7 +117,7 @@ def serve(
         preload_detector=True,
     )
     _warn_if_public(host)
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    run_server(api, host, port)
 
 
 @user_errors
