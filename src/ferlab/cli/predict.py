@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -51,7 +52,12 @@ def expand_inputs(items: list[str]) -> list[Path]:
         for match in matches:
             path = Path(match)
             if path.is_dir():  # hidden files are not photos (macOS leaves ._IMG.jpg metadata beside each)
-                found = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+                # a dangling symlink is kept, so that it is reported as unreadable as at the top level
+                found = [
+                    p
+                    for p in path.rglob("*")
+                    if (p.is_file() or (p.is_symlink() and not p.exists())) and not p.name.startswith(".")
+                ]
                 paths += sorted(p for p in found if p.suffix.lower() in extensions)
                 heic = sum(p.suffix.lower() in (".heic", ".heif") for p in found)
                 if heic and ".heic" not in extensions:
@@ -94,6 +100,7 @@ def predict(
     from PIL import Image
     from tqdm import tqdm
 
+    from ferlab.data.paths import shown
     from ferlab.inference.batch import predict_files
     from ferlab.inference.cpus import usable_cpus
     from ferlab.inference.predictor import load
@@ -133,18 +140,19 @@ def predict(
     try:
         for result in tqdm(results, total=len(paths), unit="image", disable=None, leave=False):
             path, faces, rgb = result.path, result.faces, result.rgb
+            file_name = shown(path)  # a name that is not UTF-8, escaped: printable, and the table can hold it
             if faces is None:
                 failures += 1
-                echo(f"skip: {result.error}", fg=typer.colors.YELLOW, err=True)
-                records.append({"file": str(path), "face": None, "reason": f"not read: {result.error}"})
+                echo(f"skip: {shown(str(result.error))}", fg=typer.colors.YELLOW, err=True)
+                records.append({"file": file_name, "face": None, "reason": f"not read: {shown(str(result.error))}"})
                 continue
             if not faces:
-                echo(f"{path}: no face found ({NO_FACE_HINT})")
+                echo(f"{file_name}: no face found ({NO_FACE_HINT})")
             for number, face in enumerate(faces, start=1):
                 top3 = ", ".join(f"{name} {p:.2f}" for name, p in list(face.probabilities.items())[:3])
                 flag = " (uncertain)" if face.uncertain else ""
-                echo(f"{path} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
-            records += faces.to_records(path)
+                echo(f"{file_name} face {number} at {face.box}: {face.label} {face.confidence:.2f}{flag} [{top3}]")
+            records += faces.to_records(file_name)
             if annotate is not None and rgb is not None:
                 canvas = faces.draw(rgb)
                 annotate.mkdir(parents=True, exist_ok=True)
@@ -177,6 +185,12 @@ def check_results_file(out: Path, inputs: list[Path]) -> None:
     parent = next((folder for folder in out.absolute().parents if folder.exists()), None)
     if parent is not None and not parent.is_dir():
         raise FerlabError(f"--out {out}: {parent} is a file, not a folder")
+    if parent is not None:  # try it: permissions, a read-only disk, root's own limits (/proc)
+        try:
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as exc:
+            raise FerlabError(f"--out {out}: {parent} cannot be written ({exc.strerror or exc})") from None
 
 
 def live_predictor(

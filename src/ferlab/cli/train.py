@@ -89,7 +89,8 @@ def _train(
         raise FerlabError("give a CONFIG file to train, or --resume RUN to continue one")
     if name and len(configs) > 1:
         raise FerlabError("--name names one run; leave it out when training several configs")
-    overrides = (set_ or []) + ([f"name={json.dumps(name)}"] if name else [])  # quoted: --name 1e5 stays a string
+    # quoted, so --name 1e5 stays a string; ensure_ascii=False: an emoji stays one character
+    overrides = (set_ or []) + ([f"name={json.dumps(name, ensure_ascii=False)}"] if name else [])
     if len(configs) == 1:
         _report(*ferlab.train(load_config(configs[0], overrides), runs_dir=runs_dir, device=device))
         return

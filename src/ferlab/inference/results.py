@@ -9,9 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from ferlab.errors import writes_to
 
 Record = dict[str, Any]
 """`file`, `face` (1-based, None for an image without a face) and the face's fields, or `reason`."""
@@ -51,7 +55,16 @@ def json_text(records: Iterable[Record]) -> str:
 
 
 def write_records(records: Sequence[Record], out: Path, classes: Sequence[str]) -> None:
-    """CSV or JSON by the file's suffix (.json: JSON, else CSV), creating its folder."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """CSV or JSON by the file's suffix (.json: JSON, else CSV), creating its folder; written
+    whole or not at all (a full disk leaves no half table), and a failure is one line naming it."""
     text = json_text(records) if out.suffix.lower() == ".json" else csv_text(records, classes)
-    out.write_text(text, newline="")
+    with writes_to(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=out.parent, suffix=".tmp", delete=False, newline="") as handle:
+            temporary = Path(handle.name)
+        try:
+            temporary.write_text(text, newline="")
+            os.chmod(temporary, 0o644)  # an ordinary file, not a private temporary one
+            os.replace(temporary, out)
+        finally:
+            temporary.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -337,14 +338,38 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
     raise FerlabError(f"config {key} must be a {type(default).__name__}, got {_shown(value)}")
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 80, 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
+
+
 def _shown(value: Any, limit: int = 80) -> str:
-    """A value for an error message: its repr, cut short so the message stays one line."""
-    try:
-        text = repr(value)
-    except RecursionError:
-        text = f"a deeply nested {type(value).__name__}"
-    text = " ".join(text.split())
+    """A value for an error message: a bounded repr (a YAML alias bomb never gets expanded), cut
+    short so the message stays one line."""
+    text = " ".join(_SHOWN.repr(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+CONFIG_NODES = 100_000
+"""Most values (list items, keys, scalars, counted as YAML aliases expand them) a config may hold."""
+
+
+def _check_size(value: Any, where: str) -> None:
+    """Refuse a value that expands to more than CONFIG_NODES items: a few hundred bytes of nested
+    YAML aliases ("billion laughs") would otherwise take gigabytes in any copy or dump of it."""
+    count, pending = 0, [value]
+    while pending:
+        node = pending.pop()
+        count += 1
+        if count > CONFIG_NODES:
+            raise FerlabError(
+                f"{where} expands to over {CONFIG_NODES:,} values (nested YAML aliases?); a config is far smaller"
+            )
+        if isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            pending.extend(node)
 
 
 def check_ranges(config: ExperimentConfig) -> None:
@@ -394,6 +419,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         except (yaml.YAMLError, RecursionError) as exc:
             reason = " ".join(str(exc).split()) if isinstance(exc, yaml.YAMLError) else "nested too deeply"
             raise FerlabError(f"--set {key.strip()}: the value is not valid YAML ({reason})") from None
+        _check_size(value, f"--set {key.strip()}")
         _set_dotted(tree, key.strip(), value)
     return tree
 
@@ -423,6 +449,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         ) from None
     if loaded is None:
         return {}
+    _check_size(loaded, str(path))
     if not isinstance(loaded, dict):
         raise FerlabError(f"{path}: a config must be a mapping of keys")
     return loaded
