@@ -401,8 +401,6 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 _TRIM = _malloc_trim()
-
-
 _trim_pending = False
 
 
@@ -423,9 +421,9 @@ def release_memory_soon(delay: float = 1.0) -> None:
 
 
 def release_memory() -> None:
-    """Hand freed heap memory back to the OS (glibc's malloc_trim). Decoding a 25 MP photo frees
-    hundreds of MB in blocks that glibc would otherwise keep in its per-thread arenas, so a
-    server's resident size would stay near its peak after a burst of large images."""
+    """Hand freed heap memory back to the OS (glibc's malloc_trim): glibc may keep the blocks a
+    25 MP decode freed in its per-thread arenas. (The larger share that stayed after bursts was
+    ONNX Runtime's CPU arena, which `OnnxBackend` turns off.)"""
     if _TRIM is not None:
         _TRIM(0)
 
