@@ -204,7 +204,7 @@ def load_torch_file(path: Path, what: str, allow: Sequence[Any] = ()) -> Any:
     except pickle.UnpicklingError as exc:
         # torch's own message advises turning weights_only off: exactly what must not be done.
         text = str(exc)
-        if "Unsupported operand" in text:  # a plain pickle.dump (protocol 4 or 5), not torch.save
+        if _plain_pickle(path):  # pickle.dump's protocol 3-5 header; torch.save writes a zip (or protocol 2)
             raise FerlabError(
                 f"{path}: not a {what}: a plain Python pickle, not a file saved with torch.save, "
                 "and ferlab never unpickles those (it could run code)"
@@ -221,6 +221,15 @@ def load_torch_file(path: Path, what: str, allow: Sequence[Any] = ()) -> Any:
             f"{path}: not a readable {what}, damaged or cut short "
             f"({type(exc).__name__}{': ' + reason if reason else ''})"
         ) from None
+
+
+def _plain_pickle(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and head[1] >= 3
 
 
 def save_bundle(bundle: ModelBundle, path: Path) -> None:
