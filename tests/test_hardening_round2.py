@@ -251,16 +251,16 @@ def test_an_interrupted_export_leaves_no_temporary_file(
 def test_predict_on_a_full_disk_leaves_no_half_table(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ferlab.cli.predict as predict_module
-
     photo = write_image(tmp_path / "a.png", synthetic_face(0))
-    real = predict_module._write_table
+    real = Path.write_text
 
-    def full(records: list, out: Path, classes: tuple, json_file: bool) -> None:
-        real(records, out, classes, json_file)
-        raise OSError(28, "No space left on device")
+    def full(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        if self.suffix == ".tmp":  # the table's temporary file: half of it lands, then the disk is full
+            real(self, text[: len(text) // 2], *args, **kwargs)  # type: ignore[arg-type]
+            raise OSError(28, "No space left on device")
+        return real(self, text, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(predict_module, "_write_table", full)
+    monkeypatch.setattr(Path, "write_text", full)
     out = tmp_path / "rows.csv"
     line = one_line_error(invoke("predict", photo, "--model", tiny_model, "--no-detect", "--out", out))
     assert str(out) in line and "No space left" in line
