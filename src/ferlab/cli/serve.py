@@ -24,7 +24,7 @@ from ferlab.cli.options import (
     PriorOpt,
     TtaOpt,
 )
-from ferlab.errors import FerlabError
+from ferlab.errors import EXTRAS, FerlabError
 from ferlab.inference.choices import DEFAULT_BACKEND, DEFAULT_DETECTOR, DEFAULT_PRECISION
 from ferlab.models.choices import DEFAULT_DEVICE, DEFAULT_TTA
 
@@ -33,11 +33,12 @@ UploadOpt = Annotated[int, typer.Option("--max-upload-mb", min=1, help="Largest 
 PortOpt = Annotated[int, typer.Option("--port", help="Port to listen on (1-65535).")]
 
 
-def require_extra(command: str, extra: str, *modules: str) -> None:
-    """A one-line error naming the extra to install when a front end's packages are missing."""
+def require_extra(command: str, extra: str) -> None:
+    """A one-line error naming the extra to install when a front end's packages are missing, before
+    a server starts (ferlab.errors.EXTRAS lists each extra's modules)."""
     import importlib.util
 
-    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    missing = [module for module, of in EXTRAS.items() if of == extra and importlib.util.find_spec(module) is None]
     if missing:
         raise FerlabError(
             f"ferlab {command} needs the {extra} extra ({', '.join(missing)} missing): pip install 'ferlab[{extra}]'"
@@ -97,7 +98,7 @@ def serve(
     _check_port(port)
     if not math.isfinite(max_megapixels):
         raise FerlabError(f"--max-megapixels must be a finite number, got {max_megapixels}")
-    require_extra("serve", "api", "uvicorn", "fastapi", "fastapi_offline", "multipart")
+    require_extra("serve", "api")
     from ferlab.apps.api import create_app, run_server  # the API launcher: the one import of apps left (see pyproject)
     from ferlab.models.shipped import default_model
 
@@ -141,7 +142,7 @@ def app_command(
     The sidebar's class-prior slider starts at --prior; the other options hold for every model it offers.
     """
     _check_port(port)
-    require_extra("app", "web", "streamlit", "pandas")
+    require_extra("app", "web")
     import ferlab
     from ferlab.inference.catalog import EXTRA_MODELS_ENV
     from ferlab.inference.choices import OPTIONS_ENV, check_options, options_to_env
