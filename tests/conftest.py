@@ -85,6 +85,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def predict_upload_scope(content_type: bytes, client: tuple[str, int]) -> dict[str, object]:
+    """The ASGI scope of a POST to /v1/predict, for tests that drive the API app by hand (a client
+    that stalls or drops mid-body), which no test client can do."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/predict",
+        "raw_path": b"/v1/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", content_type), (b"host", b"test")],
+        "client": client,
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 VOTE_HEADER = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
 
 

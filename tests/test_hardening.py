@@ -20,7 +20,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import fails_with, free_port, make_class_tree, tiny_config
+from conftest import fails_with, free_port, make_class_tree, predict_upload_scope, tiny_config
 from ferlab.cli.main import app
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
@@ -540,20 +540,7 @@ def test_api_a_stalled_body_gets_408_instead_of_holding_the_connection(untrained
         async def send(message: dict) -> None:
             messages.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/v1/predict",
-            "raw_path": b"/v1/predict",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
-            "client": ("127.0.0.1", 5000),
-            "server": ("test", 80),
-        }
+        scope = predict_upload_scope(b"application/json", ("127.0.0.1", 5000))
         with anyio.fail_after(20):
             await app(scope, receive, send)
         return messages

@@ -22,7 +22,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import free_port, make_class_tree, synthetic_face, write_image
+from conftest import free_port, make_class_tree, predict_upload_scope, synthetic_face, write_image
 from ferlab.cli.main import app
 from ferlab.errors import FerlabError
 
@@ -368,20 +368,7 @@ def test_a_client_that_drops_mid_upload_is_one_log_line(tiny_model: Path, caplog
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/predict",
-        "raw_path": b"/v1/predict",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", f"multipart/form-data; boundary={boundary}".encode()), (b"host", b"x")],
-        "client": ("127.0.0.1", 5555),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = predict_upload_scope(f"multipart/form-data; boundary={boundary}".encode(), ("127.0.0.1", 5555))
     with caplog.at_level("INFO"):
         asyncio.run(api(scope, receive, send))
     assert sent[0]["status"] < 500

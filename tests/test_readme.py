@@ -13,7 +13,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import pytest
 from PIL import Image
 
 import ferlab
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -39,12 +39,6 @@ def quick_start() -> list[str]:
     block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
     assert block, "the quick start has no bash block"
     return [line.split("  #")[0].strip() for line in block[1].splitlines() if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_readme_is_a_front_door() -> None:
