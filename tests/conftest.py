@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner, Result
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
@@ -157,15 +159,38 @@ def blob_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def assert_names(text: str, *facts: object) -> None:
+    """`text` names every fact (a key, a value, a path, an allowed range, a flag): what a test of a
+    message checks, so rewording the sentence around the facts breaks nothing."""
+    missing = [str(fact) for fact in facts if str(fact) not in text]
+    assert not missing, f"{text!r} does not name {missing}"
+
+
 @contextmanager
 def fails_with(kind: type[BaseException], *facts: object) -> Iterator[None]:
-    """The block raises `kind`, whose message names every fact (a key, a value, a path, an allowed
-    range): a test of an error checks those, so rewording the sentence around them breaks nothing."""
+    """The block raises `kind`, whose message names every fact (see `assert_names`)."""
     with pytest.raises(kind) as caught:
         yield
-    message = str(caught.value)
-    missing = [str(fact) for fact in facts if str(fact) not in message]
-    assert not missing, f"{message!r} does not name {missing}"
+    assert_names(str(caught.value), *facts)
+
+
+def invoke(*args: object) -> Result:
+    """`ferlab ARGS...` run in-process; paths and numbers may be given as they are (bytes: a raw file name)."""
+    from ferlab.cli.main import app
+
+    return CliRunner().invoke(app, [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args])
+
+
+def cli_error(result: Result, *facts: object, exit_code: int = 2) -> str:
+    """The command failed with `exit_code` and a single `error: ...` line, no traceback, and that
+    line names every fact (see `assert_names`). Returns the line."""
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    assert_names(errors[0], *facts)
+    return errors[0]
 
 
 TINY_RUN = {"model.name": "baseline_cnn", "model.params": "{input_size: 24}", "train.epochs": 1, "train.batch_size": 16}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import assert_names, fails_with
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
 from ferlab.training.config import build_config, load_config
@@ -55,7 +56,7 @@ def test_device_auto_picks_the_cpu_on_a_machine_without_a_gpu(blob_data: Path) -
     assert choose_precision(torch.device("cpu"), want_bf16=False) == "fp32"
     with pytest.raises(FerlabError, match="no CUDA GPU"):
         resolve_device("cuda")
-    with pytest.raises(FerlabError, match="train.device must be auto, cpu, cuda, cuda:N or mps"):
+    with fails_with(FerlabError, "train.device", "gpu", "cuda:N", "mps"):  # the key, the value, allowed ones
         build_config({"name": "x", "data": {"path": "x"}, "train": {"device": "gpu"}})
     x = torch.randint(0, 256, (2, 1, 4, 4), dtype=torch.uint8)
     from ferlab.data.tensors import normalize
@@ -92,14 +93,16 @@ def test_two_gloo_processes_train_one_run_folder_resume_after_a_kill_and_match_o
     again = ferlab("train", "--resume", killed / "ddp", "--nproc", 2)
     assert again.returncode == 0, again.stderr[-3000:]
     log = (killed / "ddp" / "train.log").read_text()
-    assert "# resumed after epoch 1 with 2 process(es), the same number as before (2)" in log
+    resumed_line = next(line for line in log.splitlines() if line.startswith("# resumed"))
+    assert_names(resumed_line, "epoch 1", "2 process(es)")
+    assert "different" not in resumed_line
     full, resumed = load_bundle(runs / "ddp").model.state_dict(), load_bundle(killed / "ddp").model.state_dict()
     for key in full:  # a resumed run ends where the uninterrupted one ends
         torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=0, msg=key)
 
     _, finished = resume(tmp_path / "one-process")  # the same checkpoint, continued by one process
     log = (tmp_path / "one-process" / "train.log").read_text()
-    assert "with 1 process(es), a different number: the checkpoint was written by 2" in log
+    assert_names(next(line for line in log.splitlines() if "1 process(es)" in line), "different", "2")
     assert finished["epochs_run"] == 3 and finished["processes"] == 1
 
 
@@ -107,7 +110,7 @@ def test_the_global_batch_must_split_over_the_processes(blob_data: Path, tmp_pat
     monkeypatch.setenv("WORLD_SIZE", "3")  # as torchrun would set it; no process group is joined before the check
     monkeypatch.setattr("ferlab.training.device.init_process_group", lambda ranks, device: None)
     config = load_config(write_config(tmp_path / "ddp.yaml", blob_data), ["train.batch_size=16"])
-    with pytest.raises(FerlabError, match="batch_size 16 is the global batch and does not split evenly over 3"):
+    with fails_with(FerlabError, "train.batch_size 16", "3"):  # the batch, the process count
         Trainer(config, tmp_path / "x").prepare()
 
 
