@@ -17,7 +17,7 @@ from ferlab.cli.main import app
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
 from ferlab.models.record import ModelRecord, card_facts, card_facts_of, file_sha256
-from ferlab.models.shipped import REGISTRY_FILE, shipped_models, shipped_record, table_entry
+from ferlab.models.shipped import REGISTRY_FILE, shipped_file, shipped_models, shipped_record, table_entry
 
 
 def test_records_models_json_and_cards_agree_with_the_shipped_weights() -> None:
@@ -25,18 +25,18 @@ def test_records_models_json_and_cards_agree_with_the_shipped_weights() -> None:
     table = json.loads(REGISTRY_FILE.read_text())
     shipped = shipped_models()
     assert list(table) == list(shipped) and {"ferplus8", "fer2013-7", "five"} <= set(shipped)
-    for name, entry in shipped.items():
-        record = entry.record
-        weights = load_bundle(entry.path).record(file_sha256(entry.path))
-        assert shipped_record(entry, weights, record.description or "", record.headline, record.license or "") == (
+    for name, record in shipped.items():
+        path = shipped_file(record, "weights")
+        weights = load_bundle(path).current_record(path)
+        assert shipped_record(name, weights, record.description or "", record.headline, record.license or "") == (
             record
         ), name
-        assert table[name] == table_entry(entry, record), name
-        card = entry.card_path.read_text()
+        assert table[name] == table_entry(record), name
+        card = shipped_file(record, "card").read_text()
         assert card_facts_of(card) == card_facts(record), name
         assert record.headline is not None and f"**{100 * record.headline.accuracy:.2f}%**" in card, name
         assert f"macro-F1 {record.headline.macro_f1:.3f}" in card, name
-        assert entry.path.stat().st_size < 25_000_000
+        assert path.stat().st_size < 25_000_000
 
 
 NO_TORCH = """
@@ -64,12 +64,12 @@ def test_the_api_and_the_web_app_describe_a_model_with_torch_blocked() -> None:
     result = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     accuracy, name, count = result.stdout.split()
-    assert float(accuracy) == shipped_models()["ferplus8"].record.headline.accuracy  # type: ignore[union-attr]
+    assert float(accuracy) == shipped_models()["ferplus8"].headline.accuracy  # type: ignore[union-attr]
     assert name == "five" and int(count) == len(shipped_models())
 
 
 def test_an_older_onnx_manifest_still_loads_and_a_damaged_record_names_its_file(tmp_path: Path) -> None:
-    record = shipped_models()["ferplus8"].record
+    record = shipped_models()["ferplus8"]
     older = {k: v for k, v in record.to_dict().items() if k in ModelRecord.__dataclass_fields__}
     keep = ("arch", "label_set", "classes", "input_size", "in_channels", "input_mean", "input_std")
     keep += ("temperature", "class_prior", "weights_digest", "source_sha256")
@@ -90,13 +90,9 @@ def test_a_new_bundle_stores_its_record_and_the_export_writes_it_beside_the_onnx
 
     saved = torch.load(blob_model / "model.pt", map_location="cpu", weights_only=True)
     assert saved["record"]["name"] == "blobs" and saved["record"]["arch"] == "baseline_cnn"
-    bundle = load_bundle(blob_model)
-    record = bundle.record()
+    record = load_bundle(blob_model).record
     assert record.name == "blobs"
     assert record.headline is not None and 0 <= record.headline.accuracy <= 1
-    del saved["record"]  # a model file written before records: it still loads, its record derived
-    torch.save(saved, tmp_path / "old.pt")
-    assert load_bundle(tmp_path / "old.pt").record() == record
 
     pytest.importorskip("onnxruntime")
     (tmp_path / "out").mkdir()
