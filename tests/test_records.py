@@ -126,3 +126,40 @@ def test_the_commands_call_the_python_api(blob_model: Path, tmp_path: Path, monk
         with pytest.raises(ZeroDivisionError):
             CliRunner().invoke(app, command, catch_exceptions=False)
     assert [name for name, _ in calls] == ["export", "evaluate", "train"]
+
+
+def test_an_export_with_its_record_or_the_record_itself_names_a_model(tmp_path: Path) -> None:
+    """`<arch>-<digest>.onnx` with its `.json` beside it, or that `.json`, is a model reference as a
+    shipped name is: resolved once to its record, run on ONNX Runtime without torch."""
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from ferlab.models.shipped import ONNX_DIR
+
+    record = shipped_models()["ferplus8-fast"]
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    onnx = Path(shutil.copy(shipped_file(record, "onnx"), exported))
+    json_file = Path(shutil.copy(ONNX_DIR / record.file_name, exported))
+    face = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    expected = ferlab.load("ferplus8-fast", precision="fp32").predict(face, detect=False)[0].probabilities
+    for reference in (onnx, json_file):
+        predictor = ferlab.load(reference)
+        assert predictor.record == record and predictor.source is None
+        assert predictor.engine.backend.path.parent == exported  # type: ignore[attr-defined]
+        assert predictor.predict(face, detect=False)[0].probabilities == pytest.approx(expected, abs=1e-5)
+    Image.fromarray(face).save(tmp_path / "face.png")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "face.png"), "--no-detect", "--model", str(onnx)])
+    assert result.exit_code == 0 and record.classes[0] in result.output, result.output
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(onnx, alone)
+    with pytest.raises(FerlabError) as error:
+        ferlab.load(alone / onnx.name)
+    assert "\n" not in str(error.value) and record.file_name in str(error.value)
+    with pytest.raises(FerlabError, match="no weights"):
+        ferlab.evaluate(json_file, tmp_path)

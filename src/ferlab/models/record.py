@@ -2,13 +2,14 @@
 
 In the spirit of timm's per-weight `pretrained_cfg`: the architecture and its options, the
 input (size, channels, normalisation), the label set, the calibration temperature, the
-training class prior, the test-time augmentation it is served with, its headline test
-figures, its licence, and its files with their checksums. It is written once, when a model is
-finished, and stored twice: inside the `model.pt` bundle (`"record"`) and as the JSON beside
-its ONNX export (`<arch>-<weights digest>.json`, which older ferlab versions called the ONNX
-manifest and still read). The shipped table `weights/models.json` and the facts block of each
-shipped model card are generated from the records (scripts/write_shipped_manifests.py), and
-a test fails when they drift.
+training class prior, the test-time augmentation it is served with, how it was trained
+(`Training`), its headline test figures, its licence, and its files with their checksums. It is
+written once, when a model is finished, and stored twice: inside the `model.pt` bundle
+(`"record"`, beside the weights) and as the JSON beside its ONNX export (`<arch>-<weights
+digest>.json`, which older ferlab versions called the ONNX manifest and still read). The
+shipped table `weights/models.json` and the facts block of each shipped model card are
+generated from the records (scripts/write_shipped_manifests.py), and a test fails when they
+drift.
 
 Everything that describes a model (`ferlab models`, the REST API's /v1/models, the web app)
 reads a record, so none of them imports torch; the predictor runs a model's ONNX export from
