@@ -65,7 +65,7 @@ def main() -> int:
         robust_labels = np.concatenate([valid.labels, valid_corrupted[1]])
         temperatures = {
             "none": 1.0,
-            "stored": fit_model.bundle.temperature,
+            "stored": fit_model.bundle.record.temperature,
             "robust": fit_temperature(robust_logits, robust_labels),
         }
         logits = {}

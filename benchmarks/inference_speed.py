@@ -45,8 +45,9 @@ def main() -> None:
     args = parser.parse_args()
 
     bundle = load_bundle(resolve_model(args.model))
-    spec = bundle.spec
-    print(f"model {spec.name} {spec.config} ({sum(p.numel() for p in bundle.model.parameters()):,} parameters)")
+    record = bundle.record
+    parameters = sum(p.numel() for p in bundle.model.parameters())
+    print(f"model {record.arch} {dict(record.arch_options)} ({parameters:,} parameters)")
     for backend in ("onnx", "torch"):
         predictor = Predictor(bundle, detector=args.detector, backend=backend)  # type: ignore[arg-type]
         print(

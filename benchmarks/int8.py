@@ -45,10 +45,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     bundle = load_bundle(resolve_model(args.model))
-    spec = bundle.spec
-    dataset = load_dataset(args.data, options=LoadOptions(size=spec.input_size, channels=spec.in_channels))
-    part, outputs, _ = align_labels(dataset.split(args.split), bundle.label_set)
-    tta = served_tta(bundle.info.tta)
+    record = bundle.record
+    dataset = load_dataset(args.data, options=LoadOptions(size=record.input_size, channels=record.in_channels))
+    part, outputs, _ = align_labels(dataset.split(args.split), bundle.record.labels)
+    tta = served_tta(bundle.record.tta)
     classifiers = {p: LogitEngine.for_bundle(bundle, "onnx", p, threads=1) for p in ("fp32", "int8")}
     accuracy = {
         p: float((c.logits(part.images, tta)[:, outputs].argmax(1) == part.labels).mean())

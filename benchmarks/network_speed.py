@@ -51,11 +51,10 @@ def main() -> int:
         for text in args.net or DEFAULT_NETS:
             name, params = parse_model(text)
             model = create_model(name, len(label_set), **params).eval()
-            spec = model.spec
-            fp32 = export_onnx(ModelBundle(model, label_set), Path(scratch) / f"{len(sizes)}.onnx")
-            calibration = rng.normal(size=(60, spec.in_channels, spec.input_size, spec.input_size))
+            fp32 = export_onnx(ModelBundle.of(model, label_set), Path(scratch) / f"{len(sizes)}.onnx")
+            calibration = rng.normal(size=(60, model.in_channels, model.input_size, model.input_size))
             int8 = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"), calibration.astype(np.float32))
-            face = rng.normal(size=(1, spec.in_channels, spec.input_size, spec.input_size)).astype(np.float32)
+            face = rng.normal(size=(1, model.in_channels, model.input_size, model.input_size)).astype(np.float32)
             for precision, path in (("fp32", fp32), ("int8", int8)):
                 backends[text, precision] = (OnnxBackend(path, threads=1), face)
             sizes[text] = (param_counts(model)[0], fp32.stat().st_size / 1e6)

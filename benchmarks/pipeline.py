@@ -68,8 +68,8 @@ from ferlab.inference.detection import (
 )
 from ferlab.inference.predictor import Predictor, resolve_model
 from ferlab.inference.preprocess import crop_face, to_channels, warp
-from ferlab.models.base import ModelSpec
 from ferlab.models.bundle import load_bundle
+from ferlab.models.record import ModelRecord
 from ferlab.models.shipped import DEFAULT_MODEL
 
 WIDTH, HEIGHT = 640, 480
@@ -334,7 +334,7 @@ def make_detector(name: str, threads: int | None) -> FaceDetector:
 
 
 def time_detectors(
-    names: list[str], frames: list[Frame], spec: ModelSpec, threads: int | None, repeats: int = 3
+    names: list[str], frames: list[Frame], spec: ModelRecord, threads: int | None, repeats: int = 3
 ) -> dict[str, list[float]]:
     """Detection plus cropping (each detector's first crop method) in ms per frame, the detectors
     interleaved frame by frame so that they share the machine's load; the fastest of `repeats`
@@ -361,7 +361,7 @@ def run_detector(
     frames: list[Frame],
     empty: list[Frame],
     classify: Callable[[np.ndarray], np.ndarray],
-    spec: ModelSpec,
+    spec: ModelRecord,
     labels: np.ndarray,
     clean_correct: np.ndarray,
     truth_correct: list[np.ndarray],
@@ -628,9 +628,9 @@ def main() -> None:
     if args.threads:
         cv2.setNumThreads(args.threads)
     bundle = load_bundle(resolve_model(args.model))
-    spec = bundle.spec
+    spec = bundle.record
     dataset = load_dataset(args.data, options=LoadOptions(size=48, channels=1))
-    test, outputs, notes = align_labels(dataset.split("test"), bundle.label_set)
+    test, outputs, notes = align_labels(dataset.split("test"), bundle.record.labels)
     for note in notes:
         print(f"note: {note}")
     predictor = Predictor(bundle, detector="haar", backend="auto")

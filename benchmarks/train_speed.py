@@ -61,7 +61,7 @@ def images_per_second(
     else:
         runtime = Runtime(where, choose_precision(where, mode == "bf16"), channels_last=mode == "bf16")
     model = create_model(name, 7, **config).train()
-    s = model.spec
+    s = model
     x = torch.randn(batch, s.in_channels, s.input_size, s.input_size)
     y = torch.randint(0, 7, (batch,))
     if mode == "bf16":
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         except FerlabError as e:
             print(f"{text}: {e}", file=sys.stderr)
             return 2
-        s = model.spec
+        s = model
         row = f"{text:<28} {param_counts(model)[0]:>11,} {f'{s.in_channels}x{s.input_size}':>8}"
         best = dict.fromkeys(columns, 0.0)
         for _ in range(args.rounds):  # interleaved, so a busy spell on a shared machine hits every column

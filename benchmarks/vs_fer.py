@@ -101,12 +101,12 @@ def ferlab_worker(args: argparse.Namespace, spawned: float) -> dict[str, float]:
     }
     for n in (1, 5):
         row[f"frame_{n}_faces_ms"] = 1000 * _timed(lambda n=n: predictor.predict(frames[n], bgr=True))
-    spec = predictor.engine.inputs  # not .bundle: that would import torch
-    crops = np.stack([np.repeat(f[..., None], spec.channels, axis=2) for f in faces])
-    if spec.size != crops.shape[1]:
+    size, channels = predictor.record.input_size, predictor.record.in_channels  # not .bundle: that imports torch
+    crops = np.stack([np.repeat(f[..., None], channels, axis=2) for f in faces])
+    if size != crops.shape[1]:
         import cv2
 
-        crops = np.stack([cv2.resize(c, (spec.size, spec.size)).reshape(spec.size, spec.size, -1) for c in crops])
+        crops = np.stack([cv2.resize(c, (size, size)).reshape(size, size, -1) for c in crops])
     for threads, label in ((1, "1t"), (None, "default")):
         served = ferlab.load(args.model, threads=threads)  # with the model's test-time flips, if it has them
         for batch in (1, 64):

@@ -4,7 +4,7 @@
 
 Loads the model's training split exactly as the trainer does (the same config: data path,
 label set, subsampling, vote or hard targets), takes the mean training target per class,
-and writes it into the model file's `info["class_prior"]`; the weights are unchanged.
+and writes it into the model file's record (`class_prior`); the weights are unchanged.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ def main() -> int:
     bundle = load_bundle(args.model)
     config = load_config(args.config)
     dataset = load_training_data(config, 48, 1)  # the size does not change the targets
-    if dataset.label_set.classes != bundle.label_set.classes:
+    if dataset.label_set.classes != bundle.record.classes:
         raise FerlabError(
             f"{args.config} trains {dataset.label_set.classes}, the model predicts "
-            f"{bundle.label_set.classes}: not the model's config"
+            f"{bundle.record.classes}: not the model's config"
         )
     targets = split_tensors(dataset, "train", soft=config.train.targets == "votes").targets.numpy()
-    bundle.info.class_prior = prior_of_targets(targets)
+    prior = tuple(prior_of_targets(targets))
+    bundle.record = bundle.record.with_facts(class_prior=prior)
     save_bundle(bundle, bundle_file(args.model))
-    print(dict(zip(bundle.label_set.classes, (round(p, 4) for p in bundle.info.class_prior))))
+    print(dict(zip(bundle.record.classes, (round(p, 4) for p in prior))))
     return 0
 
 

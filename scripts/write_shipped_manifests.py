@@ -25,8 +25,8 @@ import json
 import sys
 
 from ferlab.models.bundle import load_bundle
-from ferlab.models.record import Headline, file_sha256, with_card_facts
-from ferlab.models.shipped import REGISTRY_FILE, WEIGHTS_DIR, ShippedModel, shipped_record, table_entry
+from ferlab.models.record import Headline, ModelRecord, with_card_facts
+from ferlab.models.shipped import ONNX_DIR, REGISTRY_FILE, WEIGHTS_DIR, shipped_file, shipped_record, table_entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,19 +48,20 @@ def main(argv: list[str] | None = None) -> int:
         table[args.add] = {"file": f"{args.add}.pt", "manifest": None, "card": f"{args.add}.md"}
     generated = {}
     for name, values in table.items():
-        entry = ShippedModel(name, values["file"], str(values["manifest"]), values["card"])
-        bundle = load_bundle(entry.path)
+        weights = WEIGHTS_DIR / f"{name}.pt"
+        bundle = load_bundle(weights)
         if name == args.add:
             headline = Headline(args.test_set, round(args.accuracy / 100, 4), args.macro_f1)
             facts = (args.description, headline, args.license)
         else:
-            old = entry.record
+            old = ModelRecord.load(WEIGHTS_DIR / values["manifest"])
             facts = (old.description or "", old.headline, old.license or "")
-        record = shipped_record(entry, bundle.record(file_sha256(entry.path)), *facts)
-        path = record.save(WEIGHTS_DIR / "onnx")
-        entry.card_path.write_text(with_card_facts(entry.card_path.read_text(encoding="utf-8"), record), "utf-8")
-        generated[name] = table_entry(entry, record)
-        print(f"{name}: wrote {path.relative_to(WEIGHTS_DIR.parent)} and the facts of {entry.card}")
+        record = shipped_record(name, bundle.current_record(weights), *facts)
+        path = record.save(ONNX_DIR)
+        card = shipped_file(record, "card")
+        card.write_text(with_card_facts(card.read_text(encoding="utf-8"), record), "utf-8")
+        generated[name] = table_entry(record)
+        print(f"{name}: wrote {path.relative_to(WEIGHTS_DIR.parent)} and the facts of {card.name}")
         if values["manifest"] not in (None, generated[name]["manifest"]):
             print(f"{name}: its weights changed; delete the stale weights/{values['manifest']}", file=sys.stderr)
     REGISTRY_FILE.write_text(json.dumps(generated, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -82,7 +82,7 @@ def test_two_gloo_processes_train_one_run_folder_resume_after_a_kill_and_match_o
     metrics = json.loads((runs / "ddp" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["device"] == "cpu"
     assert abs(metrics["val"]["accuracy"] - single["val"]["accuracy"]) <= 0.01
-    assert load_bundle(runs / "ddp").info.world_size == 2
+    assert load_bundle(runs / "ddp").record.training.world_size == 2
 
     killed = tmp_path / "killed"
     cut = ferlab("train", config, "--nproc", 2, "--runs-dir", killed, env={KILL_AFTER_EPOCH: "1"})

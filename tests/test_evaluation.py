@@ -49,7 +49,7 @@ def test_evaluation_writes_every_figure_and_table(
     assert sum(map(sum, metrics.confusion)) == 20 and sum(metrics.confusion[2]) == 4  # true sad faces: row 3
     assert list(report.tta) == ["flip", "tencrop"]
     assert all(0 <= m.accuracy <= 1 for m in report.tta.values())
-    assert metrics.temperature == load_bundle(blob_model).temperature
+    assert metrics.temperature == load_bundle(blob_model).record.temperature
     saved = json.loads((out_dir / "metrics.json").read_text())
     assert saved["all"]["accuracy"] == metrics.accuracy and saved["all"]["per_class"]["sad"]["support"] == 4
     assert set(saved["tta"]) == {"flip", "tencrop"} and saved["protocol"] == report.protocol
@@ -216,8 +216,8 @@ def test_gradcam_concentrates_where_the_signal_is(blob_model: Path) -> None:
 def test_gradcam_runs_on_every_architecture(name: str) -> None:
     size = 48 if name in ("seed_cnn", "vgg13_fer") else 32
     model = create_model(name, 3, input_size=size)
-    bundle = ModelBundle(model=model, label_set=LabelSet("x", ("angry", "happy", "sad")))
-    face = np.random.default_rng(0).integers(0, 256, (size, size, model.spec.in_channels), dtype=np.uint8)
+    bundle = ModelBundle.of(model, LabelSet("x", ("angry", "happy", "sad")))
+    face = np.random.default_rng(0).integers(0, 256, (size, size, model.in_channels), dtype=np.uint8)
     heatmap, explained = gradcam(bundle, face)
     assert heatmap.shape == (size, size) and heatmap.min() >= 0 and heatmap.max() <= 1
     assert 0 <= explained < 3

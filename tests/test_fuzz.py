@@ -209,9 +209,8 @@ def test_any_config_file_text_reads_or_gives_one_clear_error(
 @pytest.fixture(scope="module")
 def api_schema() -> schemathesis.schemas.BaseSchema:
     """The real app around an untrained three-class model (no training needed to fuzz HTTP)."""
-    bundle = ModelBundle(
-        model=create_model("baseline_cnn", 3, input_size=24).eval(),
-        label_set=LabelSet("fuzz", ("angry", "happy", "sad")),
+    bundle = ModelBundle.of(
+        create_model("baseline_cnn", 3, input_size=24).eval(), LabelSet("fuzz", ("angry", "happy", "sad"))
     )
     app = create_app(
         Predictor(bundle, detector="haar", backend="torch"),

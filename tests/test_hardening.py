@@ -426,9 +426,8 @@ def untrained_predictor():
     from ferlab.models.bundle import ModelBundle
     from ferlab.models.registry import create_model
 
-    bundle = ModelBundle(
-        model=create_model("baseline_cnn", 3, input_size=24).eval(),
-        label_set=LabelSet("limits", ("angry", "happy", "sad")),
+    bundle = ModelBundle.of(
+        create_model("baseline_cnn", 3, input_size=24).eval(), LabelSet("limits", ("angry", "happy", "sad"))
     )
     return Predictor(bundle, detector="haar", backend="torch")
 

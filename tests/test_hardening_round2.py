@@ -45,7 +45,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = create_model("baseline_cnn", 3, input_size=24)
     path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_bundle(ModelBundle(model, LabelSet("custom", ("angry", "happy", "sad"))), path)
+    save_bundle(ModelBundle.of(model, LabelSet("custom", ("angry", "happy", "sad"))), path)
     return path
 
 
@@ -124,7 +124,7 @@ def another_models_export(tmp_path: Path) -> bytes:
     from ferlab.models.bundle import ModelBundle
     from ferlab.models.registry import create_model
 
-    bundle = ModelBundle(
+    bundle = ModelBundle.of(
         create_model("baseline_cnn", 5, input_size=32), LabelSet("five", ("angry", "happy", "sad", "fear", "neutral"))
     )
     return export_onnx(bundle, tmp_path / "other.onnx").read_bytes()

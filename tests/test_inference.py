@@ -313,13 +313,13 @@ def test_fast_picks_the_live_video_model_and_conflicts_with_model(
 def test_export_into_a_folder_writes_what_the_runtime_finds(blob_model: Path, tmp_path: Path) -> None:
     """A folder as --out gets the digest-named fp32 export and its manifest (no int8): how a
     model ships fp32 only."""
-    from ferlab.models.manifest import ModelManifest
+    from ferlab.models.record import ModelRecord
 
     pytest.importorskip("onnxruntime")
     result = runner.invoke(app, ["export", "--model", str(blob_model), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     (manifest_path,) = tmp_path.glob("*.json")
-    manifest = ModelManifest.load(manifest_path)
+    manifest = ModelRecord.load(manifest_path)
     assert sorted(p.name for p in tmp_path.glob("*.onnx")) == [manifest.onnx_name("fp32")]
     assert "vs torch on random faces" in result.output
 
@@ -347,11 +347,12 @@ def test_the_shipped_default_model_works_with_no_flags(tmp_path: Path) -> None:
 
 def test_every_shipped_model_loads_and_has_a_card() -> None:
     from ferlab.inference.predictor import shipped_models
+    from ferlab.models.shipped import shipped_file
 
     shipped = shipped_models()
     assert {"ferplus8", "fer2013-7", "five"} <= set(shipped)
-    for name, entry in shipped.items():
-        path = entry.path
+    for name, record in shipped.items():
+        path = shipped_file(record, "weights")
         bundle = load_bundle(path)
-        assert path.with_suffix(".md").is_file() and len(bundle.label_set) >= 5, name
+        assert shipped_file(record, "card").is_file() and bundle.record.num_classes >= 5, name
         assert path.stat().st_size < 25_000_000

@@ -61,8 +61,7 @@ SMALL = {  # a cheap non-default config per model
 
 
 def _batch(model: FerModel, n: int = 2) -> torch.Tensor:
-    s = model.spec
-    return torch.randn(n, s.in_channels, s.input_size, s.input_size)
+    return torch.randn(n, model.in_channels, model.input_size, model.input_size)
 
 
 def _forward_backward(model: FerModel, num_classes: int) -> None:
@@ -82,9 +81,9 @@ def test_registry_lists_every_model():
 def test_default_build_forward_backward(name):
     model = create_model(name, 7)
     assert isinstance(model, FerModel)
-    assert model.spec.name == name and model.spec.num_classes == 7
-    assert model.spec.in_channels in (1, 3)
-    assert len(model.spec.input_mean) == len(model.spec.input_std) == model.spec.in_channels
+    assert model.arch == name and model.num_classes == 7
+    assert model.in_channels in (1, 3)
+    assert len(model.input_mean) == len(model.input_std) == model.in_channels
     _forward_backward(model, 7)
 
 
@@ -92,14 +91,14 @@ def test_default_build_forward_backward(name):
 def test_small_config_forward_backward(name):
     model = create_model(name, 5, **SMALL[name])
     for key, value in SMALL[name].items():
-        assert model.spec.config[key] == value
+        assert model.arch_options[key] == value
     _forward_backward(model, 5)
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_gradcam_layer_is_a_spatial_feature_map(name):
     model = create_model(name, 7, **({"input_size": 32} if name in TRANSFER else {})).eval()
-    layer = model.get_submodule(model.spec.gradcam_layer)
+    layer = model.get_submodule(model.gradcam_layer)
     seen = []
     handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out.shape))
     with torch.no_grad():
@@ -117,8 +116,8 @@ def test_a_transfer_model_is_built_from_its_backbone_class_facts(name):
     cls = type(model.backbone)
     assert cls.model_name == name and describe_model(name) == cls.summary
     assert default_config(name) == {**HEAD_OPTIONS, **cls.options, "pretrained": None}
-    assert model.spec.transfer and model.spec.gradcam_layer == cls.gradcam_layer
-    assert (model.spec.input_mean, model.spec.input_std) == (cls.input_mean, cls.input_std)
+    assert model.transfer and model.gradcam_layer == cls.gradcam_layer
+    assert (model.input_mean, model.input_std) == (cls.input_mean, cls.input_std)
     for option in cls.options:  # every backbone option is a checked rate
         with pytest.raises(FerlabError, match=option):
             create_model(name, 5, input_size=32, **{option: 1.5})
@@ -126,8 +125,8 @@ def test_a_transfer_model_is_built_from_its_backbone_class_facts(name):
 
 def test_spec_config_rebuilds_the_same_architecture():
     model = create_model("vgg13_fer", 8, input_size=64, fc=512)
-    assert model.spec.config == {**default_config("vgg13_fer"), "input_size": 64, "fc": 512}
-    again = create_model(model.spec.name, model.spec.num_classes, **model.spec.config)
+    assert model.arch_options == {**default_config("vgg13_fer"), "input_size": 64, "fc": 512}
+    again = create_model(model.arch, model.num_classes, **model.arch_options)
     assert param_counts(again) == param_counts(model)
 
 
@@ -150,7 +149,7 @@ def test_seed_cnn_is_the_second_reports_5_8m_reading():
         "block2",
         "block3",
     ]
-    assert model.spec.gradcam_layer == "backbone.block3"
+    assert model.gradcam_layer == "backbone.block3"
     assert_names(summary(model), "Keras", "5,873,096", "2,816 non-trainable")
 
 
@@ -161,7 +160,7 @@ def test_seed_cnn_4block_is_the_prose_reading():
     assert param_counts(model) == (7_182_792, 7_182_792)
     assert _keras_count(model) == (7_188_168, 5_376)
     assert param_counts(create_model("seed_cnn_4block", 7)) == (7_182_535, 7_182_535)
-    assert model.spec.gradcam_layer == "backbone.block4"
+    assert model.gradcam_layer == "backbone.block4"
 
 
 def test_parameter_counts():
@@ -277,8 +276,8 @@ def test_pretrained_state_dict_round_trip(name, tmp_path):
     torch.save(source.backbone.state_dict(), path)
 
     loaded = create_model(name, 7, input_size=32, pretrained=str(path))
-    assert loaded.spec.pretrained == str(path)
-    assert "pretrained" not in loaded.spec.config
+    assert loaded.pretrained == str(path)
+    assert "pretrained" not in loaded.arch_options
     loaded.head.load_state_dict(source.head.state_dict())
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -391,8 +390,8 @@ def test_efficientnet_lite0_imagenet_weights():
 
     photo = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
     pixels = np.asarray(photo.resize((224, 224), Image.BICUBIC), dtype=np.float32) / 255
-    mean = torch.tensor(model.spec.input_mean).view(3, 1, 1)
-    std = torch.tensor(model.spec.input_std).view(3, 1, 1)
+    mean = torch.tensor(model.input_mean).view(3, 1, 1)
+    std = torch.tensor(model.input_std).view(3, 1, 1)
     x = (torch.from_numpy(pixels).permute(2, 0, 1) - mean) / std
     with torch.no_grad():
         features = model.backbone(x[None]).mean((2, 3))
@@ -421,9 +420,9 @@ def test_a_trained_ferlab_bundle_starts_a_model_with_other_classes(tmp_path):
     torch.manual_seed(0)
     source = create_model("resnet9_fer", 8, width=8)
     path = tmp_path / "ferplus.pt"
-    save_bundle(ModelBundle(source, get_label_set("ferplus")), path)
+    save_bundle(ModelBundle.of(source, get_label_set("ferplus")), path)
     started = create_model("resnet9_fer", 7, width=8, pretrained=str(path))
-    assert started.spec.pretrained == str(path) and started.head.fc.out_features == 7
+    assert started.pretrained == str(path) and started.head.fc.out_features == 7
     x = torch.randn(2, 1, 48, 48)
     with torch.no_grad():
         assert torch.equal(started.eval().backbone(x), source.eval().backbone(x))

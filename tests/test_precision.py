@@ -72,7 +72,7 @@ def test_unknown_tta_is_refused_when_the_predictor_is_made(blob_model: Path) -> 
 
 def test_uniform_prior_rebalances_by_the_recorded_training_prior(blob_model: Path, blob_data: Path) -> None:
     bundle = load_bundle(blob_model)
-    prior = np.asarray(bundle.info["class_prior"])
+    prior = np.asarray(bundle.record.class_prior)
     assert prior.shape == (3,) and prior.sum() == pytest.approx(1) and prior[2] < prior[0]  # "sad" is rarer
     faces = np.stack(_blob_faces(blob_data))
     natural = load(blob_model, prior="train").classify(faces)  # as trained (the default is half way)
@@ -180,10 +180,8 @@ def test_ferlab_models_lists_the_table_without_loading_a_model() -> None:
 def test_every_shipped_model_ships_the_onnx_file_it_runs_by_default() -> None:
     """Without it the first load exports, which imports torch: not the torch-free path promised."""
     from ferlab.inference.engine import SHIPPED_ONNX_DIR
-    from ferlab.models.manifest import ModelManifest
     from ferlab.models.shipped import shipped_models
 
-    for name, entry in shipped_models().items():
-        manifest = ModelManifest.load(entry.manifest_path)
-        files = [SHIPPED_ONNX_DIR / manifest.onnx_name(precision) for precision in ("int8", "fp32")]
+    for name, record in shipped_models().items():
+        files = [SHIPPED_ONNX_DIR / record.onnx_name(precision) for precision in ("int8", "fp32")]
         assert any(path.is_file() for path in files), f"{name}: neither {files[0].name} nor {files[1].name}"

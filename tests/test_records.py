@@ -17,7 +17,7 @@ from ferlab.cli.main import app
 from ferlab.errors import FerlabError
 from ferlab.models.bundle import load_bundle
 from ferlab.models.record import ModelRecord, card_facts, card_facts_of, file_sha256
-from ferlab.models.shipped import REGISTRY_FILE, shipped_models, shipped_record, table_entry
+from ferlab.models.shipped import REGISTRY_FILE, shipped_file, shipped_models, shipped_record, table_entry
 
 
 def test_records_models_json_and_cards_agree_with_the_shipped_weights() -> None:
@@ -25,18 +25,18 @@ def test_records_models_json_and_cards_agree_with_the_shipped_weights() -> None:
     table = json.loads(REGISTRY_FILE.read_text())
     shipped = shipped_models()
     assert list(table) == list(shipped) and {"ferplus8", "fer2013-7", "five"} <= set(shipped)
-    for name, entry in shipped.items():
-        record = entry.record
-        weights = load_bundle(entry.path).record(file_sha256(entry.path))
-        assert shipped_record(entry, weights, record.description or "", record.headline, record.license or "") == (
+    for name, record in shipped.items():
+        path = shipped_file(record, "weights")
+        weights = load_bundle(path).current_record(path)
+        assert shipped_record(name, weights, record.description or "", record.headline, record.license or "") == (
             record
         ), name
-        assert table[name] == table_entry(entry, record), name
-        card = entry.card_path.read_text()
+        assert table[name] == table_entry(record), name
+        card = shipped_file(record, "card").read_text()
         assert card_facts_of(card) == card_facts(record), name
         assert record.headline is not None and f"**{100 * record.headline.accuracy:.2f}%**" in card, name
         assert f"macro-F1 {record.headline.macro_f1:.3f}" in card, name
-        assert entry.path.stat().st_size < 25_000_000
+        assert path.stat().st_size < 25_000_000
 
 
 NO_TORCH = """
@@ -64,12 +64,12 @@ def test_the_api_and_the_web_app_describe_a_model_with_torch_blocked() -> None:
     result = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     accuracy, name, count = result.stdout.split()
-    assert float(accuracy) == shipped_models()["ferplus8"].record.headline.accuracy  # type: ignore[union-attr]
+    assert float(accuracy) == shipped_models()["ferplus8"].headline.accuracy  # type: ignore[union-attr]
     assert name == "five" and int(count) == len(shipped_models())
 
 
 def test_an_older_onnx_manifest_still_loads_and_a_damaged_record_names_its_file(tmp_path: Path) -> None:
-    record = shipped_models()["ferplus8"].record
+    record = shipped_models()["ferplus8"]
     older = {k: v for k, v in record.to_dict().items() if k in ModelRecord.__dataclass_fields__}
     keep = ("arch", "label_set", "classes", "input_size", "in_channels", "input_mean", "input_std")
     keep += ("temperature", "class_prior", "weights_digest", "source_sha256")
@@ -90,13 +90,9 @@ def test_a_new_bundle_stores_its_record_and_the_export_writes_it_beside_the_onnx
 
     saved = torch.load(blob_model / "model.pt", map_location="cpu", weights_only=True)
     assert saved["record"]["name"] == "blobs" and saved["record"]["arch"] == "baseline_cnn"
-    bundle = load_bundle(blob_model)
-    record = bundle.record()
+    record = load_bundle(blob_model).record
     assert record.name == "blobs"
     assert record.headline is not None and 0 <= record.headline.accuracy <= 1
-    del saved["record"]  # a model file written before records: it still loads, its record derived
-    torch.save(saved, tmp_path / "old.pt")
-    assert load_bundle(tmp_path / "old.pt").record() == record
 
     pytest.importorskip("onnxruntime")
     (tmp_path / "out").mkdir()
@@ -130,3 +126,40 @@ def test_the_commands_call_the_python_api(blob_model: Path, tmp_path: Path, monk
         with pytest.raises(ZeroDivisionError):
             CliRunner().invoke(app, command, catch_exceptions=False)
     assert [name for name, _ in calls] == ["export", "evaluate", "train"]
+
+
+def test_an_export_with_its_record_or_the_record_itself_names_a_model(tmp_path: Path) -> None:
+    """`<arch>-<digest>.onnx` with its `.json` beside it, or that `.json`, is a model reference as a
+    shipped name is: resolved once to its record, run on ONNX Runtime without torch."""
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from ferlab.models.shipped import ONNX_DIR
+
+    record = shipped_models()["ferplus8-fast"]
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    onnx = Path(shutil.copy(shipped_file(record, "onnx"), exported))
+    json_file = Path(shutil.copy(ONNX_DIR / record.file_name, exported))
+    face = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    expected = ferlab.load("ferplus8-fast", precision="fp32").predict(face, detect=False)[0].probabilities
+    for reference in (onnx, json_file):
+        predictor = ferlab.load(reference)
+        assert predictor.record == record and predictor.source is None
+        assert predictor.engine.backend.path.parent == exported  # type: ignore[attr-defined]
+        assert predictor.predict(face, detect=False)[0].probabilities == pytest.approx(expected, abs=1e-5)
+    Image.fromarray(face).save(tmp_path / "face.png")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "face.png"), "--no-detect", "--model", str(onnx)])
+    assert result.exit_code == 0 and record.classes[0] in result.output, result.output
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(onnx, alone)
+    with pytest.raises(FerlabError) as error:
+        ferlab.load(alone / onnx.name)
+    assert "\n" not in str(error.value) and record.file_name in str(error.value)
+    with pytest.raises(FerlabError, match="no weights"):
+        ferlab.evaluate(json_file, tmp_path)

@@ -457,8 +457,8 @@ def test_front_ends_show_the_cards_accuracy(name: str):
 
 def test_the_card_names_where_a_model_trained_in_good_grammar() -> None:
     from ferlab.evaluation.card import _where_trained
-    from ferlab.models.bundle import BundleInfo
+    from ferlab.models.record import Training
 
-    assert _where_trained(BundleInfo(), {"threads": 1}) == "1 CPU thread"
-    assert _where_trained(BundleInfo(), {"threads": 2}) == "2 CPU threads"
-    assert _where_trained(BundleInfo(), {}) == "the CPU"
+    assert _where_trained(Training(), {"threads": 1}) == "1 CPU thread"
+    assert _where_trained(Training(), {"threads": 2}) == "2 CPU threads"
+    assert _where_trained(Training(), {}) == "the CPU"

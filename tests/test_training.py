@@ -45,7 +45,7 @@ def test_tiny_run_learns_and_writes_a_complete_run_folder(blob_data: Path, tmp_p
     assert "Total params:" in (run_dir / "summary.txt").read_text()
     assert len((run_dir / "train.log").read_text().splitlines()) == 4
     bundle = load_bundle(run_dir)
-    assert bundle.label_set.classes == ("angry", "happy", "sad") and bundle.spec.input_size == 24
+    assert bundle.record.classes == ("angry", "happy", "sad") and bundle.record.input_size == 24
     again_dir, again = train(config, tmp_path)  # the same config: the finished run, untouched
     assert again_dir == run_dir and again == metrics
     assert len((run_dir / "train.log").read_text().splitlines()) == 4
@@ -459,8 +459,8 @@ def test_calibrating_on_augmented_validation_images_fits_the_temperature_on_both
     labels = data.val.labels.numpy()
     logits = [predict_logits(bundle.model, images, trainer.runtime).numpy() for images in (data.val.images, augmented)]
     expected = fit_temperature(np.concatenate(logits), np.concatenate([labels, labels]))
-    assert bundle.temperature == pytest.approx(expected, rel=1e-3)
-    assert bundle.temperature != pytest.approx(fit_temperature(logits[0], labels), rel=1e-3)
+    assert bundle.record.temperature == pytest.approx(expected, rel=1e-3)
+    assert bundle.record.temperature != pytest.approx(fit_temperature(logits[0], labels), rel=1e-3)
 
 
 def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob_data: Path, tmp_path: Path) -> None:
@@ -470,7 +470,7 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
     from ferlab.evaluation.report import run_evaluation
     from ferlab.inference.predictor import Predictor
     from ferlab.models.calibration import fit_temperature, softmax
-    from ferlab.models.manifest import ModelManifest
+    from ferlab.models.record import ModelRecord
     from ferlab.training.loop import predict_logits
 
     with fails_with(FerlabError, "train.tta", "none, flip"):
@@ -478,19 +478,19 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
     config = build_config({"name": "flip"}, tiny_config(blob_data, LEARNING_RUN, **{"train.tta": "flip"}))
     run_dir, metrics = train(config, tmp_path)
     bundle = load_bundle(run_dir)
-    assert metrics["tta"] == "flip" and bundle.info.tta == "flip"
+    assert metrics["tta"] == "flip" and bundle.record.tta == "flip"
     trainer = Trainer(config, run_dir).prepare()
     images, labels = trainer.prepared.val.images, trainer.prepared.val.labels.numpy()
     logits = [predict_logits(bundle.model, x, trainer.runtime).numpy() for x in (images, images.flip(-1))]
     assert not np.allclose(logits[0], logits[1], atol=1e-2)  # the blobs are not mirror-symmetric
-    assert bundle.temperature == pytest.approx(fit_temperature((logits[0] + logits[1]) / 2, labels), rel=1e-3)
+    assert bundle.record.temperature == pytest.approx(fit_temperature((logits[0] + logits[1]) / 2, labels), rel=1e-3)
 
     faces = images.permute(0, 2, 3, 1).numpy()
     predictor = Predictor(run_dir, backend="torch", prior="train")  # uncorrected, to compare with softmax
     assert predictor.tta == "flip" and Predictor(run_dir, backend="torch", tta="none").tta == "none"
     engine = predictor.engine
     averaged = (engine.logits(faces) + engine.logits(np.ascontiguousarray(faces[:, :, ::-1]))) / 2
-    np.testing.assert_allclose(predictor.classify(faces), softmax(averaged, bundle.temperature), atol=1e-5)
+    np.testing.assert_allclose(predictor.classify(faces), softmax(averaged, bundle.record.temperature), atol=1e-5)
     cv2 = pytest.importorskip("cv2")
     cv2.imwrite(str(tmp_path / "face.png"), faces[0])
     served = {}
@@ -506,10 +506,10 @@ def test_a_model_finished_with_flip_is_calibrated_scored_and_served_with_it(blob
     result = CliRunner().invoke(app, ["export", "--model", str(run_dir), "--out", str(tmp_path / "onnx")])
     assert result.exit_code == 0, result.output
     (manifest_path,) = (tmp_path / "onnx").glob("*.json")
-    assert ModelManifest.load(manifest_path).tta == "flip"
+    assert ModelRecord.load(manifest_path).tta == "flip"
     older = {k: v for k, v in json.loads(manifest_path.read_text()).items() if k != "tta"}
     manifest_path.write_text(json.dumps(older))  # a manifest written before train.tta: served plain
-    assert ModelManifest.load(manifest_path).tta == "none"
+    assert ModelRecord.load(manifest_path).tta == "none"
 
     out, summary = run_evaluation(run_dir, blob_data, tta=("none",), gradcam_examples=False, out=tmp_path / "eval")
     assert summary.served_tta == "flip" and set(summary.tta) == {"none"}

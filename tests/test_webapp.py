@@ -182,7 +182,7 @@ def test_the_rebalancing_control_says_what_it_does(app: AppTest) -> None:
 def test_shipped_cards_as_the_app_shows_them_hold_no_developer_path() -> None:
     from ferlab.apps.webapp import card_for_people
     from ferlab.data.names import dataset_name
-    from ferlab.models.shipped import shipped_models
+    from ferlab.models.shipped import shipped_file, shipped_models
 
     assert [dataset_name(p) for p in (".data/ferplus", "data/fer2013.csv", "/home/me/lab-faces/", None)] == [
         "FER+",
@@ -190,7 +190,7 @@ def test_shipped_cards_as_the_app_shows_them_hold_no_developer_path() -> None:
         "lab-faces",
         None,
     ]
-    for entry in shipped_models().values():
-        shown = card_for_people(entry.card_path.read_text())
-        assert "## Test results" in shown and "| class |" in shown, entry.name
-        assert not any(part in shown for part in (".data/", "runs/", "src/ferlab/", "configs/")), entry.name
+    for name, record in shipped_models().items():
+        shown = card_for_people(shipped_file(record, "card").read_text())
+        assert "## Test results" in shown and "| class |" in shown, name
+        assert not any(part in shown for part in (".data/", "runs/", "src/ferlab/", "configs/")), name

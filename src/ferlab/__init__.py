@@ -98,4 +98,4 @@ def list_models() -> dict[str, ModelRecord]:
     """The shipped models' records by name, the default first (`ferlab models`); no torch."""
     from ferlab.models.shipped import shipped_models
 
-    return {name: entry.record for name, entry in shipped_models().items()}
+    return dict(shipped_models())

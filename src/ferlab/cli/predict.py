@@ -321,9 +321,8 @@ def export(
 def models() -> None:
     """The models that ship with ferlab: classes, input, headline test figures, license (loads none of them)."""
     import ferlab
-    from ferlab.models.shipped import DEFAULT_MODEL, shipped_models
+    from ferlab.models.shipped import DEFAULT_MODEL, shipped_file
 
-    shipped = shipped_models()
     for name, record in ferlab.list_models().items():
         default = " (default)" if name == DEFAULT_MODEL else ""
         typer.echo(f"{name}{default}: {record.description}")
@@ -331,4 +330,4 @@ def models() -> None:
         if record.headline is not None:
             h = record.headline
             typer.echo(f"    {100 * h.accuracy:.2f} % accuracy, macro-F1 {h.macro_f1:.3f} on {h.test_set}")
-        typer.echo(f"    license: {record.license}; card: {shipped[name].card_path}")
+        typer.echo(f"    license: {record.license}; card: {shipped_file(record, 'card')}")

@@ -146,8 +146,7 @@ def app_command(
     import ferlab
     from ferlab.inference.catalog import EXTRA_MODELS_ENV
     from ferlab.inference.choices import OPTIONS_ENV, check_options, options_to_env
-    from ferlab.inference.predictor import resolve_model
-    from ferlab.models.shipped import MODEL_ENV, default_model
+    from ferlab.models.shipped import MODEL_ENV, default_model, resolve
 
     options: dict[str, Any] = {
         "detector": detector,
@@ -160,7 +159,7 @@ def app_command(
     check_options(**options)  # fail here with a clear message rather than in the browser
     reference = model or default_model()
     for item in [reference, *(add_model or [])]:
-        resolve_model(item)
+        resolve(item)
     environment = {**os.environ, MODEL_ENV: reference, OPTIONS_ENV: options_to_env(options)}
     if add_model:
         environment[EXTRA_MODELS_ENV] = os.pathsep.join(add_model)

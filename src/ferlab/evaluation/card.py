@@ -17,14 +17,14 @@ import numpy as np
 from ferlab.evaluation.evaluator import EvaluationReport
 from ferlab.evaluation.report import run_evaluation
 from ferlab.inference.predictor import Predictor
-from ferlab.models.base import ModelSpec
-from ferlab.models.bundle import BundleInfo, load_bundle
+from ferlab.models.bundle import load_bundle
+from ferlab.models.record import ModelRecord, Training
 
 
 def classification_speed(predictor: Predictor, batch: int, seconds: float = 3.0) -> float:
     """Faces per second through the predictor's backend at one batch size (detection excluded)."""
-    spec = predictor.bundle.spec
-    faces = np.zeros((batch, spec.input_size, spec.input_size, spec.in_channels), np.uint8)
+    record = predictor.record
+    faces = np.zeros((batch, record.input_size, record.input_size, record.in_channels), np.uint8)
     predictor.classify(faces)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -51,10 +51,7 @@ class CardFacts:
     dedup: Path | None
     command: str | None
     """The training command the card quotes (default: `ferlab train <config>`)."""
-    spec: ModelSpec
-    classes: tuple[str, ...]
-    temperature: float
-    info: BundleInfo
+    record: ModelRecord
     parameters: int
     train_metrics: dict[str, Any]
     """The run's metrics.json."""
@@ -88,10 +85,7 @@ def card_facts(
         out=out,
         dedup=dedup,
         command=command,
-        spec=bundle.spec,
-        classes=bundle.label_set.classes,
-        temperature=bundle.temperature,
-        info=bundle.info,
+        record=bundle.record,
         parameters=sum(p.numel() for p in bundle.model.parameters()),
         train_metrics=json.loads((run_dir / "metrics.json").read_text()),
         config_text=(run_dir / "config.yaml").read_text(),
@@ -104,7 +98,7 @@ def card_facts(
 
 def render_card(facts: CardFacts) -> str:
     """The Markdown model card of `card_facts`."""
-    spec, info, train_metrics, report = facts.spec, facts.info, facts.train_metrics, facts.report
+    record, info, train_metrics, report = facts.record, facts.record.training, facts.train_metrics, facts.report
     validation = (
         f"the validation images with no near-copy in training (`{info.val_clean}`)"
         if info.val_clean
@@ -115,13 +109,13 @@ def render_card(facts: CardFacts) -> str:
         f"# Model card: {facts.title}",
         "",
         (
-            f"- Architecture: `{spec.name}` {spec.config}, {facts.parameters:,} parameters, input "
-            f"{spec.in_channels}x{spec.input_size}x{spec.input_size}."
+            f"- Architecture: `{record.arch}` {dict(record.arch_options)}, {facts.parameters:,} parameters, input "
+            f"{record.in_channels}x{record.input_size}x{record.input_size}."
         ),
-        f"- Classes ({len(facts.classes)}): {', '.join(facts.classes)}.",
+        f"- Classes ({record.num_classes}): {', '.join(record.classes)}.",
         (
-            f"- Trained on the train split of `{info.data}`, best epoch selected on {validation} "
-            f"({train_metrics['monitor']}), temperature {facts.temperature:.3f} fitted on the same images"
+            f"- Trained on the train split of `{record.training_data}`, best epoch selected on {validation} "
+            f"({train_metrics['monitor']}), temperature {record.temperature:.3f} fitted on the same images"
             + (
                 " plus one copy of each under the training augmentation (`calibrate_on: augmented`). "
                 if train_metrics.get("calibrated_on") == "augmented"
@@ -132,7 +126,7 @@ def render_card(facts: CardFacts) -> str:
         f"- Training: {train_metrics['epochs_run']} epochs, best epoch {train_metrics['best_epoch']}, "
         f"{train_metrics['train_seconds'] / 60:.0f} minutes on "
         + _where_trained(info, train_metrics)
-        + (f", starting from the weights in `{_weights_name(spec.pretrained)}`" if spec.pretrained else "")
+        + (f", starting from the weights in `{_weights_name(record.pretrained)}`" if record.pretrained else "")
         + (
             f"; the final weights are {train_metrics['interpolate']:g} of the best fine-tuned ones plus "
             f"{1 - train_metrics['interpolate']:g} of those starting weights (WiSE-FT)"
@@ -145,7 +139,7 @@ def render_card(facts: CardFacts) -> str:
             if info.teacher
             else ""
         )
-        + ("; the training time of those models is not included." if spec.pretrained or info.teacher else "."),
+        + ("; the training time of those models is not included." if record.pretrained or info.teacher else "."),
         (
             f"- Reproduce: `{facts.command or 'ferlab train <config>'}` then "
             f"`ferlab runs card --model {facts.run_dir} --data {facts.data}"
@@ -214,7 +208,7 @@ def write_card(
     return facts.report
 
 
-def _where_trained(info: BundleInfo, train_metrics: dict[str, Any]) -> str:
+def _where_trained(info: Training, train_metrics: dict[str, Any]) -> str:
     """`2 CPU threads`, `NVIDIA H200 (cuda:0)` or `2 processes on NVIDIA H200 (cuda:0)`."""
     if info.device in (None, "cpu"):
         threads = train_metrics.get("threads")

@@ -288,21 +288,21 @@ def evaluate(
     (`device`: cpu, cuda, cuda:N or mps, where the network runs; `tta=None`: as the model is
     served, `train.tta`; `progress`: a bar on a terminal)."""
     part = split_part(dataset, split)
-    part, outputs, notes = align_labels(part, bundle.label_set)
-    if part.image_shape != (bundle.spec.input_size, bundle.spec.input_size, bundle.spec.in_channels):
+    part, outputs, notes = align_labels(part, bundle.record.labels)
+    if part.image_shape != (bundle.record.input_size, bundle.record.input_size, bundle.record.in_channels):
         raise FerlabError(
-            f"dataset images are {part.image_shape}, the model takes {bundle.spec.input_size}x"
-            f"{bundle.spec.input_size}x{bundle.spec.in_channels}: load it at the model's size"
+            f"dataset images are {part.image_shape}, the model takes {bundle.record.input_size}x"
+            f"{bundle.record.input_size}x{bundle.record.in_channels}: load it at the model's size"
         )
     engine = LogitEngine.for_bundle(bundle, backend, device=device)
-    chosen = served_tta(bundle.info.tta) if tta is None else tta
+    chosen = served_tta(bundle.record.tta) if tta is None else tta
     logits = engine.logits(part.images, chosen, f"classifying ({chosen} TTA)" if progress else None)[:, outputs]
     return EvaluationResult(
         classes=part.label_set.classes,
         labels=part.labels,
         logits=logits,
         sources=part.sources,
-        temperature=bundle.temperature,
+        temperature=bundle.record.temperature,
         notes=notes,
         faces=part.images,
     )
@@ -328,7 +328,7 @@ def evaluate_photos(
     from ferlab.inference.predictor import Predictor
 
     part = split_part(dataset, split)
-    part, outputs, notes = align_labels(part, bundle.label_set)
+    part, outputs, notes = align_labels(part, bundle.record.labels)
     files = [root / source for source in part.sources]
     if not all(f.is_file() for f in files[:1]):
         raise FerlabError(
@@ -337,15 +337,14 @@ def evaluate_photos(
         )
     # logits only: scored as trained, so no class-prior correction (and no note for models without one)
     predictor = Predictor(bundle, detector=detector, backend=backend, tta=tta, prior="train", device=device)
-    spec = bundle.spec
+    record = bundle.record
     crops, detected = [], []
     for path in tqdm(files, desc="detecting faces", unit="image", leave=False, disable=None if progress else True):
         rgb = as_rgb(path)
         faces = predictor.detect(rgb)
         detected.append(bool(faces))
-        crops.append(
-            predictor.crops(rgb, faces[:1])[0] if faces else whole_image_face(rgb, spec.input_size, spec.in_channels)
-        )
+        size, channels = record.input_size, record.in_channels
+        crops.append(predictor.crops(rgb, faces[:1])[0] if faces else whole_image_face(rgb, size, channels))
     faces_array = np.stack(crops)
     described = f"classifying ({predictor.tta} TTA)" if progress else None
     logits = predictor.engine.logits(faces_array, predictor.tta, described)[:, outputs]
@@ -360,7 +359,7 @@ def evaluate_photos(
         labels=part.labels,
         logits=logits,
         sources=part.sources,
-        temperature=bundle.temperature,
+        temperature=bundle.record.temperature,
         notes=notes,
         faces=faces_array,
         detected=found,

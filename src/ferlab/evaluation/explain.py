@@ -64,16 +64,16 @@ class Explainer:
         the predicted class), drawn on the face crop at `size` pixels (default: the face's own
         width in the image, at least the model's input size). A face predicted with
         detect=False is the whole image, drawn as it is unless `size` is given."""
-        spec = self.bundle.spec
+        record = self.bundle.record
         if face.detected is None:  # detect=False: the whole image was the face
-            crop = whole_image_face(rgb, spec.input_size, spec.in_channels)
+            crop = whole_image_face(rgb, record.input_size, record.in_channels)
             picture = whole_image_face(rgb, size, 3) if size else rgb
         else:
             margin, align = self.predictor.margin, self.predictor.align
-            crop = crop_face(rgb, face.detected, spec.input_size, spec.in_channels, margin, align)
-            size = size or max(spec.input_size, face.box[2])
+            crop = crop_face(rgb, face.detected, record.input_size, record.in_channels, margin, align)
+            size = size or max(record.input_size, face.box[2])
             picture = crop_face(rgb, face.detected, size, 3, margin, align)
-        label_set = self.bundle.label_set
+        label_set = self.bundle.record.labels
         class_index = label_set.index(class_name) if class_name else label_set.classes.index(face.label)
         with self._lock:
             heatmap, explained = gradcam(self.bundle, crop, class_index)
@@ -97,7 +97,7 @@ def explain_faces(
     if not faces:
         raise FerlabError("no face found, so nothing to explain (--no-detect / detect=False: the image is a face crop)")
     widths = [face.box[2] for face in faces]
-    size = max(MIN_TILE, predictor.engine.inputs.size, min(max(widths), MAX_TILE))
+    size = max(MIN_TILE, predictor.record.input_size, min(max(widths), MAX_TILE))
     explainer = Explainer(predictor)
     return [explainer.explain(rgb, face, class_name, size) for face in faces]
 

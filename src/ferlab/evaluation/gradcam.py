@@ -21,11 +21,13 @@ def gradcam(bundle: ModelBundle, face: np.ndarray, class_index: int | None = Non
     `face` is one uint8 (S, S, C) crop at the model's input size. Returns the heatmap and
     the class it explains.
     """
-    spec = bundle.spec
-    if face.shape != (spec.input_size, spec.input_size, spec.in_channels):
-        raise FerlabError(f"face must be {spec.input_size}x{spec.input_size}x{spec.in_channels}, got {face.shape}")
+    record = bundle.record
+    if face.shape != (record.input_size, record.input_size, record.in_channels):
+        size = f"{record.input_size}x{record.input_size}x{record.in_channels}"
+        raise FerlabError(f"face must be {size}, got {face.shape}")
     model = bundle.model.eval()
-    layer = model.get_submodule(spec.gradcam_layer)
+    assert record.gradcam_layer is not None  # a bundle's record names it (only older exports' lack it)
+    layer = model.get_submodule(record.gradcam_layer)
     captured: dict[str, torch.Tensor] = {}
 
     def keep(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
@@ -34,7 +36,7 @@ def gradcam(bundle: ModelBundle, face: np.ndarray, class_index: int | None = Non
 
     handle = layer.register_forward_hook(keep)
     try:
-        x = normalize(to_uint8_tensor(face[None]), spec.input_mean, spec.input_std)
+        x = normalize(to_uint8_tensor(face[None]), record.input_mean, record.input_std)
         x = x.to(next(model.parameters()).device).requires_grad_(True)  # where the predictor put it (--device)
         with torch.enable_grad():
             logits = model(x)
@@ -48,7 +50,7 @@ def gradcam(bundle: ModelBundle, face: np.ndarray, class_index: int | None = Non
     activation = captured["activation"]
     weights = activation.grad.mean(dim=(2, 3), keepdim=True)  # type: ignore[union-attr]
     cam = F.relu((weights * activation).sum(dim=1))[0].detach().float().cpu().numpy()
-    cam = cv2.resize(cam, (spec.input_size, spec.input_size), interpolation=cv2.INTER_LINEAR)
+    cam = cv2.resize(cam, (record.input_size, record.input_size), interpolation=cv2.INTER_LINEAR)
     peak = cam.max()
     return (cam / peak if peak > 0 else cam), target
 

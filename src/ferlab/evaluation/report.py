@@ -126,7 +126,7 @@ def run_evaluation(
     requested = [check_tta(method) for method in dict.fromkeys((tta,) if isinstance(tta, str) else tta)]
     path = resolve_model(model)
     bundle = load_bundle(path)
-    served = served_tta(bundle.info.tta)
+    served = served_tta(bundle.record.tta)
     methods = [method for method in requested if method != served]
     name = model_label(model, path)
     run_dir = path if path.is_dir() else None
@@ -167,7 +167,7 @@ def run_evaluation(
         figures.update()
         plot_reliability(result, out_dir / "reliability.png")
         figures.update()
-        output_index = [bundle.label_set.classes.index(c) for c in result.classes]
+        output_index = [bundle.record.labels.classes.index(c) for c in result.classes]
         if gradcam_examples:
             plot_gradcam_examples(bundle, result, output_index, out_dir / "gradcam_examples.png")
             figures.update()
@@ -183,11 +183,11 @@ def _load(
     ferplus_labels: Path | None,
     ferplus_majority: str,
 ) -> tuple[FaceDataset, int]:
-    spec = bundle.spec
-    seed = bundle.info.split_seed  # the seed its run split a dataset without splits with (0 by default)
+    record = bundle.record
+    seed = bundle.record.training.split_seed  # the seed its run split a dataset without splits with (0 by default)
     options = LoadOptions(
-        size=spec.input_size,
-        channels=spec.in_channels,
+        size=record.input_size,
+        channels=record.in_channels,
         seed=seed,
         ferplus_majority=ferplus_majority,  # type: ignore[arg-type]
     )
@@ -196,8 +196,8 @@ def _load(
 
 
 def _protocol(bundle: ModelBundle, detect: bool) -> str:
-    spec = bundle.spec
-    size = f"{spec.input_size}x{spec.input_size} {'gray' if spec.in_channels == 1 else 'RGB'}"
+    record = bundle.record
+    size = f"{record.input_size}x{record.input_size} {'gray' if record.in_channels == 1 else 'RGB'}"
     if detect:
         return (
             f"photo pipeline: each image file is read at full size, faces are detected and the largest is "
@@ -205,7 +205,7 @@ def _protocol(bundle: ModelBundle, detect: bool) -> str:
         )
     return f"face crops: each image is taken as a face crop and resized to the model's input ({size})" + (
         "; scored as served, each face averaged with its mirror image (`train.tta: flip`)"
-        if bundle.info.tta == "flip"
+        if bundle.record.tta == "flip"
         else ""
     )
 

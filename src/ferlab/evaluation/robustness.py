@@ -170,8 +170,8 @@ class ScoredModel:
         self, reference: str, data_classes: tuple[str, ...], backend: BackendName = "onnx", tta: TTA | None = None
     ) -> None:
         self.bundle = load_bundle(resolve_model(reference))
-        self.tta = served_tta(self.bundle.info.tta) if tta is None else tta  # None: as served
-        model_classes = self.bundle.label_set.classes
+        self.tta = served_tta(self.bundle.record.tta) if tta is None else tta  # None: as served
+        model_classes = self.bundle.record.labels.classes
         missing = [c for c in data_classes if c not in model_classes]
         if missing:
             raise FerlabError(f"{reference} does not predict {', '.join(missing)}, which the data has")
@@ -179,16 +179,17 @@ class ScoredModel:
         self.engine = LogitEngine.for_bundle(self.bundle, backend, threads=None)  # a benchmark may use every core
 
     def logits(self, rgb_faces: np.ndarray) -> np.ndarray:
-        spec = self.bundle.spec
-        return self.engine.logits(model_input(rgb_faces, spec.input_size, spec.in_channels), self.tta)[:, self.outputs]
+        record = self.bundle.record
+        faces = model_input(rgb_faces, record.input_size, record.in_channels)
+        return self.engine.logits(faces, self.tta)[:, self.outputs]
 
     def probabilities(
         self, logits: np.ndarray, temperature: float | None = None, prior_strength: float = 0.0
     ) -> np.ndarray:
         """Softmax at the model's temperature (or another), optionally rebalanced towards uniform classes
         (strength 1: all the way; ferlab.models.prior)."""
-        probabilities = softmax(logits, self.bundle.temperature if temperature is None else temperature)
+        probabilities = softmax(logits, self.bundle.record.temperature if temperature is None else temperature)
         if prior_strength > 0:
-            prior = class_prior(self.bundle.info.get("class_prior"), self.bundle.spec.num_classes)[self.outputs]
+            prior = class_prior(self.bundle.record.class_prior, self.bundle.record.num_classes)[self.outputs]
             probabilities = rebalance(probabilities, prior, prior_strength)
         return probabilities

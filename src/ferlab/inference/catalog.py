@@ -15,7 +15,7 @@ from typing import Any
 
 from ferlab.data.names import dataset_name
 from ferlab.models.record import ModelRecord
-from ferlab.models.shipped import default_model, resolve_model, shipped_models
+from ferlab.models.shipped import default_model, resolve, shipped_models
 
 EXTRA_MODELS_ENV = "FERLAB_MODELS"
 """More model files or run folders to offer, separated by os.pathsep (':' on Linux)."""
@@ -47,13 +47,13 @@ def model_summary(record: ModelRecord, reference: str | Path | None = None) -> d
     """What a user should know before trusting a model: classes, data, test scores, card text.
 
     Everything comes from the model's record (ferlab.models.record), so describing a model
-    never imports torch. The card text is `<model>.md` beside the model file (as
+    never imports torch. The card text is `<model>.md` beside the model file or export (as
     `weights/<name>.md` for shipped models) or README.md in a run folder, when present;
     without a `reference` (a model handed over already loaded) the name is the record's.
     """
     card_file = None
     if reference is not None:
-        path = resolve_model(reference)
+        path = resolve(reference).path
         card_file = path / "README.md" if path.is_dir() else path.with_suffix(".md")
     card_text = card_file.read_text(encoding="utf-8") if card_file is not None and card_file.is_file() else None
     headline = record.headline

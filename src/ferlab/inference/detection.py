@@ -27,7 +27,7 @@ import numpy as np
 from ferlab.errors import FerlabError
 from ferlab.inference.choices import DEFAULT_DETECTOR, check_detector
 from ferlab.inference.cpus import usable_cpus
-from ferlab.models.manifest import file_sha256
+from ferlab.models.record import file_sha256
 
 DETECT_SIDE = 640
 MIN_SIDE = 192

@@ -3,8 +3,8 @@
 The evaluator and the predictor both go through `LogitEngine`, so a model is evaluated with
 exactly the preprocessing and test-time augmentation it is served with. Two backends run
 the network: ONNX Runtime (the default when installed: faster on CPU) and torch. A shipped
-or cached ONNX export runs from its manifest (`ferlab.models.manifest`) without importing
-torch or onnx: this module imports them only where a bundle is run, exported or hashed.
+or cached ONNX export runs from its record (ferlab.models.record) without importing torch
+or onnx: this module imports them only where a bundle is run, exported or hashed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast, get_args
 
@@ -27,8 +26,7 @@ from ferlab.inference.choices import BackendName, Precision, check_choices
 from ferlab.inference.cpus import usable_cpus
 from ferlab.models.batching import FORWARD_BATCH
 from ferlab.models.choices import TTA, check_device, check_tta
-from ferlab.models.manifest import ModelManifest, OnnxPrecision, file_sha256, onnx_file_name
-from ferlab.models.record import weights_digest as record_weights_digest
+from ferlab.models.record import ModelRecord, OnnxPrecision, file_sha256, record_beside
 
 if TYPE_CHECKING:
     from ferlab.models.bundle import ModelBundle
@@ -51,34 +49,14 @@ VIEW_COUNT: dict[TTA, int] = {"none": 1, "flip": 2, "tencrop": 10}
 """How many views `_views` makes of each face (sizes the chunks that go through in one call)."""
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """What a network takes: square faces of `size` pixels with `channels` channels, normalised
-    per channel as `(x / 255 - mean) / std`."""
-
-    size: int
-    channels: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    num_classes: int
-
-    @classmethod
-    def of_bundle(cls, bundle: ModelBundle) -> InputSpec:
-        spec = bundle.spec
-        return cls(spec.input_size, spec.in_channels, tuple(spec.input_mean), tuple(spec.input_std), spec.num_classes)
-
-    @classmethod
-    def of_manifest(cls, manifest: ModelManifest) -> InputSpec:
-        return cls(
-            manifest.input_size, manifest.in_channels, manifest.input_mean, manifest.input_std, manifest.num_classes
-        )
-
-    def normalize(self, faces: np.ndarray) -> np.ndarray:
-        """uint8 (N, S, S, C) faces -> float32 (N, C, S, S) network input (as ferlab.data.tensors.normalize)."""
-        batch = faces.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
-        mean = np.broadcast_to(np.asarray(self.mean, np.float32), (self.channels,)).reshape(1, -1, 1, 1)
-        std = np.broadcast_to(np.asarray(self.std, np.float32), (self.channels,)).reshape(1, -1, 1, 1)
-        return (batch - mean) / std
+def normalize(faces: np.ndarray, record: ModelRecord) -> np.ndarray:
+    """uint8 (N, S, S, C) faces -> float32 (N, C, S, S) network input, normalised as the record
+    says (`(x / 255 - mean) / std` per channel, as ferlab.data.tensors.normalize)."""
+    batch = faces.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+    channels = record.in_channels
+    mean = np.broadcast_to(np.asarray(record.input_mean, np.float32), (channels,)).reshape(1, -1, 1, 1)
+    std = np.broadcast_to(np.asarray(record.input_std, np.float32), (channels,)).reshape(1, -1, 1, 1)
+    return (batch - mean) / std
 
 
 class Backend(Protocol):
@@ -128,9 +106,9 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(
-        self, path: Path, threads: int | None = 1, device: str = "cpu", inputs: InputSpec | None = None
+        self, path: Path, threads: int | None = 1, device: str = "cpu", record: ModelRecord | None = None
     ) -> None:
-        """`inputs`, when given, is what the model takes and gives: an export made for another
+        """`record`, when given, says what the model takes and gives: an export made for another
         model (other input or class count) is refused as a `DamagedExport`, as is one whose
         sha256 differs from the one its record holds or that ONNX Runtime cannot read."""
         import onnxruntime as ort
@@ -155,8 +133,8 @@ class OnnxBackend:
         except Exception as exc:  # noqa: BLE001  (InvalidProtobuf, Fail, NoSuchFile...: ORT's own types)
             reason = " ".join(str(exc).split())[:120]
             raise DamagedExport(path, f"ONNX Runtime cannot read it: {type(exc).__name__}: {reason}") from None
-        if inputs is not None:
-            _check_shapes(self.session, path, inputs)
+        if record is not None:
+            _check_shapes(self.session, path, record)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"input": batch})[0]
@@ -173,15 +151,14 @@ class DamagedExport(FerlabError):
 
 def _export_role(path: Path) -> tuple[str, Path]:
     """An export's role in its model record (onnx or onnx_int8) and the record's path beside it."""
-    stem = path.name.removesuffix(".onnx").removesuffix(".int8")
-    return ("onnx_int8" if path.name.endswith(".int8.onnx") else "onnx"), path.with_name(f"{stem}.json")
+    return ("onnx_int8" if path.name.endswith(".int8.onnx") else "onnx"), record_beside(path)
 
 
 def _check_recorded(path: Path) -> None:
     """The file has the sha256 that the model record beside it holds for it (where it holds one)."""
     role, record_path = _export_role(path)
     try:
-        record = ModelManifest.load(record_path) if record_path.is_file() else None
+        record = ModelRecord.load(record_path) if record_path.is_file() else None
     except FerlabError:
         return  # a damaged record is the record's problem; the file itself is still checked below
     if record is None or record.files.get(role) != path.name or role not in record.checksums:
@@ -195,7 +172,7 @@ def record_export(path: Path) -> None:
     export rebuilt after its record was written is verified like the rest."""
     role, record_path = _export_role(path)
     try:
-        record = ModelManifest.load(record_path) if record_path.is_file() else None
+        record = ModelRecord.load(record_path) if record_path.is_file() else None
     except FerlabError:
         return
     if record is not None:
@@ -204,16 +181,16 @@ def record_export(path: Path) -> None:
         ).save(path.parent)
 
 
-def _check_shapes(session: Any, path: Path, inputs: InputSpec) -> None:
+def _check_shapes(session: Any, path: Path, record: ModelRecord) -> None:
     """The graph takes (N, C, S, S) and gives (N, K) for this model's C, S and K."""
     shape_in = list(session.get_inputs()[0].shape)
     shape_out = list(session.get_outputs()[0].shape)
-    want_in = [inputs.channels, inputs.size, inputs.size]
-    if len(shape_in) != 4 or shape_in[1:] != want_in or len(shape_out) != 2 or shape_out[1] != inputs.num_classes:
+    want_in = [record.in_channels, record.input_size, record.input_size]
+    if len(shape_in) != 4 or shape_in[1:] != want_in or len(shape_out) != 2 or shape_out[1] != record.num_classes:
         raise DamagedExport(
             path,
             f"made for another model: it takes {shape_in[1:]} and gives {shape_out[1:]}, this model takes "
-            f"{want_in} and gives [{inputs.num_classes}]",
+            f"{want_in} and gives [{record.num_classes}]",
         )
 
 
@@ -232,8 +209,8 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
     """Write the network as ONNX (legacy TorchScript exporter; needs the `onnx` package)."""
     import torch
 
-    spec = bundle.spec
-    dummy = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
+    record = bundle.record
+    dummy = torch.zeros(1, record.in_channels, record.input_size, record.input_size)
     with writes_to(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.tmp", delete=False) as handle:
@@ -266,43 +243,39 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
     return path
 
 
-def export_to_folder(bundle: ModelBundle, folder: Path, source: Path) -> tuple[ModelManifest, Path]:
+def export_to_folder(bundle: ModelBundle, folder: Path, source: Path) -> tuple[ModelRecord, Path]:
     """The fp32 export of `bundle` (loaded from the model file `source`) in `folder`, named by
-    the weights' digest, with its manifest: the layout the runtime finds (the package's
+    the weights' digest, with its record: the layout the runtime finds (the package's
     weights/onnx or the cache) and runs without torch."""
-    manifest = bundle.record(file_sha256(source))
-    fp32 = export_onnx(bundle, folder / manifest.onnx_name("fp32"))
-    manifest = manifest.with_facts(
-        files={**manifest.files, "weights": source.name, "onnx": fp32.name},
-        checksums={**manifest.checksums, "onnx": file_sha256(fp32)},
+    record = bundle.current_record(source)
+    fp32 = export_onnx(bundle, folder / record.onnx_name("fp32"))
+    record = record.with_facts(
+        files={**record.files, "weights": source.name, "onnx": fp32.name},
+        checksums={**record.checksums, "onnx": file_sha256(fp32)},
     )
-    manifest.save(folder)
-    return manifest, fp32
+    record.save(folder)
+    return record, fp32
 
 
 SHIPPED_ONNX_DIR = Path(__file__).resolve().parent.parent / "weights" / "onnx"
-"""Exports that ship with the package, with their manifests, named like the cache by the
+"""Exports that ship with the package, with their records, named like the cache by the
 weights' digest: a shipped model never needs torch or the exporter, and its int8 copy was
 calibrated on training faces."""
-
-
-def weights_digest(bundle: ModelBundle) -> str:
-    """The digest that names a bundle's exports (ferlab.models.record.weights_digest)."""
-    return record_weights_digest(bundle.model.state_dict())
 
 
 def onnx_cache_dir() -> Path:
     return cache_root() / "onnx"
 
 
-def export_folders() -> list[Path]:
-    """Where exports and manifests are looked for, shipped ones first."""
-    return [SHIPPED_ONNX_DIR, onnx_cache_dir()]
+def export_folders(beside: Path | None = None) -> list[Path]:
+    """Where exports and records are looked for: `beside` (the folder of a record a user named)
+    first, then the shipped ones, then the cache."""
+    return [*([beside] if beside is not None else []), SHIPPED_ONNX_DIR, onnx_cache_dir()]
 
 
-def find_onnx(name: str) -> Path | None:
-    """The shipped or cached export with this file name, if there is one."""
-    for folder in export_folders():
+def find_onnx(name: str, beside: Path | None = None) -> Path | None:
+    """The export with this file name in `export_folders(beside)`, if there is one."""
+    for folder in export_folders(beside):
         if (folder / name).is_file():
             return folder / name
     return None
@@ -316,18 +289,20 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def exported_file(arch: str, digest: str, precision: Precision, device: str = "cpu") -> Path | None:
+def exported_file(
+    record: ModelRecord, precision: Precision, device: str = "cpu", beside: Path | None = None
+) -> Path | None:
     """The export to run at `precision`: int8 where one exists (auto, on the CPU: int8 QDQ graphs
     are made for it) or is asked for, else fp32."""
     if precision == "int8" or (precision == "auto" and device == "cpu"):
-        int8 = find_onnx(onnx_file_name(arch, digest, "int8"))
+        int8 = find_onnx(record.onnx_name("int8"), beside)
         if int8 is not None or precision == "int8":
             return int8
-    return find_onnx(onnx_file_name(arch, digest, "fp32"))
+    return find_onnx(record.onnx_name("fp32"), beside)
 
 
 class MissingExport(FerlabError):
-    """A manifest names an fp32 export that is neither shipped nor cached (the weights can make it)."""
+    """A record names an fp32 export that is neither shipped nor cached (the weights can make it)."""
 
 
 def _missing_int8(arch: str) -> FerlabError:
@@ -349,7 +324,7 @@ def create_backend(
 
     On a GPU (`device` cuda), `auto` takes ONNX Runtime's CUDA provider where onnxruntime-gpu
     is installed, else torch. A missing fp32 export is made in the cache; with `source`, the
-    model file the bundle was loaded from, a manifest goes next to it so that the next load of
+    model file the bundle was loaded from, a record goes next to it so that the next load of
     that file skips torch.
     """
     check_choices(name, precision)
@@ -360,25 +335,22 @@ def create_backend(
         if name == "onnx" or precision == "int8":
             raise FerlabError("the onnx backend needs: pip install onnx onnxruntime") from None
         return TorchBackend(bundle, device)
-    digest = weights_digest(bundle)
-    inputs = InputSpec.of_bundle(bundle)
+    record = bundle.current_record(source)  # the weights as they are now name the export
     while True:  # a damaged cached export is set aside and the next best one (or a fresh export) taken
-        path = exported_file(bundle.spec.name, digest, precision, device)
+        path = exported_file(record, precision, device)
         fresh = path is None
         if path is None and precision == "int8":
-            raise _missing_int8(bundle.spec.name)
+            raise _missing_int8(record.arch)
         with writing_cache():
             if path is None:
-                path = export_onnx(bundle, onnx_cache_dir() / onnx_file_name(bundle.spec.name, digest, "fp32"))
+                path = export_onnx(bundle, onnx_cache_dir() / record.onnx_name("fp32"))
                 record_export(path)  # renew the checksum a record already in the cache holds for it
-            if source is not None:
-                manifest = bundle.record(file_sha256(source))
-                if not any((folder / manifest.file_name).is_file() for folder in export_folders()):
-                    manifest.save(onnx_cache_dir())
-                    if in_cache(path):
-                        record_export(path)
+            if source is not None and not any((folder / record.file_name).is_file() for folder in export_folders()):
+                record.save(onnx_cache_dir())
+                if in_cache(path):
+                    record_export(path)
         try:
-            return OnnxBackend(path, threads, device, inputs)
+            return OnnxBackend(path, threads, device, record)
         except DamagedExport:
             if fresh or not in_cache(path):
                 raise
@@ -420,11 +392,11 @@ def _views(batch: np.ndarray, tta: TTA) -> list[np.ndarray]:
 
 
 class LogitEngine:
-    """A network behind a backend, and the input it takes."""
+    """A network behind a backend, and the record that says what input it takes."""
 
-    def __init__(self, backend: Backend, inputs: InputSpec) -> None:
+    def __init__(self, backend: Backend, record: ModelRecord) -> None:
         self.backend = backend
-        self.inputs = inputs
+        self.record = record
 
     @classmethod
     def for_bundle(
@@ -436,22 +408,28 @@ class LogitEngine:
         source: Path | None = None,
         device: str = "cpu",
     ) -> LogitEngine:
-        return cls(create_backend(bundle, backend, precision, threads, source, device), InputSpec.of_bundle(bundle))
+        return cls(create_backend(bundle, backend, precision, threads, source, device), bundle.record)
 
     @classmethod
     def for_export(
-        cls, manifest: ModelManifest, precision: Precision = "auto", threads: int | None = 1, device: str = "cpu"
+        cls,
+        record: ModelRecord,
+        precision: Precision = "auto",
+        threads: int | None = 1,
+        device: str = "cpu",
+        beside: Path | None = None,
     ) -> LogitEngine:
-        """Run a shipped or cached export through ONNX Runtime, without torch."""
-        inputs = InputSpec.of_manifest(manifest)
+        """Run an export of the model through ONNX Runtime, without torch: the one in `beside`
+        (the folder of the record a user named), else a shipped or cached one."""
         while True:  # a damaged cached export is set aside: the next best one, or MissingExport (rebuilt)
-            path = exported_file(manifest.arch, manifest.weights_digest, precision, check_device(device))
+            path = exported_file(record, precision, check_device(device), beside)
             if path is None:
                 if precision == "int8":
-                    raise _missing_int8(manifest.arch)
-                raise MissingExport(f"the export {manifest.onnx_name('fp32')} is missing from {onnx_cache_dir()}")
+                    raise _missing_int8(record.arch)
+                where = f"{beside} and {onnx_cache_dir()}" if beside is not None else str(onnx_cache_dir())
+                raise MissingExport(f"the export {record.onnx_name('fp32')} is missing from {where}")
             try:
-                return cls(OnnxBackend(path, threads, device, inputs), inputs)
+                return cls(OnnxBackend(path, threads, device, record), record)
             except DamagedExport:
                 if not in_cache(path):
                     raise
@@ -464,8 +442,8 @@ class LogitEngine:
         progress bar on a terminal (a dataset's worth of faces takes a minute on a CPU).
         """
         check_tta(tta)
-        spec = self.inputs
-        expected = (spec.size, spec.size, spec.channels)
+        record = self.record
+        expected = (record.input_size, record.input_size, record.in_channels)
         if faces.ndim != 4 or faces.shape[1:] != expected:
             raise FerlabError(
                 f"faces must be (N, {expected[0]}, {expected[1]}, {expected[2]}) uint8, got {faces.shape}"
@@ -475,11 +453,11 @@ class LogitEngine:
         bar = tqdm(total=len(faces), desc=progress, unit="face", leave=False, disable=None if progress else True)
         with bar:
             for start in range(0, len(faces), step):
-                batch = spec.normalize(faces[start : start + step])
+                batch = normalize(faces[start : start + step], record)
                 views = _views(batch, tta)
                 logits = self.backend(np.concatenate(views))
                 outputs.append(logits.reshape(len(views), len(batch), -1).mean(axis=0))
                 bar.update(len(batch))
         if not outputs:
-            return np.zeros((0, spec.num_classes), dtype=np.float32)
+            return np.zeros((0, record.num_classes), dtype=np.float32)
         return np.concatenate(outputs).astype(np.float32)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ferlab.errors import FerlabError
+from ferlab.models.record import file_sha256
 from ferlab.models.shipped import bundle_file, model_label, resolve_model
 
 EXPORT_FORMATS = ("onnx",)
@@ -43,13 +44,13 @@ def export_model(
 ) -> Export:
     """Export a shipped model, run folder or model.pt as ONNX, checked against torch.
 
-    `out` is a file (default: `./<model>.onnx`) or an existing folder, where the export is named
-    by the weights' digest beside the model's record, as the runtime finds it. `int8=True` also
+    `out` is a file (default: `./<model>.onnx`, with the model's record beside it as
+    `<model>.json`) or an existing folder, where the export is named by the weights' digest beside
+    the record, as the runtime finds it. Either can be given wherever a model is named. `int8=True` also
     writes a static int8 copy calibrated on the train split of `calibration` (always into a
     folder: `out`, or the ONNX cache by default), which predict and serve then run.
     """
     from ferlab.inference.engine import (
-        InputSpec,
         LogitEngine,
         OnnxBackend,
         export_onnx,
@@ -64,7 +65,7 @@ def export_model(
         raise FerlabError("an int8 export needs calibration=DATA: training faces set the int8 scales")
     path = resolve_model(model)
     bundle = load_bundle(path)
-    classes, temperature = tuple(bundle.label_set.classes), float(bundle.temperature)
+    classes, temperature = bundle.record.classes, bundle.record.temperature
     target = None if out is None else Path(out)
     if int8 and calibration is not None:
         from ferlab.inference.quantize import calibration_faces, export_int8
@@ -76,10 +77,13 @@ def export_model(
         _, fp32 = export_to_folder(bundle, target, bundle_file(path))
     else:
         fp32 = export_onnx(bundle, target or Path.cwd() / f"{model_label(model, path)}.onnx")
-    spec = bundle.spec
+        beside = bundle.current_record(bundle_file(path))  # so that the file can be named as the model
+        files, checksums = {**beside.files, "onnx": fp32.name}, {**beside.checksums, "onnx": file_sha256(fp32)}
+        beside.with_facts(files=files, checksums=checksums).save(fp32.parent, f"{fp32.stem}.json")
+    record = bundle.record
     faces = np.random.default_rng(0).integers(
-        0, 256, (4, spec.input_size, spec.input_size, spec.in_channels), dtype=np.uint8
+        0, 256, (4, record.input_size, record.input_size, record.in_channels), dtype=np.uint8
     )
-    onnx_logits = LogitEngine(OnnxBackend(fp32), InputSpec.of_bundle(bundle)).logits(faces)
+    onnx_logits = LogitEngine(OnnxBackend(fp32), record).logits(faces)
     difference = float(np.abs(onnx_logits - LogitEngine.for_bundle(bundle, "torch").logits(faces)).max())
     return Export(fp32, None, 0, difference, classes, temperature)

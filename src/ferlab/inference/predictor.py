@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ferlab.data.imageio import as_rgb
+from ferlab.errors import FerlabError
 from ferlab.inference.annotate import FaceLabel, draw, title
 from ferlab.inference.choices import DEFAULT_DETECTOR, check_options
 from ferlab.inference.detection import Face, FaceDetector, create_detector
@@ -24,6 +25,7 @@ from ferlab.inference.engine import (
     BackendName,
     LogitEngine,
     MissingExport,
+    OnnxBackend,
     Precision,
     export_folders,
     onnx_cuda_available,
@@ -35,17 +37,9 @@ from ferlab.inference.results import Record, csv_text, json_text
 from ferlab.labels import LabelSet
 from ferlab.models.calibration import softmax
 from ferlab.models.choices import DEFAULT_DEVICE, chosen_tta
-from ferlab.models.manifest import ModelManifest, find_manifest
 from ferlab.models.prior import Prior, chosen_prior, rebalance
-from ferlab.models.record import ModelRecord
-from ferlab.models.shipped import (
-    DEFAULT_MODEL,
-    bundle_file,
-    model_label,
-    resolve_model,
-    shipped_models,
-    shipped_name,
-)
+from ferlab.models.record import ModelRecord, find_record
+from ferlab.models.shipped import DEFAULT_MODEL, ResolvedModel, model_label, resolve, resolve_model, shipped_models
 
 if TYPE_CHECKING:
     from ferlab.models.bundle import ModelBundle
@@ -154,18 +148,6 @@ class Faces(list[FacePrediction]):
         return text
 
 
-def exported_manifest(reference: str | Path | None, path: Path) -> ModelManifest | None:
-    """The ONNX manifest of a model, found without loading it: the shipped table's entry for a
-    shipped name, else the manifest a previous export of that very file left in the cache."""
-    name = shipped_name(reference)
-    if name is not None:
-        manifest_path = shipped_models()[name].manifest_path
-        return ModelManifest.load(manifest_path) if manifest_path.is_file() else None
-    file = bundle_file(path)
-    found = find_manifest(file, export_folders()) if file.is_file() else None
-    return None if found is None else found[0]
-
-
 class Predictor:
     """Detects faces and classifies their expressions with one model."""
 
@@ -183,8 +165,9 @@ class Predictor:
         prior: Prior | None = None,
         device: str = DEFAULT_DEVICE,
     ) -> None:
-        """`model` is a loaded bundle, a shipped model's name, a `model.pt` or a run folder (None:
-        the default model). A name or path whose ONNX export is shipped or cached runs on ONNX
+        """`model` is a loaded bundle or a model reference (None: the default model): a shipped
+        model's name, a `model.pt`, a run folder, an ONNX export with its record beside it
+        (`ferlab export`), or that record. A reference whose ONNX export is there runs on ONNX
         Runtime without importing torch; `bundle` loads the weights when something needs them.
 
         `align=True` warps each face's landmarks onto the training crops' template; `False`
@@ -198,43 +181,58 @@ class Predictor:
         wanted_tta = chosen_tta(tta)
         self._bundle: ModelBundle | None = None
         self.source: Path | None = None
-        """The model file this predictor was loaded from (None for a bundle passed in)."""
-        manifest = None
-        name = "this model"  # for the note on a missing class prior
+        """The model file this predictor was loaded from (None for a bundle passed in or an export)."""
+        engine = None
         if model is None or isinstance(model, (str, Path)):
-            self.source = bundle_file(resolve_model(model))
-            name = model_label(model, self.source)
-            if backend != "torch" and onnxruntime_available() and (device == "cpu" or onnx_cuda_available()):
-                manifest = exported_manifest(model, self.source)
+            resolved = resolve(model)
+            self.source, name = resolved.weights, resolved.label
+            engine = self._export_engine(resolved, backend, precision, threads, device)
         else:
-            self._bundle = model
-        if manifest is not None:
-            try:
-                self.engine = LogitEngine.for_export(manifest, precision, threads, device)
-            except MissingExport:
-                manifest = None  # the manifest is there, its export is not (yet): make it from the weights
-        if manifest is None:
-            bundle = self.bundle
-            self.engine = LogitEngine.for_bundle(bundle, backend, precision, threads, self.source, device)
-            label_set, temperature, recorded_prior, recorded_tta = (
-                bundle.label_set,
-                bundle.temperature,
-                bundle.info.get("class_prior"),
-                bundle.info.tta,
-            )
-        else:
-            label_set = LabelSet(manifest.label_set, manifest.classes)
-            temperature, recorded_prior, recorded_tta = manifest.temperature, manifest.class_prior, manifest.tta
-        self._record: ModelRecord | None = manifest
-        self.label_set: LabelSet = label_set
-        self.temperature = float(temperature)
-        self.prior_strength, self.class_prior = chosen_prior(prior, recorded_prior, len(self.label_set), name)
+            self._bundle, name = model, "this model"  # for the note on a missing class prior
+        if engine is None:
+            engine = LogitEngine.for_bundle(self.bundle, backend, precision, threads, self.source, device)
+        self.engine = engine
+        self.record: ModelRecord = engine.record
+        """What the model is (ferlab.models.record): its export's, or the one in its weights file."""
+        self.label_set: LabelSet = self.record.labels
+        self.temperature = self.record.temperature
+        self.prior_strength, self.class_prior = chosen_prior(prior, self.record.class_prior, len(self.label_set), name)
         self._detector = detector
         self._detector_lock = threading.Lock()  # OpenCV and MediaPipe detectors are not thread-safe
         self.uncertain_below = uncertain_below
         self.margin = margin
         self.align = align
-        self.tta: TTA = served_tta(recorded_tta) if wanted_tta is None else wanted_tta
+        self.tta: TTA = served_tta(self.record.tta) if wanted_tta is None else wanted_tta
+
+    @staticmethod
+    def _export_engine(
+        resolved: ResolvedModel, backend: BackendName, precision: Precision, threads: int | None, device: str
+    ) -> LogitEngine | None:
+        """The model's ONNX export on ONNX Runtime, found from its record without torch: the file
+        named, the exports beside the record named, a shipped model's, or the cached export of a
+        model file; None where the weights must serve it."""
+        usable = backend != "torch" and onnxruntime_available() and (device == "cpu" or onnx_cuda_available())
+        if resolved.weights is None and not usable:
+            raise FerlabError(
+                f"{resolved.path}: an ONNX export runs on ONNX Runtime only (pip install onnxruntime; "
+                "backend auto or onnx, and onnxruntime-gpu for a GPU)"
+            )
+        if not usable:
+            return None
+        record, export = resolved.record, resolved.export
+        if export is not None and record is not None:
+            return LogitEngine(OnnxBackend(export, threads, device, record), record)
+        if record is None and resolved.weights is not None and resolved.weights.is_file():
+            found = find_record(resolved.weights, export_folders())
+            record = None if found is None else found[0]
+        if record is None:
+            return None
+        try:
+            return LogitEngine.for_export(record, precision, threads, device, resolved.exports)
+        except MissingExport:
+            if resolved.weights is None:
+                raise
+            return None  # the record is there, its export is not (yet): made from the weights
 
     @property
     def bundle(self) -> ModelBundle:
@@ -242,17 +240,12 @@ class Predictor:
         if self._bundle is None:
             from ferlab.models.bundle import load_bundle
 
-            assert self.source is not None  # a Predictor is made from a bundle or from a model file
+            if self.source is None:
+                raise FerlabError(
+                    "this model is an ONNX export without its weights: Grad-CAM and model cards need its model.pt"
+                )
             self._bundle = load_bundle(self.source)
         return self._bundle
-
-    @property
-    def record(self) -> ModelRecord:
-        """What the model is (ferlab.models.record): from its export's record without torch, else
-        from the weights, which are loaded for it."""
-        if self._record is None:
-            self._record = self.bundle.record()
-        return self._record
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -271,10 +264,10 @@ class Predictor:
             return detector.detect(rgb)
 
     def crops(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-        inputs = self.engine.inputs
+        size, channels = self.record.input_size, self.record.in_channels
         if not faces:
-            return np.zeros((0, inputs.size, inputs.size, inputs.channels), np.uint8)
-        return np.stack([crop_face(rgb, f, inputs.size, inputs.channels, self.margin, self.align) for f in faces])
+            return np.zeros((0, size, size, channels), np.uint8)
+        return np.stack([crop_face(rgb, f, size, channels, self.margin, self.align) for f in faces])
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, K) for uint8 crops at the model's input size."""
@@ -301,7 +294,7 @@ class Predictor:
 
     def predict_many(self, images: Sequence[ImageInput], *, detect: bool = True, bgr: bool = False) -> list[Faces]:
         """Like `predict` for several images, classifying all their faces in one batch."""
-        inputs = self.engine.inputs
+        record = self.record
         per_image: list[list[Face | tuple[int, int, int, int]]] = []
         crops: list[np.ndarray] = []
         for image in images:
@@ -313,7 +306,7 @@ class Predictor:
                 crops.append(self.crops(rgb, faces))
             else:
                 per_image.append([(0, 0, width, height)])
-                crops.append(whole_image_face(rgb, inputs.size, inputs.channels)[None])
+                crops.append(whole_image_face(rgb, record.input_size, record.in_channels)[None])
         probabilities = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.classes)))
         results: list[Faces] = []
         start = 0
@@ -327,5 +320,6 @@ class Predictor:
 
 
 def load(name_or_path: str | Path | None = None, **options: Any) -> Predictor:
-    """A `Predictor` for a shipped model name, a model.pt or a run folder (default: the shipped default)."""
+    """A `Predictor` for a shipped model name, a model.pt, a run folder, an ONNX export with its
+    record beside it or that record (default: the shipped default)."""
     return Predictor(name_or_path, **options)

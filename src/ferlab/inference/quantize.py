@@ -80,20 +80,20 @@ def calibration_faces(
     from ferlab.data.loader import load_dataset
     from ferlab.data.options import LoadOptions
 
-    spec = bundle.spec
-    train = load_dataset(data, options=LoadOptions(size=spec.input_size, channels=spec.in_channels)).split("train")
+    record = bundle.record
+    train = load_dataset(data, options=LoadOptions(size=record.input_size, channels=record.in_channels)).split("train")
     chosen = np.random.default_rng(seed).choice(len(train.labels), min(count, len(train.labels)), replace=False)
     return train.images[np.sort(chosen)]
 
 
 def export_int8(bundle: ModelBundle, faces: np.ndarray, folder: Path, source: Path) -> tuple[Path, Path]:
     """fp32 and static int8 exports of `bundle` (loaded from the model file `source`) in `folder`,
-    with their manifest (`export_to_folder`), calibrated on `faces`."""
-    from ferlab.inference.engine import InputSpec, export_to_folder
+    with their record (`export_to_folder`), calibrated on `faces`."""
+    from ferlab.inference.engine import export_to_folder, normalize
     from ferlab.models.record import file_sha256
 
     record, fp32 = export_to_folder(bundle, folder, source)
-    calibration = InputSpec.of_bundle(bundle).normalize(faces)
+    calibration = normalize(faces, record)
     int8 = quantize_int8(fp32, folder / record.onnx_name("int8"), calibration)
     record.with_facts(
         files={**record.files, "onnx_int8": int8.name}, checksums={**record.checksums, "onnx_int8": file_sha256(int8)}

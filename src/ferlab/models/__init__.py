@@ -2,7 +2,7 @@
 
 >>> from ferlab.models import create_model, available_models, summary
 >>> model = create_model("seed_cnn", 7)            # 48x48 gray -> 7 logits
->>> model.spec.input_size, model.spec.in_channels, model.spec.gradcam_layer
+>>> model.input_size, model.in_channels, model.gradcam_layer
 (48, 1, 'backbone.block4')
 
 Transfer models (`mobilenet_v2`, `efficientnet_b0`, `efficientnet_lite0`, `resnet50v2`)
@@ -17,11 +17,10 @@ import importlib
 from typing import Any
 
 # Re-exports resolve on first use (PEP 562), so importing a torch-free submodule such as
-# `ferlab.models.calibration` or `ferlab.models.manifest` (the ONNX inference path) never
+# `ferlab.models.calibration` or `ferlab.models.record` (the ONNX inference path) never
 # imports torch through this package.
 _EXPORTS = {
     "FerModel": "base",
-    "ModelSpec": "base",
     "param_counts": "base",
     "summary": "base",
     "efficientnet_lite0_weights_path": "pretrained",
@@ -35,7 +34,6 @@ _EXPORTS = {
 }
 __all__ = [
     "FerModel",
-    "ModelSpec",
     "available_models",
     "create_model",
     "default_config",

@@ -1,13 +1,13 @@
-"""What every ferlab model is: a backbone, a head, and a spec that says how to feed it.
+"""What every ferlab model is: a backbone, a head, and the facts that say how to feed it.
 
-A `FerModel` computes ``head(backbone(x))`` and returns logits (no softmax). Its `spec`
-declares the input it expects and the layer Grad-CAM should look at; `freeze_backbone`
-and `unfreeze_top` implement the usual two-phase transfer-learning recipe.
+A `FerModel` computes ``head(backbone(x))`` and returns logits (no softmax). It declares the
+input it expects and the layer Grad-CAM should look at under the names its record
+(ferlab.models.record) gives them, which copies them when the model is finished;
+`freeze_backbone` and `unfreeze_top` implement the usual two-phase transfer-learning recipe.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,54 +15,6 @@ from torch import nn
 
 from ferlab.errors import FerlabError
 from ferlab.models.layers import norm_stats
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The declared facts about a model that trainers, data pipelines and explainers use.
-
-    Attributes:
-        name: the registry name (``create_model(spec.name, spec.num_classes, **spec.config)``
-            rebuilds the same architecture).
-        num_classes: size of the logits.
-        input_size: side of the square input image, in pixels.
-        in_channels: 1 (gray) or 3 (RGB).
-        gradcam_layer: dotted name of the submodule whose output feature map Grad-CAM uses
-            (the last conv block); ``model.get_submodule(spec.gradcam_layer)`` resolves it.
-        input_mean, input_std: per-channel normalisation the model expects for pixels scaled
-            to [0, 1]: feed ``(x - mean) / std``. Pretrained weights only work with theirs.
-        config: every option of the architecture, defaults included (not `pretrained`:
-            the weights live in checkpoints, not in the config).
-        pretrained: where the backbone weights came from, or None.
-        transfer: True for ImageNet-style backbones meant for transfer learning.
-    """
-
-    name: str
-    num_classes: int
-    input_size: int
-    in_channels: int
-    gradcam_layer: str
-    input_mean: tuple[float, ...]
-    input_std: tuple[float, ...]
-    config: dict[str, Any] = field(default_factory=dict)
-    pretrained: str | None = None
-    transfer: bool = False
-
-    @classmethod
-    def of(
-        cls,
-        name: str,
-        num_classes: int,
-        input_size: int,
-        in_channels: int,
-        gradcam_layer: str,
-        stats: tuple[tuple[float, ...], tuple[float, ...]],
-        *,
-        transfer: bool = False,
-    ) -> ModelSpec:
-        """A builder's spec; `stats` are the RGB (mean, std), averaged to one channel for gray input."""
-        mean, std = norm_stats(in_channels, *stats)
-        return cls(name, num_classes, input_size, in_channels, gradcam_layer, mean, std, transfer=transfer)
 
 
 class FerModel(nn.Module):
@@ -75,11 +27,35 @@ class FerModel(nn.Module):
     transfer-learning recipe gets from ``base_model(x, training=False)``.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, spec: ModelSpec) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        *,
+        num_classes: int,
+        input_size: int,
+        in_channels: int,
+        gradcam_layer: str,
+        stats: tuple[tuple[float, ...], tuple[float, ...]],
+        transfer: bool = False,
+    ) -> None:
+        """`stats`: the RGB (mean, std) of pixels in [0, 1] the model expects, averaged to one
+        channel for gray input; `create_model` names the architecture and its options."""
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self.spec = spec
+        self.arch = ""
+        self.arch_options: dict[str, Any] = {}
+        """Every option of the architecture, defaults included (`create_model(arch, n, **arch_options)`)."""
+        self.num_classes = num_classes
+        self.input_size = input_size
+        self.in_channels = in_channels
+        self.input_mean, self.input_std = norm_stats(in_channels, *stats)
+        self.gradcam_layer = gradcam_layer
+        """The last conv block: ``model.get_submodule(model.gradcam_layer)``."""
+        self.transfer = transfer
+        self.pretrained: str | None = None
+        """Where the backbone's starting weights came from (set by `create_model`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
@@ -104,7 +80,7 @@ class FerModel(nn.Module):
         listing = getattr(self.backbone, "keras_layers", None)
         if listing is None:
             raise FerlabError(
-                f"{self.spec.name} does not reproduce a Keras model, so its layers cannot be counted as "
+                f"{self.arch} does not reproduce a Keras model, so its layers cannot be counted as "
                 "Keras counts them; count the layers with weights instead"
             )
         layers: list[tuple[str, nn.Module | None]] = listing()
@@ -167,9 +143,9 @@ def summary(model: nn.Module, input_size: int | None = None, in_channels: int | 
     which Keras counts as non-trainable parameters; a last line gives the Keras count, so a
     figure quoted from a Keras model summary can be compared.
     """
-    spec: ModelSpec | None = getattr(model, "spec", None)
-    size = input_size or (spec.input_size if spec else None)
-    channels = in_channels or (spec.in_channels if spec else None)
+    fer = model if isinstance(model, FerModel) else None
+    size = input_size or (fer.input_size if fer else None)
+    channels = in_channels or (fer.in_channels if fer else None)
     shapes: dict[str, tuple[int, ...]] = {}
     if size and channels:
         hooks = []
@@ -203,10 +179,10 @@ def summary(model: nn.Module, input_size: int | None = None, in_channels: int | 
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     rule = "-" * (sum(widths) + 6)
     lines = []
-    if spec:
+    if fer:
         lines.append(
-            f"Model {spec.name}: input {spec.in_channels}x{spec.input_size}x{spec.input_size}, "
-            f"{spec.num_classes} classes, Grad-CAM layer {spec.gradcam_layer}"
+            f"Model {fer.arch}: input {fer.in_channels}x{fer.input_size}x{fer.input_size}, "
+            f"{fer.num_classes} classes, Grad-CAM layer {fer.gradcam_layer}"
         )
     for i, r in enumerate(rows):
         lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}")

@@ -1,15 +1,15 @@
-"""The trained-model file (`model.pt`): weights plus everything needed to use them.
+"""The trained-model file (`model.pt`): weights plus the model's record.
 
-A bundle is what the trainer hands to the evaluator, the predictor and the exporters:
-architecture name and options, label set, input preprocessing and the calibration
-temperature. Loading it never needs the training config or the dataset.
+A bundle is what the trainer hands to the evaluator, the predictor and the exporters: the
+network and its record (ferlab.models.record), which says what it is, how to feed it and how
+it was made. Loading it never needs the training config or the dataset.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,147 +17,70 @@ import torch
 
 from ferlab.errors import FerlabError, is_storage_failure, storage_error
 from ferlab.labels import LabelSet
-from ferlab.models.base import FerModel, ModelSpec
-from ferlab.models.record import Headline, ModelRecord, weights_digest
+from ferlab.models.base import FerModel
+from ferlab.models.record import Headline, ModelRecord, Training, file_sha256, weights_digest
 from ferlab.models.registry import create_model
 from ferlab.models.shipped import bundle_file
 from ferlab.models.torchfile import load_torch_file
 
-BUNDLE_FORMAT = "ferlab-model/1"
-"""Unchanged by BundleInfo and the record: both are saved as plain dicts (`info`, `record`), which
-older versions ignore and which files written before them lack."""
-VALIDATION_KEYS = ("accuracy", "macro_f1", "ece_calibrated")
-"""The validation figures a record keeps (a loss is not comparable across models)."""
-
-
-@dataclass
-class BundleInfo:
-    """What a model file records about how it was made: data options, training recipe, results.
-
-    Stored in `model.pt` as a dict of plain values (the file loads with `weights_only=True`),
-    so evaluation, cards and apps learn a model's split seed or class prior from the model
-    itself, never by re-reading its run's config. The classes come from the bundle's label
-    set and the calibration temperature from `ModelBundle.temperature`.
-    """
-
-    run: str | None = None
-    """Name of the run that trained the model."""
-    data: str | None = None
-    """The training data path as the config gave it."""
-    data_format: str = "auto"
-    split_seed: int = 0
-    """Seed that split a dataset without splits of its own: evaluation scores the same test images."""
-    val_clean: str | None = None
-    """The clean validation list the run selected on (`data.val_clean`), if any."""
-    teacher: str | None = None
-    distill_temperature: float | None = None
-    distill_weight: float | None = None
-    class_prior: list[float] | None = None
-    """Mean training target per class (for `prior="uniform"`); None in models trained before it."""
-    tta: str = "none"
-    """Test-time augmentation the model is served with (`train.tta`): none or flip."""
-    metrics: dict[str, Any] = field(default_factory=dict)
-    """The run's metrics.json (validation and test figures of the best epoch, time, precision)."""
-    precision: str | None = None
-    """`fp32`, `bf16 autocast` or `fp16 autocast`: how the training arithmetic ran."""
-    device: str | None = None
-    """`cpu`, `cuda`, `cuda:1`, `mps`: where it trained."""
-    device_name: str | None = None
-    world_size: int = 1
-    """Processes (ranks) that trained it together."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Keys of an `info` dict this version does not know, kept as they were."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values only; `extra` keys go back beside the known ones."""
-        values = asdict(self)
-        extra = values.pop("extra")
-        return {**extra, **values}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """Read access by the old `info` dict's keys, for code written against it (prefer the
-        attributes): a field that is None, or a key this info lacks, gives `default`."""
-        value = self.to_dict().get(key)
-        return default if value is None else value
-
-    def __getitem__(self, key: str) -> Any:
-        values = self.to_dict()
-        if values.get(key) is None:
-            raise KeyError(key)
-        return values[key]
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> BundleInfo:
-        """From a saved `info` dict, this version's or an older one (any key may be missing)."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)} - {"extra"}
-        info = cls(**{k: values.pop(k) for k in list(values) if k in known}, extra=values)
-        metrics = info.metrics or {}
-        if info.precision is None and "precision" in metrics:
-            info.precision = metrics["precision"]
-        return info
+BUNDLE_FORMAT = "ferlab-model/2"
+"""The weights and the record (`record`, a dict of plain values: the file loads with `weights_only=True`)."""
+OLD_BUNDLE_FORMAT = "ferlab-model/1"
+"""Files of older versions: `spec`, `label_set`, `temperature` and `info` dicts (and, in the
+last of them, a `record` of the descriptive facts); `load_bundle` converts them."""
+KEPT_APART = ("label_set", "classes", "temperature", "precision", "device", "device_name")
+"""metrics.json keys the record holds as facts of their own, so `Training.metrics` drops them."""
 
 
 @dataclass
 class ModelBundle:
     model: FerModel
-    label_set: LabelSet
-    temperature: float = 1.0
-    """Softmax temperature fitted on validation data (1.0 = uncalibrated)."""
-    info: BundleInfo = field(default_factory=BundleInfo)
-    """Provenance and data options: run, dataset, split seed, metrics, class prior, device."""
-    stored_record: ModelRecord | None = None
-    """The record the file was saved with (None in files written before records): its descriptive
-    facts (shipped name, description, headline, licence, files) are kept by `record()`."""
+    record: ModelRecord
 
-    @property
-    def spec(self) -> ModelSpec:
-        return self.model.spec
-
-    def record(self, source_sha256: str | None = None) -> ModelRecord:
-        """This model's record: what running it needs from the weights, label set, temperature
-        and info, and what describes it from the stored record (else from its run). `source_sha256`:
-        the sha256 of the file it was loaded from, for the record beside an export of it."""
-        spec, info = self.spec, self.info
-        metrics = info.metrics or {}
-        validation = {k: v for k, v in (metrics.get("val") or {}).items() if k in VALIDATION_KEYS}
-        test = metrics.get("test") or {}
-        headline = None
-        if "accuracy" in test and "macro_f1" in test:
-            where = f"the test split of {info.data}" if info.data else "its run's test split"
-            headline = Headline(f"{where}, measured by the trainer", test["accuracy"], test["macro_f1"])
-        prior = info.class_prior
+    @classmethod
+    def of(cls, model: FerModel, label_set: LabelSet, temperature: float = 1.0, **facts: Any) -> ModelBundle:
+        """A bundle of a network just made or trained: its record from the model's declared facts,
+        the label set it predicts and `facts` (run, training, headline, ...)."""
         record = ModelRecord(
-            arch=spec.name,
-            label_set=self.label_set.name,
-            classes=tuple(self.label_set.classes),
-            input_size=spec.input_size,
-            in_channels=spec.in_channels,
-            input_mean=tuple(float(v) for v in spec.input_mean),
-            input_std=tuple(float(v) for v in spec.input_std),
-            temperature=float(self.temperature),
-            class_prior=None if prior is None else tuple(float(v) for v in prior),
+            arch=model.arch,
+            label_set=label_set.name,
+            classes=tuple(label_set.classes),
+            input_size=model.input_size,
+            in_channels=model.in_channels,
+            input_mean=tuple(float(v) for v in model.input_mean),
+            input_std=tuple(float(v) for v in model.input_std),
+            temperature=float(temperature),
+            class_prior=None,
+            weights_digest=weights_digest(model.state_dict()),
+            arch_options=dict(model.arch_options),
+            gradcam_layer=model.gradcam_layer,
+            transfer=model.transfer,
+            pretrained=model.pretrained,
+        )
+        return cls(model, record.with_facts(**facts))
+
+    def current_record(self, source: Path | None = None) -> ModelRecord:
+        """The record with the digest of the weights as they are now (a bundle's network may have
+        been trained on since) and, with `source`, the sha256 of the file it was loaded from (for
+        the record beside an export of that file)."""
+        return self.record.with_facts(
             weights_digest=weights_digest(self.model.state_dict()),
-            source_sha256=source_sha256,
-            tta=info.tta,
-            name=info.run,
-            arch_options=dict(spec.config),
-            headline=headline,
-            run=info.run,
-            training_data=info.data,
-            validation=validation or None,
+            source_sha256=None if source is None else file_sha256(source),
         )
-        stored = self.stored_record
-        if stored is None:
-            return record
-        return record.with_facts(
-            name=stored.name or record.name,
-            description=stored.description,
-            headline=stored.headline or record.headline,
-            license=stored.license,
-            files=stored.files,
-            checksums=stored.checksums,
-        )
+
+
+def training_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A run's metrics.json as `Training.metrics` keeps it."""
+    return {key: value for key, value in metrics.items() if key not in KEPT_APART}
+
+
+def trainer_headline(data: str | None, metrics: dict[str, Any]) -> Headline | None:
+    """The test figures the trainer measured, for a model that has no card's headline."""
+    test = metrics.get("test") or {}
+    if "accuracy" not in test or "macro_f1" not in test:
+        return None
+    where = f"the test split of {data}" if data else "its run's test split"
+    return Headline(f"{where}, measured by the trainer", test["accuracy"], test["macro_f1"])
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -189,77 +112,104 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def save_bundle(bundle: ModelBundle, path: Path) -> None:
-    spec = asdict(bundle.model.spec)
-    atomic_save(
-        {
-            "format": BUNDLE_FORMAT,
-            "spec": spec,
-            "state_dict": bundle.model.state_dict(),
-            "label_set": {"name": bundle.label_set.name, "classes": list(bundle.label_set.classes)},
-            "temperature": float(bundle.temperature),
-            "info": bundle.info.to_dict(),
-            "record": bundle.record().to_dict(),
-        },
-        path,
-    )
+    record = bundle.current_record()
+    atomic_save({"format": BUNDLE_FORMAT, "record": record.to_dict(), "state_dict": bundle.model.state_dict()}, path)
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
-    """Rebuild a model from its bundle file; a clear error for anything that is not one."""
+    """Rebuild a model from its bundle file, an older version's converted; a clear error for
+    anything that is not one."""
     path = bundle_file(path)
     if not path.is_file():
         raise FerlabError(f"{path}: no such model file (train one with `ferlab train`)")
     data = load_torch_file(path, "ferlab model")
-    if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in (BUNDLE_FORMAT, OLD_BUNDLE_FORMAT):
         raise FerlabError(f"{path}: not a ferlab model file (expected format {BUNDLE_FORMAT})")
     try:
-        spec_values = data["spec"]
-        model = create_model(spec_values["name"], spec_values["num_classes"], **spec_values["config"])
+        if data["format"] == OLD_BUNDLE_FORMAT:
+            record = _converted(data, path)
+        else:
+            record = ModelRecord.from_dict(data["record"], str(path))
+        model = create_model(record.arch, record.num_classes, **record.arch_options)
         model.load_state_dict(data["state_dict"])
-        model.spec = replace(model.spec, pretrained=spec_values.get("pretrained"))
+        model.pretrained = record.pretrained
         model.eval()
-        labels = data["label_set"]
-        return ModelBundle(
-            model=model,
-            label_set=LabelSet(labels["name"], tuple(labels["classes"])),
-            temperature=float(data.get("temperature", 1.0)),
-            info=_info_of(data.get("info"), path),
-            stored_record=None if data.get("record") is None else ModelRecord.from_dict(data["record"], str(path)),
-        )
+        return ModelBundle(model, record)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:160]
         raise FerlabError(f"{path}: a damaged ferlab model file ({type(exc).__name__}: {reason})") from None
 
 
-def _info_of(saved: Any, path: Path) -> BundleInfo:
-    """The saved `info` dict as a BundleInfo. A model written before BundleInfo existed has no
-    `split_seed`: when it sits in a run folder, its `config.yaml` says (read once, here, as
-    plain YAML, so that no other layer ever re-reads a run's config)."""
-    if isinstance(saved, BundleInfo):
-        return saved
-    if saved is not None and not isinstance(saved, dict):
-        raise TypeError(f"info is a {type(saved).__name__}, not a dict")
-    info = BundleInfo.from_dict(saved)
-    if saved is not None and "split_seed" not in saved and (path.parent / "config.yaml").is_file():
-        info = _with_run_config(info, path.parent / "config.yaml")
-    return info
+def _converted(data: dict[str, Any], path: Path) -> ModelRecord:
+    """The record of an older version's file, made once from its `spec`, `label_set`,
+    `temperature` and `info` dicts; the descriptive facts of the `record` the last of those
+    versions stored (shipped name, description, headline, licence, files) are kept."""
+    spec, labels, info = data["spec"], data["label_set"], data.get("info")
+    if info is not None and not isinstance(info, dict):
+        raise TypeError(f"info is a {type(info).__name__}, not a dict")
+    info = dict(info or {})
+    if info and "split_seed" not in info and (path.parent / "config.yaml").is_file():
+        config = _run_config(path.parent / "config.yaml")  # written before the split seed was kept
+        info.update({key: value for key, value in config.items() if value is not None})
+    metrics = dict(info.get("metrics") or {})
+    stored = None if data.get("record") is None else ModelRecord.from_dict(data["record"], str(path))
+    prior = info.get("class_prior")
+    teacher = info.get("teacher")
+    return ModelRecord(
+        arch=spec["name"],
+        label_set=labels["name"],
+        classes=tuple(labels["classes"]),
+        input_size=spec["input_size"],
+        in_channels=spec["in_channels"],
+        input_mean=tuple(float(v) for v in spec["input_mean"]),
+        input_std=tuple(float(v) for v in spec["input_std"]),
+        temperature=float(data.get("temperature", 1.0)),
+        class_prior=None if prior is None else tuple(float(v) for v in prior),
+        weights_digest=weights_digest(data["state_dict"]),
+        tta=info.get("tta") or "none",
+        name=(stored.name if stored else None) or info.get("run"),
+        arch_options=dict(spec["config"]),
+        gradcam_layer=spec["gradcam_layer"],
+        transfer=bool(spec.get("transfer", False)),
+        pretrained=spec.get("pretrained"),
+        description=stored.description if stored else None,
+        headline=(stored.headline if stored else None) or trainer_headline(info.get("data"), metrics),
+        license=stored.license if stored else None,
+        run=info.get("run"),
+        training_data=info.get("data"),
+        training=Training(
+            data_format=str(info.get("data_format") or "auto"),
+            split_seed=int(info.get("split_seed") or 0),
+            val_clean=info.get("val_clean"),
+            teacher=teacher,
+            distill_temperature=info.get("distill_temperature") if teacher else None,
+            distill_weight=info.get("distill_weight") if teacher else None,
+            precision=info.get("precision") or metrics.get("precision"),
+            device=info.get("device"),
+            device_name=info.get("device_name"),
+            world_size=int(info.get("world_size") or 1),
+            metrics=training_metrics(metrics),
+        ),
+        files=stored.files if stored else {},
+        checksums=stored.checksums if stored else {},
+    )
 
 
-def _with_run_config(info: BundleInfo, config_file: Path) -> BundleInfo:
+def _run_config(config_file: Path) -> dict[str, Any]:
+    """The data and distillation options of a run's `config.yaml`, read once, here, as plain
+    YAML, so that no other layer ever re-reads a run's config; a damaged config gives none."""
     import yaml
 
     try:
         config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
         data, train = config.get("data") or {}, config.get("train") or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
-        return info  # a damaged config: the defaults stand, as for a bare model file
-    teacher = train.get("teacher")
-    return replace(
-        info,
-        data_format=str(data.get("format", info.data_format)),
-        split_seed=int(data.get("split_seed", info.split_seed) or 0),
-        val_clean=data.get("val_clean", info.val_clean),
-        teacher=teacher,
-        distill_temperature=train.get("distill_temperature") if teacher else None,
-        distill_weight=train.get("distill_weight") if teacher else None,
-    )
+        return {}
+    return {
+        "data_format": data.get("format"),
+        "split_seed": data.get("split_seed"),
+        "val_clean": data.get("val_clean"),
+        "teacher": train.get("teacher"),
+        "distill_temperature": train.get("distill_temperature"),
+        "distill_weight": train.get("distill_weight"),
+    }

@@ -82,7 +82,7 @@ def _resolve(model: FerModel, source: str) -> str:
         return named[source]()
     if source.lower().startswith("imagenet") and not Path(source).expanduser().exists():
         raise FerlabError(
-            f"{model.spec.name} has no bundled weights named {source!r}"
+            f"{model.arch} has no bundled weights named {source!r}"
             + (f" (known: {', '.join(named)})" if named else "")
             + "; pass the path of a state dict file instead"
         )
@@ -129,7 +129,7 @@ def load_backbone_weights(model: FerModel, source: str | Path) -> str:
             problems.append(f"{len(unexpected)} unexpected key(s): {some(unexpected)}")
         if mismatched:
             problems.append(f"{len(mismatched)} shape mismatch(es): {some(mismatched)}")
-        raise FerlabError(f"{path} does not fit the {model.spec.name} backbone: " + "; ".join(problems))
+        raise FerlabError(f"{path} does not fit the {model.arch} backbone: " + "; ".join(problems))
     backbone.load_state_dict(state, strict=True)
     return str(path)
 

@@ -78,7 +78,7 @@ def _note_once(message: str) -> None:
 
 
 def class_prior(prior: Sequence[float] | None, classes: int) -> np.ndarray:
-    """The training class prior a model records (its bundle's `info["class_prior"]`), normalised."""
+    """The training class prior a model records (its record's `class_prior`), normalised."""
     if prior is None:
         raise FerlabError(
             "this model does not record its training class prior, so it cannot be rebalanced "

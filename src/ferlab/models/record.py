@@ -2,13 +2,14 @@
 
 In the spirit of timm's per-weight `pretrained_cfg`: the architecture and its options, the
 input (size, channels, normalisation), the label set, the calibration temperature, the
-training class prior, the test-time augmentation it is served with, its headline test
-figures, its licence, and its files with their checksums. It is written once, when a model is
-finished, and stored twice: inside the `model.pt` bundle (`"record"`) and as the JSON beside
-its ONNX export (`<arch>-<weights digest>.json`, which older ferlab versions called the ONNX
-manifest and still read). The shipped table `weights/models.json` and the facts block of each
-shipped model card are generated from the records (scripts/write_shipped_manifests.py), and
-a test fails when they drift.
+training class prior, the test-time augmentation it is served with, how it was trained
+(`Training`), its headline test figures, its licence, and its files with their checksums. It is
+written once, when a model is finished, and stored twice: inside the `model.pt` bundle
+(`"record"`, beside the weights) and as the JSON beside its ONNX export (`<arch>-<weights
+digest>.json`, which older ferlab versions called the ONNX manifest and still read). The
+shipped table `weights/models.json` and the facts block of each shipped model card are
+generated from the records (scripts/write_shipped_manifests.py), and a test fails when they
+drift.
 
 Everything that describes a model (`ferlab models`, the REST API's /v1/models, the web app)
 reads a record, so none of them imports torch; the predictor runs a model's ONNX export from
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ferlab.errors import FerlabError
+from ferlab.labels import LabelSet
 
 RECORD_FORMAT = "ferlab-record/1"
 READABLE_FORMATS = (RECORD_FORMAT, "ferlab-onnx/1")
@@ -34,6 +36,8 @@ READABLE_FORMATS = (RECORD_FORMAT, "ferlab-onnx/1")
 OnnxPrecision = Literal["fp32", "int8"]
 FILE_ROLES = ("weights", "onnx", "onnx_int8", "card")
 """What `ModelRecord.files` may name: the torch bundle, the ONNX exports and the model card."""
+VALIDATION_KEYS = ("accuracy", "macro_f1", "ece_calibrated")
+"""The validation figures a record quotes (a loss is not comparable across models)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,32 @@ class Headline:
     @property
     def percent(self) -> str:
         return f"{100 * self.accuracy:.2f} %"
+
+
+@dataclass(frozen=True)
+class Training:
+    """How the model was trained, as its run's config and metrics said: evaluation rebuilds its
+    test split (`split_seed`), distillation checks its teacher and cards quote its hardware from
+    the model itself, never by re-reading its run."""
+
+    data_format: str = "auto"
+    split_seed: int = 0
+    """Seed that split a dataset without splits of its own: evaluation scores the same test images."""
+    val_clean: str | None = None
+    """The clean validation list the run selected on (`data.val_clean`), if any."""
+    teacher: str | None = None
+    distill_temperature: float | None = None
+    distill_weight: float | None = None
+    precision: str | None = None
+    """`fp32`, `bf16 autocast` or `fp16 autocast`: how the training arithmetic ran."""
+    device: str | None = None
+    """`cpu`, `cuda`, `cuda:1`, `mps`: where it trained."""
+    device_name: str | None = None
+    world_size: int = 1
+    """Processes (ranks) that trained it together."""
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    """The run's metrics.json (best epoch's validation and test figures, time, threads) less the
+    facts the record holds elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -81,14 +111,20 @@ class ModelRecord:
     """The shipped name, else the name of the run that trained it."""
     arch_options: Mapping[str, Any] = field(default_factory=dict)
     """Every option of the architecture (`create_model(arch, len(classes), **arch_options)`)."""
+    gradcam_layer: str | None = None
+    """Dotted name of the submodule whose feature map Grad-CAM uses (`model.get_submodule(...)`);
+    None in the records of older exports."""
+    transfer: bool = False
+    """An ImageNet-style backbone meant for transfer learning."""
+    pretrained: str | None = None
+    """Where the backbone's starting weights came from, or None."""
     description: str | None = None
     headline: Headline | None = None
     license: str | None = None
     run: str | None = None
     training_data: str | None = None
     """The training data path as the run's config gave it."""
-    validation: Mapping[str, float] | None = None
-    """The best epoch's validation figures (accuracy, macro_f1, ece_calibrated)."""
+    training: Training = field(default_factory=Training)
     files: Mapping[str, str] = field(default_factory=dict)
     checksums: Mapping[str, str] = field(default_factory=dict)
 
@@ -97,13 +133,23 @@ class ModelRecord:
         return len(self.classes)
 
     @property
+    def labels(self) -> LabelSet:
+        return LabelSet(self.label_set, self.classes)
+
+    @property
+    def validation(self) -> dict[str, float] | None:
+        """The best epoch's validation figures (accuracy, macro_f1, ece_calibrated), if recorded."""
+        val = self.training.metrics.get("val") or {}
+        return {key: val[key] for key in VALIDATION_KEYS if key in val} or None
+
+    @property
     def input_text(self) -> str:
         """`48x48 gray` or `224x224 RGB`."""
         return f"{self.input_size}x{self.input_size} {'gray' if self.in_channels == 1 else 'RGB'}"
 
     def onnx_name(self, precision: OnnxPrecision) -> str:
         """`<arch>-<weights digest>.onnx` (fp32) or `.int8.onnx`: a retrained model never reuses a stale file."""
-        return onnx_file_name(self.arch, self.weights_digest, precision)
+        return f"{self.arch}-{self.weights_digest}" + (".int8.onnx" if precision == "int8" else ".onnx")
 
     @property
     def file_name(self) -> str:
@@ -118,9 +164,9 @@ class ModelRecord:
         """Plain JSON values, the format first."""
         values = asdict(self)
         values["arch_options"] = dict(self.arch_options)
+        values["training"]["metrics"] = dict(self.training.metrics)
         values["files"] = {role: self.files[role] for role in FILE_ROLES if role in self.files}
         values["checksums"] = {role: self.checksums[role] for role in FILE_ROLES if role in self.checksums}
-        values["validation"] = None if self.validation is None else dict(self.validation)
         return {"format": RECORD_FORMAT, **values}
 
     @classmethod
@@ -137,6 +183,10 @@ class ModelRecord:
                 values[item.name] = tuple(value) if isinstance(value, list) else value
             if values.get("headline") is not None:
                 values["headline"] = Headline(**values["headline"])
+            if "training" in values:
+                values["training"] = Training(**values["training"])
+            elif data.get("validation"):  # a record of an older version: its figures were kept apart
+                values["training"] = Training(metrics={"val": data["validation"]})
             record = cls(**values)
         except (KeyError, TypeError) as exc:
             raise FerlabError(f"{where}: a damaged ferlab model record ({type(exc).__name__}: {exc})") from None
@@ -147,10 +197,11 @@ class ModelRecord:
             raise FerlabError(f"{where}: unknown file roles {sorted(unknown)}; known: {', '.join(FILE_ROLES)}")
         return record
 
-    def save(self, folder: Path) -> Path:
-        """Write `<arch>-<digest>.json` in `folder` atomically (readable by all); returns its path."""
+    def save(self, folder: Path, file_name: str | None = None) -> Path:
+        """Write `<arch>-<digest>.json` (or `file_name`, beside an export named otherwise) in
+        `folder` atomically (readable by all); returns its path."""
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / self.file_name
+        path = folder / (file_name or self.file_name)
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json.tmp", delete=False, encoding="utf-8") as out:
             out.write(text)
@@ -167,8 +218,9 @@ class ModelRecord:
         return cls.from_dict(data, str(path))
 
 
-def onnx_file_name(arch: str, weights_digest: str, precision: OnnxPrecision) -> str:
-    return f"{arch}-{weights_digest}" + (".int8.onnx" if precision == "int8" else ".onnx")
+def record_beside(export: Path) -> Path:
+    """The record of an ONNX export: `<stem>.json` beside `<stem>.onnx` and `<stem>.int8.onnx`."""
+    return export.with_name(export.name.removesuffix(".onnx").removesuffix(".int8") + ".json")
 
 
 def weights_digest(state_dict: Mapping[str, Any]) -> str:

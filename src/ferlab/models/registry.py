@@ -2,7 +2,7 @@
 
 A builder is ``fn(num_classes, *, option=default, ...) -> FerModel``; its keyword-only
 parameters are the model's options. `create_model` rejects unknown names and options with
-a `FerlabError` naming the valid ones, fills in the spec's config, and loads pretrained
+a `FerlabError` naming the valid ones, names the model's architecture and options, and loads pretrained
 backbone weights when the model takes them.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ferlab.errors import FerlabError
@@ -107,12 +107,11 @@ def create_model(name: str, num_classes: int, **config: Any) -> FerModel:
     resolved = {**entry.defaults, **config}
     pretrained = resolved.pop("pretrained", None)
     model = entry.builder(num_classes, **resolved)
-    model.spec = replace(model.spec, name=name, num_classes=num_classes, config=resolved)
+    model.arch, model.arch_options = name, resolved
     if pretrained is not None:
         from ferlab.models.pretrained import load_backbone_weights
 
-        source = load_backbone_weights(model, pretrained)
-        model.spec = replace(model.spec, pretrained=source)
+        model.pretrained = load_backbone_weights(model, pretrained)
     return model
 
 

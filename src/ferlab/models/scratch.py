@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ferlab.errors import FerlabError
-from ferlab.models.base import FerModel, ModelSpec
+from ferlab.models.base import FerModel
 from ferlab.models.layers import (
     GRAY_MEAN,
     GRAY_STD,
@@ -22,9 +22,19 @@ from ferlab.models.layers import (
 from ferlab.models.registry import register_model
 
 
-def _spec(name: str, num_classes: int, input_size: int, in_channels: int, gradcam_layer: str) -> ModelSpec:
+def _model(
+    backbone: nn.Module, head: nn.Module, num_classes: int, input_size: int, in_channels: int, gradcam_layer: str
+) -> FerModel:
     """Scratch models take pixels mapped to [-1, 1]."""
-    return ModelSpec.of(name, num_classes, input_size, in_channels, gradcam_layer, (GRAY_MEAN * 3, GRAY_STD * 3))
+    return FerModel(
+        backbone,
+        head,
+        num_classes=num_classes,
+        input_size=input_size,
+        in_channels=in_channels,
+        gradcam_layer=gradcam_layer,
+        stats=(GRAY_MEAN * 3, GRAY_STD * 3),
+    )
 
 
 # -- seed_cnn ------------------------------------------------------------------------------
@@ -80,7 +90,7 @@ def _seed_cnn(
     head_layers["out"] = nn.Linear(features, num_classes)
     head = nn.Sequential(head_layers)
 
-    model = FerModel(backbone, head, _spec(name, num_classes, input_size, in_channels, f"backbone.block{len(widths)}"))
+    model = _model(backbone, head, num_classes, input_size, in_channels, f"backbone.block{len(widths)}")
     keras_init_(model)
     return model
 
@@ -170,9 +180,7 @@ def baseline_cnn(num_classes: int, *, input_size: int = 48, in_channels: int = 1
             ]
         )
     )
-    model = FerModel(
-        nn.Sequential(layers), head, _spec("baseline_cnn", num_classes, input_size, in_channels, "backbone.conv3")
-    )
+    model = _model(nn.Sequential(layers), head, num_classes, input_size, in_channels, "backbone.conv3")
     keras_init_(model)
     return model
 
@@ -230,9 +238,7 @@ def vgg13_fer(
             ]
         )
     )
-    model = FerModel(
-        nn.Sequential(layers), head, _spec("vgg13_fer", num_classes, input_size, in_channels, "backbone.block4")
-    )
+    model = _model(nn.Sequential(layers), head, num_classes, input_size, in_channels, "backbone.block4")
     keras_init_(model)
     return model
 
@@ -315,7 +321,7 @@ def resnet18_fer(
             ]
         )
     )
-    model = FerModel(backbone, head, _spec("resnet18_fer", num_classes, input_size, in_channels, "backbone.layer4"))
+    model = _model(backbone, head, num_classes, input_size, in_channels, "backbone.layer4")
     torch_init_(model)
     nn.init.normal_(fc.weight, 0, 0.01)
     return model
@@ -389,7 +395,7 @@ def resnet9_fer(
             ]
         )
     )
-    model = FerModel(backbone, head, _spec("resnet9_fer", num_classes, input_size, in_channels, "backbone.res3"))
+    model = _model(backbone, head, num_classes, input_size, in_channels, "backbone.res3")
     torch_init_(model)
     nn.init.normal_(fc.weight, 0, 0.01)
     return model
@@ -458,8 +464,6 @@ def mini_xception(num_classes: int, *, input_size: int = 48, in_channels: int = 
             ]
         )
     )
-    model = FerModel(
-        nn.Sequential(layers), head, _spec("mini_xception", num_classes, input_size, in_channels, "backbone.module4")
-    )
+    model = _model(nn.Sequential(layers), head, num_classes, input_size, in_channels, "backbone.module4")
     keras_init_(model)
     return model

@@ -1,9 +1,12 @@
-"""The models that ship inside the package: `weights/models.json` maps a name to its files.
+"""The models that ship inside the package, and what a model reference means.
 
-Each shipped model has a weights file (`<name>.pt`), a model card (`<name>.md`) and a record
-(ferlab.models.record: `onnx/<arch>-<digest>.json`, beside its ONNX exports) that says what it
-is. The table can be listed without loading any model or torch (`ferlab models`), and names
-resolve the same way in every command: a shipped name, a run folder or a `model.pt` file.
+`weights/models.json` maps each shipped name to its record (ferlab.models.record:
+`onnx/<arch>-<digest>.json`, beside its ONNX exports), whose `files` name its weights
+(`<name>.pt`) and model card (`<name>.md`); the table's other keys are copies of the records'
+facts, generated with them. The table can be listed without loading any model or torch
+(`ferlab models`), and a reference resolves the same way in every command (`resolve`): a
+shipped name, a run folder, a `model.pt`, an ONNX export with its record beside it, or that
+record itself.
 
 Adding a shipped model (scripts/write_shipped_manifests.py does the writing):
 1. copy its `model.pt` to `weights/<name>.pt` and its card (`ferlab runs card`) to `weights/<name>.md`;
@@ -19,14 +22,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ferlab.errors import FerlabError
-from ferlab.models.record import Headline, ModelRecord, file_sha256
+from ferlab.models.record import Headline, ModelRecord, file_sha256, record_beside
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+ONNX_DIR = WEIGHTS_DIR / "onnx"
 REGISTRY_FILE = WEIGHTS_DIR / "models.json"
 DEFAULT_MODEL = "ferplus8-robust-40"
 FAST_MODEL = "ferplus8-fast"
@@ -37,58 +41,20 @@ MODEL_ENV = "FERLAB_MODEL"
 name, a model.pt or a run folder."""
 
 
-@dataclass(frozen=True)
-class ShippedModel:
-    """Where a shipped model's files are; what it is comes from its record (ferlab.models.record)."""
-
-    name: str
-    file: str
-    """The `model.pt` bundle, relative to the package's weights folder."""
-    manifest: str
-    """Its record, the JSON beside its ONNX exports, relative to the weights folder."""
-    card: str
-
-    @property
-    def path(self) -> Path:
-        return WEIGHTS_DIR / self.file
-
-    @property
-    def manifest_path(self) -> Path:
-        return WEIGHTS_DIR / self.manifest
-
-    @property
-    def card_path(self) -> Path:
-        return WEIGHTS_DIR / self.card
-
-    @cached_property
-    def record(self) -> ModelRecord:
-        return ModelRecord.load(self.manifest_path)
-
-    # What `ferlab models` lists, read from the record (the names models.json has always had).
-    description = property(lambda self: self.record.description or "")
-    classes = property(lambda self: self.record.classes)
-    input = property(lambda self: self.record.input_text)
-    license = property(lambda self: self.record.license or "")
-    test_set = property(lambda self: self.record.headline.test_set if self.record.headline else "")
-    accuracy = property(lambda self: 100 * self.record.headline.accuracy if self.record.headline else float("nan"))
-    """Headline test accuracy in percent."""
-    macro_f1 = property(lambda self: self.record.headline.macro_f1 if self.record.headline else float("nan"))
-
-
-TABLE_KEYS = ("file", "manifest", "card")
-"""What shipped_models() reads from each models.json entry; the entry's other keys are copies of
-its record's facts, for readers of the table (scripts/write_shipped_manifests.py writes them)."""
-
-
 @cache
-def shipped_models() -> dict[str, ShippedModel]:
-    """Every shipped model by name, the default first."""
+def shipped_models() -> dict[str, ModelRecord]:
+    """Every shipped model's record by name, the default first."""
     try:
         table = json.loads(REGISTRY_FILE.read_text())
-        models = {name: ShippedModel(name, *(str(entry[key]) for key in TABLE_KEYS)) for name, entry in table.items()}
+        paths = {name: WEIGHTS_DIR / str(entry["manifest"]) for name, entry in table.items()}
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise FerlabError(f"{REGISTRY_FILE}: the shipped-model table is unreadable ({exc}); reinstall ferlab") from None
-    return models
+    return {name: ModelRecord.load(path) for name, path in paths.items()}
+
+
+def shipped_file(record: ModelRecord, role: str) -> Path:
+    """A shipped model's file by its role: weights and card in the weights folder, exports in weights/onnx."""
+    return (ONNX_DIR if role.startswith("onnx") else WEIGHTS_DIR) / record.files[role]
 
 
 def bundle_file(path: str | Path) -> Path:
@@ -102,20 +68,68 @@ def default_model() -> str:
     return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
 
 
-def resolve_model(name_or_path: str | Path | None = None) -> Path:
-    """A model file from a path (model.pt or run folder) or the name of a shipped model
-    (None: $FERLAB_MODEL, else the shipped default)."""
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What a model reference means, worked out once, at the edge: its record where one is
+    readable without torch, its weights file where it has one, and where its exports are."""
+
+    label: str
+    """A short name: the shipped name, the run folder's name or the file's stem."""
+    path: Path
+    """The weights file or run folder, or the record or export named."""
+    weights: Path | None
+    """The `model.pt`; None for an export named by itself or its record."""
+    record: ModelRecord | None
+    """None for a model file: its record is inside it, and reading it needs torch."""
+    exports: Path | None = None
+    """The folder of a record named directly: its exports are looked for there first."""
+
+    @property
+    def export(self) -> Path | None:
+        """The ONNX file named directly, which runs as it is."""
+        return self.path if self.path.suffix == ".onnx" else None
+
+    def weights_file(self) -> Path:
+        """The `model.pt`, for what needs the network itself (evaluation, export, Grad-CAM)."""
+        if self.weights is None:
+            raise FerlabError(
+                f"{self.path}: an ONNX export and its record run the model but hold no weights; "
+                "this needs the model.pt it was exported from"
+            )
+        return self.weights
+
+
+def resolve(name_or_path: str | Path | None = None) -> ResolvedModel:
+    """A model reference (None: $FERLAB_MODEL, else the shipped default) resolved to its files
+    and, where it is readable without torch, its record; a one-line error for anything else."""
     reference = name_or_path or default_model()
     path = Path(reference).expanduser()
     if path.exists():
-        return path
+        if path.suffix == ".onnx":
+            record_path = record_beside(path)
+            if not record_path.is_file():
+                raise FerlabError(f"{path}: an ONNX export without its record {record_path.name} beside it")
+            record = ModelRecord.load(record_path)
+            return ResolvedModel(record.name or path.stem, path, None, record, path.parent)
+        if path.suffix == ".json":
+            record = ModelRecord.load(path)
+            return ResolvedModel(record.name or path.stem, path, None, record, path.parent)
+        return ResolvedModel(model_label(reference, path), path, bundle_file(path), None)
     shipped = shipped_models()
     if str(reference) in shipped:
-        return shipped[str(reference)].path
+        record = shipped[str(reference)]
+        return ResolvedModel(str(reference), shipped_file(record, "weights"), shipped_file(record, "weights"), record)
     raise FerlabError(
         f"no model {str(reference)!r}: not a file or run folder, and not a shipped model "
         f"({', '.join(shipped) or 'none shipped'})"
     )
+
+
+def resolve_model(name_or_path: str | Path | None = None) -> Path:
+    """The weights file or run folder a reference names, for what needs the network itself."""
+    resolved = resolve(name_or_path)
+    resolved.weights_file()
+    return resolved.path
 
 
 def shipped_name(name_or_path: str | Path | None) -> str | None:
@@ -134,33 +148,29 @@ def model_label(reference: str | Path | None, path: Path) -> str:
     return path.resolve().parent.name if path.name == "model.pt" else path.stem
 
 
-ONNX_DIR = WEIGHTS_DIR / "onnx"
-
-
 def shipped_record(
-    entry: ShippedModel, weights: ModelRecord, description: str, headline: Headline | None, license: str
+    name: str, weights: ModelRecord, description: str, headline: Headline | None, license: str
 ) -> ModelRecord:
-    """The record of a shipped model: what its weights file says (`weights`, its bundle's
-    `record(file_sha256(entry.path))`), the facts that describe it, and its files as they are in
-    the weights folder (exports found by the weights' digest)."""
-    record = weights
-    files, checksums = {"weights": entry.file, "card": entry.card}, {}
+    """The record of shipped model `name`: what its weights file `weights/<name>.pt` says (its
+    bundle's `current_record(...)` of that file), the facts that describe it, and its files as they
+    are in the weights folder (exports found by the weights' digest)."""
+    files, checksums = {"weights": f"{name}.pt", "card": f"{name}.md"}, {}
     for role, precision in (("onnx", "fp32"), ("onnx_int8", "int8")):
-        export = ONNX_DIR / record.onnx_name(precision)  # type: ignore[arg-type]
+        export = ONNX_DIR / weights.onnx_name(precision)  # type: ignore[arg-type]
         if export.is_file():
             files[role], checksums[role] = export.name, file_sha256(export)
-    return record.with_facts(
-        name=entry.name, description=description, headline=headline, license=license, files=files, checksums=checksums
+    return weights.with_facts(
+        name=name, description=description, headline=headline, license=license, files=files, checksums=checksums
     )
 
 
-def table_entry(entry: ShippedModel, record: ModelRecord) -> dict[str, Any]:
-    """A models.json entry: where the files are, and a copy of the record's facts for its readers."""
+def table_entry(record: ModelRecord) -> dict[str, Any]:
+    """A models.json entry: where its record is, and copies of the record's facts for readers of the table."""
     headline = record.headline
     return {
-        "file": entry.file,
+        "file": record.files["weights"],
         "manifest": f"onnx/{record.file_name}",
-        "card": entry.card,
+        "card": record.files["card"],
         "description": record.description,
         "classes": list(record.classes),
         "input": record.input_text,

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from ferlab.models.base import FerModel, ModelSpec
+from ferlab.models.base import FerModel
 from ferlab.models.layers import (
     GRAY_MEAN,
     GRAY_STD,
@@ -87,11 +87,16 @@ def transfer_model(cls: B) -> B:
         extra = {key: check_rate(name, key, options[key]) for key in cls.options}
         backbone = cls(options["in_channels"], **extra)
         head = TransferHead(backbone.out_channels, num_classes, hidden, dropout)
-        stats = (cls.input_mean, cls.input_std)
-        spec = ModelSpec.of(
-            name, num_classes, options["input_size"], options["in_channels"], cls.gradcam_layer, stats, transfer=True
+        return FerModel(
+            backbone,
+            head,
+            num_classes=num_classes,
+            input_size=options["input_size"],
+            in_channels=options["in_channels"],
+            gradcam_layer=cls.gradcam_layer,
+            stats=(cls.input_mean, cls.input_std),
+            transfer=True,
         )
-        return FerModel(backbone, head, spec)
 
     add_model(cls.model_name, build, {**HEAD_OPTIONS, **cls.options}, cls.summary, pretrained=True)
     return cls

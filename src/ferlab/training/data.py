@@ -19,7 +19,7 @@ from ferlab.data.stats import balanced_class_weights
 from ferlab.data.tensors import to_uint8_tensor
 from ferlab.errors import FerlabError
 from ferlab.labels import LabelSet, get_label_set, map_labels
-from ferlab.models.manifest import file_sha256
+from ferlab.models.record import file_sha256
 from ferlab.training.config import ExperimentConfig
 
 logger = logging.getLogger("ferlab.training")

@@ -25,7 +25,7 @@ from ferlab.training.distributed import Ranks, init_process_group
 logger = logging.getLogger("ferlab.training")
 
 PRECISION_LABELS = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}
-"""How metrics.json and BundleInfo name a precision (`bf16 autocast` as before)."""
+"""How metrics.json and the model record name a precision (`bf16 autocast` as before)."""
 
 DATA_ON_DEVICE_SHARE = 0.25
 """Keep the uint8 training images on the GPU when they take at most this share of its free memory."""

@@ -9,10 +9,11 @@ import torch
 
 from ferlab.data.dataset import FaceDataset
 from ferlab.models.base import FerModel
-from ferlab.models.bundle import BundleInfo, ModelBundle, save_bundle
+from ferlab.models.bundle import ModelBundle, save_bundle, trainer_headline, training_metrics
 from ferlab.models.calibration import expected_calibration_error, fit_temperature, softmax
 from ferlab.models.pretrained import interpolate_with_start
 from ferlab.models.prior import prior_of_targets
+from ferlab.models.record import Training
 from ferlab.training.augment import augment
 from ferlab.training.config import ExperimentConfig
 from ferlab.training.data import SplitTensors, TrainingData, split_tensors
@@ -88,24 +89,41 @@ def _test_scores(model: FerModel, dataset: FaceDataset, runtime: Runtime, classe
     return scores(served_logits(model, test.images, runtime, tta), test.labels, classes)
 
 
-def bundle_info(config: ExperimentConfig, data: TrainingData, metrics: dict[str, Any], runtime: Runtime) -> BundleInfo:
+def finished_bundle(
+    model: FerModel,
+    config: ExperimentConfig,
+    data: TrainingData,
+    temperature: float,
+    metrics: dict[str, Any],
+    runtime: Runtime,
+) -> ModelBundle:
+    """The model with its record: what it predicts, how it was trained and what the run measured."""
     train = config.train
-    return BundleInfo(
-        run=config.name,
-        data=config.data.path,
+    training = Training(
         data_format=config.data.format,
         split_seed=config.data.split_seed,
         val_clean=config.data.val_clean,
         teacher=train.teacher,
         distill_temperature=train.distill_temperature if train.teacher else None,
         distill_weight=train.distill_weight if train.teacher else None,
-        class_prior=prior_of_targets(data.train.targets.cpu().numpy()),
-        tta=train.tta,
-        metrics=metrics,
         precision=runtime.precision_label,
         device=str(runtime.device),
         device_name=metrics["device_name"],
         world_size=runtime.world_size,
+        metrics=training_metrics(metrics),
+    )
+    prior = prior_of_targets(data.train.targets.cpu().numpy())
+    return ModelBundle.of(
+        model,
+        data.label_set,
+        temperature,
+        class_prior=tuple(prior),
+        tta=train.tta,
+        name=config.name,
+        headline=trainer_headline(config.data.path, metrics),
+        run=config.name,
+        training_data=config.data.path,
+        training=training,
     )
 
 
@@ -123,11 +141,11 @@ def finish_run(
     from ferlab.training.runs import plot_history
 
     if config.train.interpolate < 1:
-        assert model.spec.pretrained is not None  # build_config requires model.params.pretrained
-        mixed = interpolate_with_start(model, model.spec.pretrained, config.train.interpolate)
+        assert model.pretrained is not None  # build_config requires model.params.pretrained
+        mixed = interpolate_with_start(model, model.pretrained, config.train.interpolate)
         folder.log(
             f"# final weights: {config.train.interpolate:g} x the best fine-tuned + "
-            f"{1 - config.train.interpolate:g} x {model.spec.pretrained} ({mixed} tensors mixed)"
+            f"{1 - config.train.interpolate:g} x {model.pretrained} ({mixed} tensors mixed)"
         )
     metrics, temperature = final_metrics(model, config, data, state, runtime)
     if config.train.interpolate < 1:
@@ -135,9 +153,6 @@ def finish_run(
     if folder.writer:
         plot_history(state.history, folder.path / "curves.png")
         model = model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-        info = bundle_info(config, data, metrics, runtime)
-        save_bundle(
-            ModelBundle(model=model, label_set=data.label_set, temperature=temperature, info=info), folder.model
-        )
+        save_bundle(finished_bundle(model, config, data, temperature, metrics, runtime), folder.model)
         folder.write_metrics(metrics)
     return metrics

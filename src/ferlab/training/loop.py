@@ -142,7 +142,7 @@ def train_one_epoch(
     seed: tuple[int, ...],
 ) -> dict[str, float]:
     """One pass over the training split. `network` is what runs forward and backward (the model,
-    or its DistributedDataParallel wrapper); `model` gives the input spec."""
+    or its DistributedDataParallel wrapper); `model` gives the input's normalisation."""
     config, data, runtime = inputs.config, inputs.data, inputs.runtime
     generator = epoch_generator(*seed)
     n = len(data.labels)
@@ -155,7 +155,6 @@ def train_one_epoch(
     local = inputs.batch_size // runtime.world_size
     mine = slice(runtime.rank * local, (runtime.rank + 1) * local)
     mix_rng = np.random.default_rng(list(seed))
-    spec = model.spec
     network.train()
     total_loss, correct, seen = 0.0, 0.0, 0.0
     started = time.perf_counter()
@@ -170,7 +169,7 @@ def train_one_epoch(
         if runtime.cuda and raw.device != runtime.device:  # data in pinned host memory: augment on the GPU
             raw, targets = raw.to(runtime.device, non_blocking=True), targets.to(runtime.device, non_blocking=True)
             taught = taught.to(runtime.device, non_blocking=True) if taught is not None else None
-        x = runtime.prepare(augment(raw, config.augment, generator), spec.input_mean, spec.input_std)
+        x = runtime.prepare(augment(raw, config.augment, generator), model.input_mean, model.input_std)
         if config.train.mixup_alpha > 0:
             lam = float(mix_rng.beta(config.train.mixup_alpha, config.train.mixup_alpha))
             perm = torch.randperm(len(index), generator=generator).to(x.device)
@@ -215,11 +214,10 @@ def train_one_epoch(
 def predict_logits(model: FerModel, images: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     """float32 logits on the CPU for uint8 images, in batches on the runtime's device."""
     model.eval()
-    spec = model.spec
     outputs = []
     for start in range(0, len(images), EVAL_BATCH):
         with runtime.autocast():
-            x = runtime.prepare(images[start : start + EVAL_BATCH], spec.input_mean, spec.input_std)
+            x = runtime.prepare(images[start : start + EVAL_BATCH], model.input_mean, model.input_std)
             outputs.append(model(x).float().cpu())
     return torch.cat(outputs)
 

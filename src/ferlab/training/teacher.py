@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from ferlab.errors import FerlabError
 from ferlab.labels import LabelSet
-from ferlab.models.base import ModelSpec
+from ferlab.models.base import FerModel
 from ferlab.models.bundle import load_bundle
-from ferlab.models.manifest import file_sha256
+from ferlab.models.record import file_sha256
 from ferlab.models.shipped import bundle_file
 from ferlab.training.config import ExperimentConfig, TrainConfig
 from ferlab.training.device import Runtime
@@ -24,7 +24,7 @@ EVAL_BATCH = 256
 
 @torch.no_grad()
 def teacher_probabilities(
-    config: ExperimentConfig, label_set: LabelSet, student: ModelSpec, images: torch.Tensor, runtime: Runtime
+    config: ExperimentConfig, label_set: LabelSet, student: FerModel, images: torch.Tensor, runtime: Runtime
 ) -> tuple[torch.Tensor, str]:
     """The teacher's softened predictions on the un-augmented training images, and the sha256 of
     its file (which goes into each checkpoint, so a run never resumes with another teacher).
@@ -38,23 +38,23 @@ def teacher_probabilities(
     assert teacher_path is not None
     teacher = load_bundle(teacher_path)
     digest = file_sha256(bundle_file(teacher_path))
-    if teacher.info.data not in (None, config.data.path):
+    if teacher.record.training_data not in (None, config.data.path):
         logger.warning(
             "the teacher %s was trained on %s, this run on %s: make sure it never saw this run's "
             "validation or test images",
             teacher_path,
-            teacher.info.data,
+            teacher.record.training_data,
             config.data.path,
         )
-    if teacher.label_set.classes != label_set.classes:
+    if teacher.record.classes != label_set.classes:
         raise FerlabError(
-            f"the teacher {teacher_path} predicts {', '.join(teacher.label_set.classes)}, the training data "
+            f"the teacher {teacher_path} predicts {', '.join(teacher.record.classes)}, the training data "
             f"has {', '.join(label_set.classes)}: distillation needs the same classes in the same order"
         )
-    spec = teacher.spec
-    if (spec.input_size, spec.in_channels) != (student.input_size, student.in_channels):
+    record = teacher.record
+    if (record.input_size, record.in_channels) != (student.input_size, student.in_channels):
         raise FerlabError(
-            f"the teacher {teacher_path} takes {spec.in_channels}x{spec.input_size}x{spec.input_size} faces, "
+            f"the teacher {teacher_path} takes {record.in_channels}x{record.input_size}x{record.input_size} faces, "
             f"the student {student.in_channels}x{student.input_size}x{student.input_size}: give the student "
             "the teacher's input_size and in_channels"
         )
@@ -63,10 +63,10 @@ def teacher_probabilities(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     logits = []
     for start in range(0, len(images), EVAL_BATCH):
-        batch = runtime.prepare(images[start : start + EVAL_BATCH], spec.input_mean, spec.input_std)
+        batch = runtime.prepare(images[start : start + EVAL_BATCH], record.input_mean, record.input_std)
         with runtime.autocast():
             batch_logits = model(batch).float()
-            if teacher.info.tta == "flip":
+            if teacher.record.tta == "flip":
                 batch_logits = (batch_logits + model(batch.flip(-1)).float()) / 2
             logits.append(batch_logits)
     probabilities = torch.softmax(torch.cat(logits) / config.train.distill_temperature, dim=1)

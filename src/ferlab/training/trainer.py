@@ -74,11 +74,11 @@ class Trainer:
                 f"config model.params {params} do not build a {config.model.name} "
                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
             ) from None
-        data = prepare_data(config, probe.spec.input_size, probe.spec.in_channels)
+        data = prepare_data(config, probe.input_size, probe.in_channels)
         model: FerModel = create_model(config.model.name, len(data.label_set), **params)
         taught = None
         if train.teacher:
-            taught, digest = teacher_probabilities(config, data.label_set, model.spec, data.train.images, self.runtime)
+            taught, digest = teacher_probabilities(config, data.label_set, model, data.train.images, self.runtime)
             data.input_digests["train.teacher"] = digest
         self.batch_size = prep.global_batch(len(data.train.labels), train.batch_size, self.runtime.world_size)
         self.model, self.teacher_probabilities = place(model, data, taught, self.runtime, train)
