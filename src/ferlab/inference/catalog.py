@@ -15,7 +15,7 @@ from typing import Any
 
 from ferlab.data.names import dataset_name
 from ferlab.models.record import ModelRecord
-from ferlab.models.shipped import default_model, resolve, shipped_models
+from ferlab.models.shipped import default_model, model_label, resolve, shipped_models
 
 EXTRA_MODELS_ENV = "FERLAB_MODELS"
 """More model files or run folders to offer, separated by os.pathsep (':' on Linux)."""
@@ -36,11 +36,10 @@ def installed_models() -> list[str]:
 
 
 def model_name(reference: str | Path) -> str:
-    """A short name for a model reference: the shipped name, or the run folder / file stem."""
+    """A short name for a model reference (`model_label`'s); one that names nothing is kept as
+    given, so a front end can list it and say why it fails when chosen."""
     path = Path(reference)
-    if str(reference) in shipped_models() or not path.exists():
-        return str(reference)
-    return path.name if path.is_dir() else path.parent.name if path.name == "model.pt" else path.stem
+    return model_label(reference, path) if path.exists() else str(reference)
 
 
 def model_summary(record: ModelRecord, reference: str | Path | None = None) -> dict[str, Any]:
