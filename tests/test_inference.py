@@ -18,6 +18,7 @@ from ferlab.cli.main import app
 from ferlab.data import imageio
 from ferlab.data.imageio import as_rgb
 from ferlab.errors import FerlabError
+from ferlab.inference.catalog import model_name
 from ferlab.inference.detection import HaarDetector, create_detector
 from ferlab.inference.predictor import FacePrediction, Predictor, resolve_model
 from ferlab.inference.tracking import FaceTracker
@@ -149,6 +150,17 @@ def test_model_names_resolve_or_fail_clearly(tmp_path: Path) -> None:
         resolve_model("nonexistent")
     with pytest.raises(FerlabError, match="unknown face detector"):
         create_detector("yolo")
+
+
+def test_front_ends_name_a_model_by_its_shipped_name_run_folder_or_file(tmp_path: Path) -> None:
+    run = tmp_path / "my-run"
+    run.mkdir()
+    (run / "model.pt").write_bytes(b"")
+    (tmp_path / "other.pt").write_bytes(b"")
+    assert model_name("ferplus8") == "ferplus8"
+    assert model_name(run) == model_name(run / "model.pt") == "my-run"
+    assert model_name(tmp_path / "other.pt") == "other"
+    assert model_name(tmp_path / "gone.pt") == str(tmp_path / "gone.pt")  # kept, so choosing it says why it fails
 
 
 # --- tracking, CLI, video, export -----------------------------------------------------------
