@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import ferlab
 from conftest import blob_image, cli_error, fails_with, invoke, write_image
 from ferlab.data.second_labels import NO_LABEL, read_second_labels, second_labels_of
 from ferlab.errors import FerlabError
@@ -172,6 +173,8 @@ def test_a_two_head_run_saves_the_ferplus_model_and_splits_off_a_fer2013_one(
         torch.testing.assert_close(written.model(x), second.model.eval()(x))
     with fails_with(FerlabError, "one head", "data.second_labels"):
         split_heads(written)
+    api = ferlab.split_heads(run_dir, tmp_path / "api.pt")
+    assert api == tmp_path / "api.pt" and load_bundle(api).record.weights_digest == second.record.weights_digest
     cli_error(invoke("export", "--model", run_dir, "--head", "second", "--out", run_dir), "two-head model itself")
     cli_error(invoke("export", "--model", run_dir, "--head", "third"), "--head", "first", "second", "third")
 

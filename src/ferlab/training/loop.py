@@ -223,18 +223,19 @@ def train_one_epoch(
         total_loss, correct, seen, second_correct, second_seen = inputs.all_reduce(
             [total_loss, correct, seen, second_correct, second_seen]
         )
-    two_heads = {"train_second_accuracy": second_correct / max(1, second_seen)}
-    return {
+    figures = {
         "train_loss": total_loss / max(1, seen),
         "train_accuracy": correct / max(1, seen),
         "images_per_s": seen / seconds,
-        **(two_heads if data.second_labels is not None else {}),
     }
+    if data.second_labels is not None:
+        figures["train_second_accuracy"] = second_correct / max(1, second_seen)
+    return figures
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the images with a label (>= 0; NO_LABEL is -1): a batch in which
-    no image has one adds exactly 0 to the loss and its gradient. No host sync (a GPU keeps going)."""
+    no image has one adds exactly 0 to the loss and its gradient."""
     known = labels >= 0
     losses = F.cross_entropy(logits.float(), labels.clamp(min=0), reduction="none")
     return (losses * known).sum() / known.sum().clamp(min=1)
