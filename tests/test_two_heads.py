@@ -194,7 +194,7 @@ def test_resume_carries_the_second_head(
     monkeypatch.setattr(Trainer, "_run_epoch", run_one_then_die)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(build_config({"name": "killed"}, overrides), tmp_path)
-    saved = torch.load(tmp_path / "killed" / "last.pt", weights_only=False)
+    saved = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
     assert any(k.startswith("second_head.") for k in saved["model"])
     monkeypatch.setattr(Trainer, "_run_epoch", original)
     resume(tmp_path / "killed")
