@@ -6,7 +6,8 @@ for face in predictor.predict(ferlab.SAMPLE):   # or "photo.jpg", a PIL image, a
     print(face.box, face.label, face.confidence, face.probabilities)
 
 Every command has its call here, the very function the command runs: `ferlab.train`,
-`ferlab.resume`, `ferlab.evaluate`, `ferlab.bench`, `ferlab.export`, `ferlab.list_models`.
+`ferlab.resume`, `ferlab.evaluate`, `ferlab.bench`, `ferlab.export` (and `ferlab.split_heads`, its
+`--head second`), `ferlab.list_models`.
 Importing ferlab imports none of them (nor torch) until one is called.
 """
 
@@ -92,6 +93,15 @@ def export(model: str | Path, out: str | Path | None = None, **options: Any) -> 
     from ferlab.inference.export import export_model
 
     return export_model(model, out, **options)
+
+
+def split_heads(model: str | Path, out: str | Path | None = None) -> Path:
+    """Write the FER2013 head of a two-head run (`data.second_labels`) as a model file of its own
+    (`ferlab export --head second`); `out` is a `.pt` file or a folder. Its temperature is 1.0,
+    not fitted. Returns the file written (ferlab.models.bundle.write_second_head)."""
+    from ferlab.models.bundle import write_second_head
+
+    return write_second_head(model, out)[0]
 
 
 def list_models() -> dict[str, ModelRecord]:

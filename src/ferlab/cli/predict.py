@@ -294,12 +294,35 @@ def export(
     calibration: Annotated[
         Path | None, typer.Option("--calibration", help="With --int8: the dataset whose train split calibrates it.")
     ] = None,
+    head: Annotated[
+        str,
+        typer.Option(
+            "--head",
+            help="first: the model as served (ONNX). second: a two-head run's second (FER2013) head, written "
+            "as a model.pt of its own at --out (a .pt file or a folder; temperature 1.0, not fitted); export "
+            "that to ONNX with another `ferlab export --model`.",
+        ),
+    ] = "first",
     old_model: OldModelArg = None,
 ) -> None:
     """Export a model for other runtimes (ONNX); checks the export against torch before reporting success."""
     import ferlab
 
     model = model_or_old_argument(model, old_model, "export")
+    if head not in ("first", "second"):
+        raise FerlabError(f"--head must be first or second, got {head!r}")
+    if head == "second":
+        if int8:
+            raise FerlabError("--head second writes a model.pt; export that with --int8 afterwards")
+        from ferlab.models.bundle import write_second_head
+        from ferlab.models.shipped import default_model
+
+        written, record = write_second_head(model or default_model(), out)
+        typer.echo(
+            f"wrote {written}: {record.name}, classes {', '.join(record.classes)} (label set {record.label_set}), "
+            "temperature 1.0 (not fitted)"
+        )
+        return
     if int8 and calibration is None:  # said in the command's words; ferlab.export checks it too
         raise FerlabError("--int8 needs --calibration DATA: training faces set the int8 scales")
     from ferlab.models.shipped import default_model

@@ -1,6 +1,9 @@
 """What every ferlab model is: a backbone, a head, and the facts that say how to feed it.
 
-A `FerModel` computes ``head(backbone(x))`` and returns logits (no softmax). It declares the
+A `FerModel` computes ``head(backbone(x))`` and returns logits (no softmax). A two-head model
+also has a `second_head` beside `head`, on the same backbone features, trained on a second
+label set; `forward` still returns the first head's logits, so Grad-CAM, export and serving
+see the model they always saw. It declares the
 input it expects and the layer Grad-CAM should look at under the names its record
 (ferlab.models.record) gives them, which copies them when the model is finished;
 `freeze_backbone` and `unfreeze_top` implement the usual two-phase transfer-learning recipe.
@@ -56,9 +59,31 @@ class FerModel(nn.Module):
         self.transfer = transfer
         self.pretrained: str | None = None
         """Where the backbone's starting weights came from (set by `create_model`)."""
+        self.second_head: nn.Module | None = None
+        """A head for a second label set on the same features (`registry.add_second_head`), or None."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    def forward(self, x: torch.Tensor, both: bool = False) -> Any:
+        """The logits; with `both`, (logits, second head's logits). A keyword of `forward` rather
+        than another method so that a DistributedDataParallel wrapper runs both heads too."""
+        features = self.backbone(x)
+        if not both:
+            return self.head(features)
+        if self.second_head is None:
+            raise FerlabError(f"this {self.arch} model has one head; it was not trained with data.second_labels")
+        return self.head(features), self.second_head(features)
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(first head's logits, second head's logits) of one backbone pass."""
+        logits, second = self(x, both=True)
+        return logits, second
+
+    def primary_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state dict of the one-head model (backbone and `head`): what a model file holds as
+        its weights, so a two-head run's model.pt loads as the plain model it serves."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("second_head.")}
+
+    def heads(self) -> list[nn.Module]:
+        return [self.head] if self.second_head is None else [self.head, self.second_head]
 
     # -- transfer learning -------------------------------------------------------------
 
@@ -87,11 +112,11 @@ class FerModel(nn.Module):
         return layers
 
     def freeze_backbone(self) -> None:
-        """Make only the head trainable."""
+        """Make only the head (or both heads) trainable."""
         self.unfreeze_top(0)
 
     def unfreeze_top(self, k: int, count: str = "weights") -> None:
-        """Make exactly the last `k` backbone layers and the head trainable.
+        """Make exactly the last `k` backbone layers and the head (both heads) trainable.
 
         `count` says what a layer is: "weights", a module that owns parameters
         (`backbone_layers`); "keras", a layer of the Keras model the backbone reproduces
@@ -108,8 +133,9 @@ class FerModel(nn.Module):
         for _, module in layers[len(layers) - min(k, len(layers)) :]:
             for p in module.parameters(recurse=False) if module is not None else ():
                 p.requires_grad_(True)
-        for p in self.head.parameters():
-            p.requires_grad_(True)
+        for head in self.heads():
+            for p in head.parameters():
+                p.requires_grad_(True)
         self.train(self.training)
 
     def unfreeze_all(self) -> None:

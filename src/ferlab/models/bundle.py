@@ -3,13 +3,19 @@
 A bundle is what the trainer hands to the evaluator, the predictor and the exporters: the
 network and its record (ferlab.models.record), which says what it is, how to feed it and how
 it was made. Loading it never needs the training config or the dataset.
+
+A two-head run (`data.second_labels`) also keeps its second head in the file, apart from the
+weights (`second_head`: its label set, training prior and state dict): the file loads, in this
+version and older ones, as the one-head model its record describes, and `split_heads` makes the
+second head a model of its own.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +38,38 @@ KEPT_APART = ("label_set", "classes", "temperature", "precision", "device", "dev
 """metrics.json keys the record holds as facts of their own, so `Training.metrics` drops them."""
 
 
+@dataclass(frozen=True)
+class SecondHead:
+    """The second head of a two-head model: what it predicts and its weights (the keys of the
+    architecture's `head`), kept beside the one-head model's weights."""
+
+    labels: LabelSet
+    state_dict: dict[str, torch.Tensor]
+    class_prior: tuple[float, ...] | None = None
+    """The prior of its labels over the training images that had one."""
+
+    def to_dict(self) -> dict[str, Any]:
+        prior = None if self.class_prior is None else list(self.class_prior)
+        return {
+            "label_set": self.labels.name,
+            "classes": list(self.labels.classes),
+            "class_prior": prior,
+            "state_dict": self.state_dict,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SecondHead:
+        prior = data.get("class_prior")
+        labels = LabelSet(data["label_set"], tuple(data["classes"]))
+        return cls(labels, dict(data["state_dict"]), None if prior is None else tuple(float(p) for p in prior))
+
+
 @dataclass
 class ModelBundle:
     model: FerModel
     record: ModelRecord
+    second: SecondHead | None = None
+    """A two-head run's second head (not part of `model`, whose forward is the first head's)."""
 
     @classmethod
     def of(cls, model: FerModel, label_set: LabelSet, temperature: float = 1.0, **facts: Any) -> ModelBundle:
@@ -51,7 +85,7 @@ class ModelBundle:
             input_std=tuple(float(v) for v in model.input_std),
             temperature=float(temperature),
             class_prior=None,
-            weights_digest=weights_digest(model.state_dict()),
+            weights_digest=weights_digest(model.primary_state_dict()),
             arch_options=dict(model.arch_options),
             gradcam_layer=model.gradcam_layer,
             transfer=model.transfer,
@@ -64,7 +98,7 @@ class ModelBundle:
         been trained on since) and, with `source`, the sha256 of the file it was loaded from (for
         the record beside an export of that file)."""
         return self.record.with_facts(
-            weights_digest=weights_digest(self.model.state_dict()),
+            weights_digest=weights_digest(self.model.primary_state_dict()),
             source_sha256=None if source is None else file_sha256(source),
         )
 
@@ -113,7 +147,10 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 def save_bundle(bundle: ModelBundle, path: Path) -> None:
     record = bundle.current_record()
-    atomic_save({"format": BUNDLE_FORMAT, "record": record.to_dict(), "state_dict": bundle.model.state_dict()}, path)
+    saved = {"format": BUNDLE_FORMAT, "record": record.to_dict(), "state_dict": bundle.model.primary_state_dict()}
+    if bundle.second is not None:
+        saved["second_head"] = bundle.second.to_dict()
+    atomic_save(saved, path)
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
@@ -134,10 +171,68 @@ def load_bundle(path: str | Path) -> ModelBundle:
         model.load_state_dict(data["state_dict"])
         model.pretrained = record.pretrained
         model.eval()
-        return ModelBundle(model, record)
+        second = SecondHead.from_dict(data["second_head"]) if data.get("second_head") is not None else None
+        return ModelBundle(model, record, second)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:160]
         raise FerlabError(f"{path}: a damaged ferlab model file ({type(exc).__name__}: {reason})") from None
+
+
+def split_heads(bundle: ModelBundle) -> tuple[ModelBundle, ModelBundle]:
+    """A two-head model as two plain ones on copies of its backbone: (the first head's model, as
+    the file serves it; the second head's, with its own label set and record).
+
+    The second model's record says which run it came from and that its temperature is 1.0, not
+    fitted (the run fitted only the first head's); its test figures are not the first head's, so
+    it quotes none."""
+    if bundle.second is None:
+        raise FerlabError(
+            f"{bundle.record.name or 'this model'} has one head: only a run with data.second_labels has a second"
+        )
+    primary = copy.deepcopy(bundle.model)
+    primary.second_head = None
+    second, record = bundle.second, bundle.record
+    model = create_model(record.arch, len(second.labels), **record.arch_options)
+    backbone = {k: v for k, v in primary.state_dict().items() if not k.startswith("head.")}
+    try:
+        model.load_state_dict({**backbone, **{f"head.{k}": v for k, v in second.state_dict.items()}})
+    except RuntimeError as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise FerlabError(f"{record.name or 'this model'}: a damaged second head ({reason})") from None
+    model.pretrained = record.pretrained
+    model.eval()
+    run = record.run or record.name or "a two-head run"
+    split = ModelBundle.of(
+        model,
+        second.labels,
+        1.0,
+        class_prior=second.class_prior,
+        tta=record.tta,
+        name=f"{record.name or run}-{second.labels.name}",
+        description=(
+            f"the {second.labels.name} head of the two-head run {run} (beside its {record.label_set} head, "
+            "on the same backbone); temperature 1.0, not fitted"
+        ),
+        run=record.run,
+        training_data=record.training_data,
+        training=replace(record.training, metrics={"two_head_run": run, "head": "second"}),
+    )
+    return ModelBundle(primary, record), split
+
+
+def write_second_head(model: str | Path, out: str | Path | None = None) -> tuple[Path, ModelRecord]:
+    """Write the second head of the two-head model file `model` as a plain model file (`ferlab
+    export --head second`): `out` is a `.pt` file or a folder for its model.pt (default: a folder
+    in the working directory named as the new model). Returns the file and its record."""
+    source = bundle_file(model)
+    _, second = split_heads(load_bundle(source))
+    target = Path(out) if out is not None else Path(second.record.name or "second-head")
+    if target.suffix != ".pt":
+        target = target / "model.pt"
+    if target.resolve() == source.resolve():
+        raise FerlabError(f"{target}: that is the two-head model itself; write the second head elsewhere")
+    save_bundle(second, target)
+    return target, second.record
 
 
 def _converted(data: dict[str, Any], path: Path) -> ModelRecord:

@@ -124,3 +124,13 @@ def _ensure_loaded() -> None:
     if not _LOADED:
         _LOADED = True
         from ferlab.models import scratch, transfer  # noqa: F401  (imported for their decorators)
+
+
+def add_second_head(model: FerModel, num_classes: int) -> None:
+    """Give `model` a second head for `num_classes` classes beside its own, on the same features.
+
+    The second head is the architecture's own head built for those classes (a fresh
+    ``create_model(arch, num_classes, **arch_options).head``: linear, or the hidden layer and
+    dropout the architecture's options ask for), so that the head split off a two-head model
+    with its backbone is a plain model of the same architecture (`bundle.split_heads`)."""
+    model.second_head = create_model(model.arch, num_classes, **model.arch_options).head

@@ -39,6 +39,10 @@ class DataConfig:
     """A clean list from `ferlab data audit --query-split val --write-clean-split`: model
     selection, early stopping and the calibration temperature use only those validation
     images, so near-copies of training images (memorised, not recognised) cannot steer them."""
+    second_labels: str | None = None
+    """A two-head run: the csv mapping FER2013 Training files to FER+ images
+    (`fer2013_train_to_ferplus.csv`: `file,sharp_source`) that gives each FER+ training image its
+    FER2013 class; a second head on the same backbone learns those 7 classes beside the first."""
 
 
 @dataclass
@@ -111,6 +115,9 @@ class TrainConfig:
     """Share of the loss given to matching the teacher (the rest goes to the labels)."""
     distill_temperature: float = 4.0
     """Softmax temperature of both teacher and student in the distillation term."""
+    second_head_weight: float = 0.5
+    """With data.second_labels: the second head's cross-entropy is added to the loss times this
+    (images without a second label add nothing)."""
     calibrate_on: str = "clean"
     """Validation images the temperature is fitted on: clean, or augmented (each clean image and
     one copy under the training augmentation), so that confidence also holds on degraded faces."""
@@ -247,6 +254,7 @@ RANGES: dict[str, Range] = {
     "train.mixup_alpha": Range(0.0, 100.0, note="0 turns mixup off"),
     "train.distill_weight": _PROBABILITY,
     "train.distill_temperature": Range(0.0, 100.0, low_open=True),
+    "train.second_head_weight": Range(0.0, 10.0, low_open=True),
     "train.interpolate": Range(0.0, 1.0, low_open=True, note="1 keeps the fine-tuned weights"),
     "train.threads": Range(0, 4096, note="0 uses every core"),
     "finetune.unfreeze_top": _COUNT,

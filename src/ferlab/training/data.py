@@ -1,5 +1,6 @@
 """Data preparation for training: the configured dataset, remapped, subsampled and deduplicated,
-as uint8 tensors per split, with the class weights and the digests of the files it depends on."""
+as uint8 tensors per split, with the class weights, a two-head run's second labels and the
+digests of the files it depends on."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ferlab.data.audit import read_clean_list
 from ferlab.data.dataset import FaceDataset
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
+from ferlab.data.second_labels import NO_LABEL, SECOND_LABEL_SET, read_second_labels, second_labels_of
 from ferlab.data.stats import balanced_class_weights
 from ferlab.data.tensors import to_uint8_tensor
 from ferlab.errors import FerlabError
@@ -30,11 +32,20 @@ class SplitTensors:
     images: torch.Tensor
     labels: torch.Tensor
     targets: torch.Tensor
+    second_labels: torch.Tensor | None = None
+    """A two-head run's second labels (int64, NO_LABEL where an image has none), or None."""
 
     def to(self, device: torch.device, non_blocking: bool = False) -> SplitTensors:
-        return SplitTensors(
-            *(t.to(device, non_blocking=non_blocking) for t in (self.images, self.labels, self.targets))
-        )
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        second = move(self.second_labels) if self.second_labels is not None else None
+        return SplitTensors(move(self.images), move(self.labels), move(self.targets), second)
+
+    def pinned(self) -> SplitTensors:
+        """The same tensors in pinned host memory (fast, asynchronous copies to a GPU)."""
+        second = self.second_labels.pin_memory() if self.second_labels is not None else None
+        return SplitTensors(self.images.pin_memory(), self.labels.pin_memory(), self.targets.pin_memory(), second)
 
 
 @dataclass
@@ -53,6 +64,11 @@ class TrainingData:
     def label_set(self) -> LabelSet:
         return self.dataset.label_set
 
+    @property
+    def second_label_set(self) -> LabelSet | None:
+        """What the second head predicts in a two-head run, else None."""
+        return SECOND_LABEL_SET if self.train.second_labels is not None else None
+
 
 def prepare_data(config: ExperimentConfig, input_size: int, channels: int) -> TrainingData:
     """Load the configured data at the model's input and make the tensors the loop trains on."""
@@ -65,7 +81,31 @@ def prepare_data(config: ExperimentConfig, input_size: int, channels: int) -> Tr
             balanced_class_weights(train.labels.numpy(), len(dataset.label_set)), dtype=torch.float32
         )
     digests = {"data.val_clean": file_sha256(Path(config.data.val_clean))} if config.data.val_clean else {}
+    if config.data.second_labels:
+        mapping = Path(config.data.second_labels)
+        train.second_labels = torch.from_numpy(second_training_labels(dataset, mapping))
+        digests["data.second_labels"] = file_sha256(mapping)
     return TrainingData(dataset, train, val, weights, digests)
+
+
+def second_training_labels(dataset: FaceDataset, mapping: Path) -> np.ndarray:
+    """The second labels of the training images, in the order of `split_tensors(dataset, "train")`."""
+    part = dataset.split("train")
+    labels = second_labels_of(part.sources, part.splits, read_second_labels(mapping))
+    known = int((labels != NO_LABEL).sum())
+    if known == 0:
+        raise FerlabError(
+            f"data.second_labels: none of the {len(labels)} training images is named in {mapping}; it maps "
+            "FER2013 Training files to FER+ images, so train on the FER+ folder (data.path)"
+        )
+    logger.info(
+        "second labels: %d of %d training images have a %s class (%s)",
+        known,
+        len(labels),
+        SECOND_LABEL_SET.name,
+        mapping,
+    )
+    return labels
 
 
 def load_training_data(config: ExperimentConfig, input_size: int, channels: int) -> FaceDataset:

@@ -19,7 +19,7 @@ from ferlab.errors import FerlabError
 from ferlab.models.base import FerModel
 from ferlab.models.choices import check_device
 from ferlab.training.config import TrainConfig
-from ferlab.training.data import SplitTensors, TrainingData
+from ferlab.training.data import TrainingData
 from ferlab.training.distributed import Ranks, init_process_group
 
 logger = logging.getLogger("ferlab.training")
@@ -179,10 +179,7 @@ def place(
     model = model.to(runtime.device)
     if runtime.cuda:
         resident = fits_on_device(runtime.device, data.train.images.numel())
-        pinned = SplitTensors(
-            data.train.images.pin_memory(), data.train.labels.pin_memory(), data.train.targets.pin_memory()
-        )
-        data.train = data.train.to(runtime.device) if resident else pinned
+        data.train = data.train.to(runtime.device) if resident else data.train.pinned()
         teacher = teacher.to(runtime.device) if teacher is not None else None
         data.class_weights = data.class_weights.to(runtime.device) if data.class_weights is not None else None
         logger.info("training images %s", "kept on the GPU" if resident else "in pinned memory")

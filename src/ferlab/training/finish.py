@@ -9,7 +9,7 @@ import torch
 
 from ferlab.data.dataset import FaceDataset
 from ferlab.models.base import FerModel
-from ferlab.models.bundle import ModelBundle, save_bundle, trainer_headline, training_metrics
+from ferlab.models.bundle import ModelBundle, SecondHead, save_bundle, trainer_headline, training_metrics
 from ferlab.models.calibration import expected_calibration_error, fit_temperature, softmax
 from ferlab.models.pretrained import interpolate_with_start
 from ferlab.models.prior import prior_of_targets
@@ -62,6 +62,14 @@ def final_metrics(
             "ece_calibrated": expected_calibration_error(softmax(val_logits.numpy(), temperature), val_labels),
         },
     }
+    second = data.train.second_labels
+    if second is not None and data.second_label_set is not None:
+        metrics["second_head"] = {
+            "label_set": data.second_label_set.name,
+            "labels": config.data.second_labels,
+            "weight": config.train.second_head_weight,
+            "train_images": int((second >= 0).sum()),
+        }
     if runtime.cuda:
         metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(runtime.device) / 2**20, 1)
     if "test" in data.dataset.split_names():
@@ -113,7 +121,7 @@ def finished_bundle(
         metrics=training_metrics(metrics),
     )
     prior = prior_of_targets(data.train.targets.cpu().numpy())
-    return ModelBundle.of(
+    bundle = ModelBundle.of(
         model,
         data.label_set,
         temperature,
@@ -125,6 +133,19 @@ def finished_bundle(
         training_data=config.data.path,
         training=training,
     )
+    bundle.second = second_head_of(model, data)
+    return bundle
+
+
+def second_head_of(model: FerModel, data: TrainingData) -> SecondHead | None:
+    """A two-head model's second head as its bundle keeps it, with the prior of its labels."""
+    second, labels = data.train.second_labels, data.second_label_set
+    if model.second_head is None or second is None or labels is None:
+        return None
+    counts = torch.bincount(second[second >= 0].cpu(), minlength=len(labels)).double()
+    prior = tuple(float(c) for c in counts / counts.sum())
+    state = {k: v.detach().cpu() for k, v in model.second_head.state_dict().items()}
+    return SecondHead(labels, state, prior)
 
 
 def finish_run(

@@ -157,6 +157,7 @@ def train_one_epoch(
     mix_rng = np.random.default_rng(list(seed))
     network.train()
     total_loss, correct, seen = 0.0, 0.0, 0.0
+    second_correct, second_seen = 0.0, 0.0
     started = time.perf_counter()
     quiet = n_batches < 5 or not runtime.is_main
     bar = tqdm(range(n_batches), desc="train", unit="batch", leave=False, disable=True if quiet else None)
@@ -166,10 +167,13 @@ def train_one_epoch(
             index = index.to(data.images.device)
         raw, targets, labels = data.images[index], data.targets[index], data.labels[index]
         taught = inputs.teacher_probabilities[index] if inputs.teacher_probabilities is not None else None
+        second = data.second_labels[index] if data.second_labels is not None else None
         if runtime.cuda and raw.device != runtime.device:  # data in pinned host memory: augment on the GPU
             raw, targets = raw.to(runtime.device, non_blocking=True), targets.to(runtime.device, non_blocking=True)
             taught = taught.to(runtime.device, non_blocking=True) if taught is not None else None
+            second = second.to(runtime.device, non_blocking=True) if second is not None else None
         x = runtime.prepare(augment(raw, config.augment, generator), model.input_mean, model.input_std)
+        lam, second_mixed = 1.0, second
         if config.train.mixup_alpha > 0:
             lam = float(mix_rng.beta(config.train.mixup_alpha, config.train.mixup_alpha))
             perm = torch.randperm(len(index), generator=generator).to(x.device)
@@ -177,16 +181,30 @@ def train_one_epoch(
             targets = lam * targets + (1 - lam) * targets[perm]
             if taught is not None:
                 taught = lam * taught + (1 - lam) * taught[perm]
+            second_mixed = second[perm] if second is not None else None
         if runtime.world_size > 1:
             x, targets, labels = x[mine], targets[mine], labels[mine]
             taught = taught[mine] if taught is not None else None
+            if second is not None and second_mixed is not None:
+                second, second_mixed = second[mine], second_mixed[mine]
         with runtime.autocast():
-            logits = network(x)
+            if second is None:
+                logits = network(x)
+            else:
+                logits, second_logits = network(x, both=True)
         loss = F.cross_entropy(
             logits.float(), targets, weight=inputs.class_weights, label_smoothing=config.train.label_smoothing
         )
         if taught is not None:
             loss = distilled_loss(loss, logits, taught, config.train)
+        if second is not None and second_mixed is not None:
+            second_loss = lam * masked_cross_entropy(second_logits, second)
+            if lam < 1:
+                second_loss = second_loss + (1 - lam) * masked_cross_entropy(second_logits, second_mixed)
+            loss = loss + config.train.second_head_weight * second_loss
+            known = second >= 0
+            second_correct += int(((second_logits.argmax(1) == second) & known).sum())
+            second_seen += int(known.sum())
         optimizer.zero_grad(set_to_none=True)
         if inputs.scaler is None:
             loss.backward()
@@ -202,12 +220,25 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", img_s=f"{rate:.0f}")
     seconds = max(1e-9, time.perf_counter() - started)
     if inputs.all_reduce is not None:
-        total_loss, correct, seen = inputs.all_reduce([total_loss, correct, seen])
-    return {
+        total_loss, correct, seen, second_correct, second_seen = inputs.all_reduce(
+            [total_loss, correct, seen, second_correct, second_seen]
+        )
+    figures = {
         "train_loss": total_loss / max(1, seen),
         "train_accuracy": correct / max(1, seen),
         "images_per_s": seen / seconds,
     }
+    if data.second_labels is not None:
+        figures["train_second_accuracy"] = second_correct / max(1, second_seen)
+    return figures
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the images with a label (>= 0; NO_LABEL is -1): a batch in which
+    no image has one adds exactly 0 to the loss and its gradient."""
+    known = labels >= 0
+    losses = F.cross_entropy(logits.float(), labels.clamp(min=0), reduction="none")
+    return (losses * known).sum() / known.sum().clamp(min=1)
 
 
 @torch.no_grad()
@@ -241,10 +272,12 @@ def improved(value: float, best: float | None, monitor: str) -> bool:
 
 
 def epoch_line(record: dict[str, Any], best: bool) -> str:
-    """train.log's line for one epoch (a star marks a new best)."""
+    """train.log's line for one epoch (a star marks a new best; a two-head run adds the second
+    head's training accuracy)."""
+    second = f"second_acc {record['train_second_accuracy']:.4f} " if "train_second_accuracy" in record else ""
     return (
         f"epoch {record['epoch']} [{record['phase']}] lr {record['lr']:.2e} loss {record['train_loss']:.4f} "
-        f"acc {record['train_accuracy']:.4f} val_loss {record['val_loss']:.4f} "
+        f"acc {record['train_accuracy']:.4f} {second}val_loss {record['val_loss']:.4f} "
         f"val_acc {record['val_accuracy']:.4f} val_f1 {record['val_macro_f1']:.4f} "
         f"{record['images_per_s']:.0f} img/s {record['seconds']:.0f}s" + (" *" if best else "")
     )

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ferlab.errors import FerlabError, writes_to
 from ferlab.models.base import FerModel, summary
 from ferlab.models.bundle import atomic_save, load_torch_file, remove_stale_temporaries
-from ferlab.models.registry import create_model
+from ferlab.models.registry import add_second_head, create_model
 from ferlab.training import checkpoint, distributed, loop
 from ferlab.training import data as prep
 from ferlab.training.checkpoint import _OLD_NUMPY_RNG_TYPES, rng_states
@@ -76,6 +76,8 @@ class Trainer:
             ) from None
         data = prepare_data(config, probe.input_size, probe.in_channels)
         model: FerModel = create_model(config.model.name, len(data.label_set), **params)
+        if data.second_label_set is not None:
+            add_second_head(model, len(data.second_label_set))
         taught = None
         if train.teacher:
             taught, digest = teacher_probabilities(config, data.label_set, model, data.train.images, self.runtime)
