@@ -218,6 +218,9 @@ def export_onnx(bundle: ModelBundle, path: Path) -> Path:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is chosen on purpose
+            # The exporter passes FerModel.forward's `both=False` as a traced constant: the export
+            # serves the first head alone, which is what is wanted, so its warning says nothing.
+            warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning)
             torch.onnx.export(
                 bundle.model.eval(),
                 (dummy,),
