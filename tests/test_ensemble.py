@@ -111,3 +111,21 @@ def test_the_cli_predicts_with_an_ensemble(blob_model: Path, rgb_model: Path, tm
     [row] = json.loads(out.read_text())
     expected = load(reference, backend="torch").predict(image, detect=False)[0].probabilities
     np.testing.assert_allclose([row["probabilities"][c] for c in expected], list(expected.values()), atol=1e-4)
+
+
+def test_the_api_names_an_ensemble_and_its_members(blob_model: Path, rgb_model: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from ferlab.apps.api import create_app
+
+    reference = f"{blob_model}+{rgb_model}"
+    predictor = load(reference, detector="haar", backend="torch")
+    with TestClient(create_app(predictor, reference=reference)) as client:
+        [card] = client.get("/v1/models").json()["models"]
+        photo = ("photo.jpg", GRACE_HOPPER.read_bytes(), "image/jpeg")
+        answer = client.post("/v1/predict", files={"file": photo}, params={"detect": "false"})
+    assert card["name"] == predictor.name and [m["name"] for m in card["members"]] == [
+        m.label for m in predictor.members
+    ]
+    assert answer.status_code == 200 and answer.json()["model"] == predictor.name
