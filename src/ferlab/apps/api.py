@@ -518,7 +518,7 @@ def create_app(
     pool = WorkerPool(
         predictors, QUEUE_PER_WORKER * len(predictors) if max_waiting is None else max_waiting, queue_timeout
     )
-    model_info = model_summary(predictors[0].record, reference)
+    model_info = model_summary(predictors[0].record, reference, [m.record for m in predictors[0].members])
     timeouts = {"idle_timeout": body_idle_timeout, "timeout": body_timeout}
 
     app = FastAPIOffline(  # /docs and /redoc with bundled assets: they work without internet

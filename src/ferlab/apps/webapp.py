@@ -54,12 +54,15 @@ def get_explainer(reference: str) -> Explainer:
 def show_model_summary(summary: dict[str, Any]) -> None:
     """The facts a user needs before trusting a prediction, in the sidebar."""
     st.sidebar.subheader(f"Model card: {summary['name']}")
-    lines = [
-        f"**Classes** ({len(summary['classes'])}): {', '.join(summary['classes'])}",
-        (
-            f"**Architecture:** {summary['architecture']}, {summary['input']['size']}px, "
-            f"{'gray' if summary['input']['channels'] == 1 else 'colour'} input"
-        ),
+    lines = [f"**Classes** ({len(summary['classes'])}): {', '.join(summary['classes'])}"]
+    if "members" in summary:  # an ensemble: each member's own facts
+        lines.append("**Ensemble:** the mean of its members' calibrated probabilities")
+        for member in summary["members"]:
+            lines.append(f"**{member['name']}:** " + _model_facts(member, with_test=True))
+        st.sidebar.markdown("  \n".join(lines))
+        return
+    lines += [
+        f"**Architecture:** {_model_facts(summary)}",
         f"**Training data:** {summary['training_data'] or 'not recorded'}",
     ]
     test = summary["test"] or {}
@@ -74,6 +77,14 @@ def show_model_summary(summary: dict[str, Any]) -> None:
     st.sidebar.markdown("  \n".join(lines))
     if summary["card"]:
         st.sidebar.caption("The full model card is at the bottom of the page.")
+
+
+def _model_facts(summary: dict[str, Any], with_test: bool = False) -> str:
+    """A model's architecture and input (and test accuracy: an ensemble lists its members' so)."""
+    size, channels = summary["input"]["size"], summary["input"]["channels"]
+    test = summary["test"] or {}
+    accuracy = f", test accuracy {test['accuracy']:.1%}" if with_test and "accuracy" in test else ""
+    return f"{summary['architecture']}, {size}px, {'gray' if channels == 1 else 'colour'} input{accuracy}"
 
 
 def card_for_people(card: str) -> str:
@@ -214,9 +225,14 @@ def main() -> None:
     explain = st.sidebar.toggle(
         "Grad-CAM overlay", value=False, key="gradcam", help="Show where in each face the model looked for its answer."
     )
-    summary = model_summary(predictor.record, reference)
+    summary = model_summary(predictor.record, reference, [m.record for m in predictor.members])
     show_model_summary(summary)
-    explainer = get_explainer(reference) if explain else None
+    explainer = None
+    if explain:
+        try:
+            explainer = get_explainer(reference)
+        except FerlabError as exc:  # an ensemble has no single network to explain
+            st.sidebar.warning(str(exc))
 
     source = st.radio("Source", SOURCES, horizontal=True)
     if source == SOURCES[2]:

@@ -60,7 +60,10 @@ class Typer(typer.Typer):
         return super().command(*args, **kwargs)
 
 
-MODEL_HELP = f"Shipped model name, model.pt or run folder (default: ${MODEL_ENV}, else {DEFAULT_MODEL})."
+MODEL_HELP = (
+    f"Shipped model name, model.pt or run folder; A+B averages models in predict, video, webcam, serve and app "
+    f"(default: ${MODEL_ENV}, else {DEFAULT_MODEL})."
+)
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)]
 ModelsOpt = Annotated[
     list[str] | None, typer.Option("--model", "-m", help="Shipped model name, model.pt or run folder (repeatable).")

@@ -146,7 +146,7 @@ def app_command(
     import ferlab
     from ferlab.inference.catalog import EXTRA_MODELS_ENV
     from ferlab.inference.choices import OPTIONS_ENV, check_options, options_to_env
-    from ferlab.models.shipped import MODEL_ENV, default_model, resolve
+    from ferlab.models.shipped import MODEL_ENV, default_model, member_references, resolve
 
     options: dict[str, Any] = {
         "detector": detector,
@@ -159,7 +159,8 @@ def app_command(
     check_options(**options)  # fail here with a clear message rather than in the browser
     reference = model or default_model()
     for item in [reference, *(add_model or [])]:
-        resolve(item)
+        for member in member_references(item):
+            resolve(member)
     environment = {**os.environ, MODEL_ENV: reference, OPTIONS_ENV: options_to_env(options)}
     if add_model:
         environment[EXTRA_MODELS_ENV] = os.pathsep.join(add_model)

@@ -23,8 +23,7 @@ from ferlab.models.record import ModelRecord, Training
 
 def classification_speed(predictor: Predictor, batch: int, seconds: float = 3.0) -> float:
     """Faces per second through the predictor's backend at one batch size (detection excluded)."""
-    record = predictor.record
-    faces = np.zeros((batch, record.input_size, record.input_size, record.in_channels), np.uint8)
+    faces = {(size, channels): np.zeros((batch, size, size, channels), np.uint8) for size, channels in predictor.inputs}
     predictor.classify(faces)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:

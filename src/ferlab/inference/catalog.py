@@ -9,13 +9,21 @@ described by `model_summary` from the model's record, with its card (`<model>.md
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ferlab.data.names import dataset_name
 from ferlab.models.record import ModelRecord
-from ferlab.models.shipped import default_model, model_label, resolve, shipped_models
+from ferlab.models.shipped import (
+    ENSEMBLE_SEPARATOR,
+    default_model,
+    member_references,
+    model_label,
+    resolve,
+    shipped_models,
+)
 
 EXTRA_MODELS_ENV = "FERLAB_MODELS"
 """More model files or run folders to offer, separated by os.pathsep (':' on Linux)."""
@@ -42,14 +50,38 @@ def model_name(reference: str | Path) -> str:
     return model_label(reference, path) if path.exists() else str(reference)
 
 
-def model_summary(record: ModelRecord, reference: str | Path | None = None) -> dict[str, Any]:
+def model_summary(
+    record: ModelRecord, reference: str | Path | None = None, members: Sequence[ModelRecord] = ()
+) -> dict[str, Any]:
     """What a user should know before trusting a model: classes, data, test scores, card text.
 
     Everything comes from the model's record (ferlab.models.record), so describing a model
     never imports torch. The card text is `<model>.md` beside the model file or export (as
     `weights/<name>.md` for shipped models) or README.md in a run folder, when present;
     without a `reference` (a model handed over already loaded) the name is the record's.
+    An ensemble (`A+B`, its members' records in `members`) is described by its members, under
+    `members`: it has no test figures, temperature or card of its own.
     """
+    if len(members) > 1:
+        references = member_references(reference) if reference is not None else []
+        described = [
+            model_summary(member, references[i] if len(references) == len(members) else None)
+            for i, member in enumerate(members)
+        ]
+        return {
+            **model_summary(record),
+            "name": ENSEMBLE_SEPARATOR.join(d["name"] for d in described),
+            "architecture": "ensemble of " + ", ".join(f"{d['name']} ({d['architecture']})" for d in described),
+            "input": None,
+            "temperature": None,
+            "tta": None,
+            "training_data": described[0]["training_data"]
+            if len({d["training_data"] for d in described}) == 1
+            else None,
+            "run": None,
+            "validation": None,
+            "members": described,
+        }
     card_file = None
     if reference is not None:
         path = resolve(reference).path

@@ -7,8 +7,8 @@ one result per face, classes sorted by score (the report's `predict_single_image
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,26 +20,22 @@ from ferlab.errors import FerlabError
 from ferlab.inference.annotate import FaceLabel, draw, title
 from ferlab.inference.choices import DEFAULT_DETECTOR, check_options
 from ferlab.inference.detection import Face, FaceDetector, create_detector
-from ferlab.inference.engine import (
-    TTA,
-    BackendName,
-    LogitEngine,
-    MissingExport,
-    OnnxBackend,
-    Precision,
-    export_folders,
-    onnx_cuda_available,
-    onnxruntime_available,
-    served_tta,
-)
+from ferlab.inference.engine import TTA, BackendName, LogitEngine, Precision
+from ferlab.inference.member import Input, Member
 from ferlab.inference.preprocess import DEFAULT_MARGIN, crop_face, whole_image_face
 from ferlab.inference.results import Record, csv_text, json_text
 from ferlab.labels import LabelSet
-from ferlab.models.calibration import softmax
 from ferlab.models.choices import DEFAULT_DEVICE, chosen_tta
-from ferlab.models.prior import Prior, chosen_prior, rebalance
-from ferlab.models.record import ModelRecord, find_record
-from ferlab.models.shipped import DEFAULT_MODEL, ResolvedModel, model_label, resolve, resolve_model, shipped_models
+from ferlab.models.prior import Prior
+from ferlab.models.record import ModelRecord
+from ferlab.models.shipped import (
+    DEFAULT_MODEL,
+    ENSEMBLE_SEPARATOR,
+    member_references,
+    model_label,
+    resolve_model,
+    shipped_models,
+)
 
 if TYPE_CHECKING:
     from ferlab.models.bundle import ModelBundle
@@ -149,7 +145,12 @@ class Faces(list[FacePrediction]):
 
 
 class Predictor:
-    """Detects faces and classifies their expressions with one model."""
+    """Detects faces and classifies their expressions with one model or an ensemble (`A+B`).
+
+    The networks are `members` (ferlab.inference.member), one for a single model. An ensemble
+    averages its members' calibrated, rebalanced probabilities; each face is cropped once per
+    distinct input among them, so each member sees what it would see alone.
+    """
 
     def __init__(
         self,
@@ -167,11 +168,12 @@ class Predictor:
     ) -> None:
         """`model` is a loaded bundle or a model reference (None: the default model): a shipped
         model's name, a `model.pt`, a run folder, an ONNX export with its record beside it
-        (`ferlab export`), or that record. A reference whose ONNX export is there runs on ONNX
+        (`ferlab export`), that record, or `A+B`, an ensemble of such references (a reference
+        that exists as a path is never split). A reference whose ONNX export is there runs on ONNX
         Runtime without importing torch; `bundle` loads the weights when something needs them.
 
         `align=True` warps each face's landmarks onto the training crops' template; `False`
-        crops by the detector's box (ferlab.inference.preprocess). `tta=None` (or `auto`) serves the
+        crops by the detector's box (ferlab.inference.preprocess). `tta=None` (or `auto`) serves each
         model with the test-time augmentation it was finished with (`train.tta`). `prior="uniform"`
         rebalances the probabilities as if every class were equally common, a number between 0 and 1
         part of the way, `train` not at all; None is the default, half way (ferlab.models.prior).
@@ -179,73 +181,70 @@ class Predictor:
         named_detector = detector if isinstance(detector, str) else DEFAULT_DETECTOR  # a detector object is its own
         check_options(named_detector, backend, precision, tta, prior, device)
         wanted_tta = chosen_tta(tta)
-        self._bundle: ModelBundle | None = None
-        self.source: Path | None = None
-        """The model file this predictor was loaded from (None for a bundle passed in or an export)."""
-        engine = None
-        if model is None or isinstance(model, (str, Path)):
-            resolved = resolve(model)
-            self.source, name = resolved.weights, resolved.label
-            engine = self._export_engine(resolved, backend, precision, threads, device)
-        else:
-            self._bundle, name = model, "this model"  # for the note on a missing class prior
-        if engine is None:
-            engine = LogitEngine.for_bundle(self.bundle, backend, precision, threads, self.source, device)
-        self.engine = engine
-        self.record: ModelRecord = engine.record
-        """What the model is (ferlab.models.record): its export's, or the one in its weights file."""
+        models: list[ModelBundle | str | Path] = (
+            list(member_references(model)) if model is None or isinstance(model, (str, Path)) else [model]
+        )
+        self.members = [Member(m, backend, precision, threads, device, wanted_tta, prior) for m in models]
+        """The networks averaged, in the order named; one for a single model."""
+        first = self.members[0]
+        for member in self.members[1:]:
+            if member.record.labels != first.record.labels:
+                raise FerlabError(
+                    f"{first.label} and {member.label} predict different classes ({', '.join(first.record.classes)} "
+                    f"vs {', '.join(member.record.classes)}): an ensemble's members must share their class list"
+                )
+        self.name = ENSEMBLE_SEPARATOR.join(m.label for m in self.members)
+        """The model's short name: a shipped name, a run's or file's name, or `A+B` for an ensemble."""
+        self.source: Path | None = first.source if len(self.members) == 1 else None
+        """The model file this predictor was loaded from (None for a bundle passed in, an export or an ensemble)."""
+        self.record: ModelRecord = first.record if len(self.members) == 1 else ensemble_record(self.members)
+        """What the model is (ferlab.models.record): its export's, or the one in its weights file; for an
+        ensemble, the first member's named `A+B`, without the figures and files of that one network."""
         self.label_set: LabelSet = self.record.labels
-        self.temperature = self.record.temperature
-        self.prior_strength, self.class_prior = chosen_prior(prior, self.record.class_prior, len(self.label_set), name)
+        self.prior_strength = max(m.prior_strength for m in self.members)
+        """How far the probabilities are rebalanced towards uniform classes (0: a model without a class prior)."""
         self._detector = detector
         self._detector_lock = threading.Lock()  # OpenCV and MediaPipe detectors are not thread-safe
         self.uncertain_below = uncertain_below
         self.margin = margin
         self.align = align
-        self.tta: TTA = served_tta(self.record.tta) if wanted_tta is None else wanted_tta
 
-    @staticmethod
-    def _export_engine(
-        resolved: ResolvedModel, backend: BackendName, precision: Precision, threads: int | None, device: str
-    ) -> LogitEngine | None:
-        """The model's ONNX export on ONNX Runtime, found from its record without torch: the file
-        named, the exports beside the record named, a shipped model's, or the cached export of a
-        model file; None where the weights must serve it."""
-        usable = backend != "torch" and onnxruntime_available() and (device == "cpu" or onnx_cuda_available())
-        if resolved.weights is None and not usable:
-            raise FerlabError(
-                f"{resolved.path}: an ONNX export runs on ONNX Runtime only (pip install onnxruntime; "
-                "backend auto or onnx, and onnxruntime-gpu for a GPU)"
-            )
-        if not usable:
-            return None
-        record, export = resolved.record, resolved.export
-        if export is not None and record is not None:
-            return LogitEngine(OnnxBackend(export, threads, device, record), record)
-        if record is None and resolved.weights is not None and resolved.weights.is_file():
-            found = find_record(resolved.weights, export_folders())
-            record = None if found is None else found[0]
-        if record is None:
-            return None
-        try:
-            return LogitEngine.for_export(record, precision, threads, device, resolved.exports)
-        except MissingExport:
-            if resolved.weights is None:
-                raise
-            return None  # the record is there, its export is not (yet): made from the weights
+    def _single(self, what: str) -> Member:
+        """The one member, for what belongs to a single network."""
+        if len(self.members) > 1:
+            raise FerlabError(f"{self.name} is an ensemble and has no single {what}; explain or inspect a member")
+        return self.members[0]
+
+    @property
+    def engine(self) -> LogitEngine:
+        """The network behind its backend (a single model only)."""
+        return self._single("network").engine
 
     @property
     def bundle(self) -> ModelBundle:
-        """The model's weights as a torch bundle (Grad-CAM, model cards), loaded on first use."""
-        if self._bundle is None:
-            from ferlab.models.bundle import load_bundle
+        """The model's weights as a torch bundle (Grad-CAM, model cards), loaded on first use;
+        an ensemble has no single network, so it is an error there."""
+        return self._single("network").bundle
 
-            if self.source is None:
-                raise FerlabError(
-                    "this model is an ONNX export without its weights: Grad-CAM and model cards need its model.pt"
-                )
-            self._bundle = load_bundle(self.source)
-        return self._bundle
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature (a single model only)."""
+        return self._single("temperature").record.temperature
+
+    @property
+    def class_prior(self) -> np.ndarray | None:
+        """The training class prior rebalanced by, None when not rebalanced (a single model only)."""
+        return self._single("class prior").class_prior
+
+    @property
+    def tta(self) -> TTA:
+        """The test-time augmentation served: the first member's (each member's is in `members`)."""
+        return self.members[0].tta
+
+    @property
+    def inputs(self) -> tuple[Input, ...]:
+        """The distinct (size, channels) the members take, the first member's first."""
+        return tuple(dict.fromkeys(m.input for m in self.members))
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -263,18 +262,29 @@ class Predictor:
         with self._detector_lock:
             return detector.detect(rgb)
 
-    def crops(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-        size, channels = self.record.input_size, self.record.in_channels
+    def crops(self, rgb: np.ndarray, faces: Sequence[Face], input: Input | None = None) -> np.ndarray:
+        """The faces cropped for one input (default: the first member's), uint8 (N, size, size, channels)."""
+        size, channels = input or self.inputs[0]
         if not faces:
             return np.zeros((0, size, size, channels), np.uint8)
         return np.stack([crop_face(rgb, f, size, channels, self.margin, self.align) for f in faces])
 
-    def classify(self, faces: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (N, K) for uint8 crops at the model's input size."""
-        probabilities = softmax(self.engine.logits(faces, self.tta), self.temperature)
-        if self.class_prior is None:
-            return probabilities
-        return rebalance(probabilities, self.class_prior, self.prior_strength)
+    def crops_per_input(self, rgb: np.ndarray, faces: Sequence[Face]) -> dict[Input, np.ndarray]:
+        """The faces cropped once for each input the members take: what `classify` wants."""
+        return {input: self.crops(rgb, faces, input) for input in self.inputs}
+
+    def classify(self, faces: np.ndarray | Mapping[Input, np.ndarray]) -> np.ndarray:
+        """Calibrated probabilities (N, K) for uint8 crops: an array at the members' input, or
+        crops per input (`crops_per_input`) where an ensemble's members take different ones."""
+        if isinstance(faces, np.ndarray):
+            given = (faces.shape[1], faces.shape[3]) if faces.ndim == 4 else self.inputs[0]
+            faces = {given: faces}
+        missing = [f"{size}x{size}x{channels}" for size, channels in self.inputs if (size, channels) not in faces]
+        if missing and len(self.inputs) > 1:
+            raise FerlabError(f"{self.name} also needs crops at {', '.join(missing)}: classify crops_per_input(...)")
+        if missing:  # one input: the engine says what shape it wanted
+            faces = {self.inputs[0]: next(iter(faces.values()))}
+        return np.mean([m.probabilities(faces[m.input]) for m in self.members], axis=0)
 
     def _results(self, faces: Sequence[Face | tuple[int, int, int, int]], probabilities: np.ndarray) -> Faces:
         results = Faces(classes=self.classes)
@@ -294,20 +304,22 @@ class Predictor:
 
     def predict_many(self, images: Sequence[ImageInput], *, detect: bool = True, bgr: bool = False) -> list[Faces]:
         """Like `predict` for several images, classifying all their faces in one batch."""
-        record = self.record
         per_image: list[list[Face | tuple[int, int, int, int]]] = []
-        crops: list[np.ndarray] = []
+        crops: list[dict[Input, np.ndarray]] = []
         for image in images:
             rgb = as_rgb(image, bgr=bgr)
             height, width = rgb.shape[:2]
             if detect:
                 faces = self.detect(rgb)
                 per_image.append(list(faces))
-                crops.append(self.crops(rgb, faces))
+                crops.append(self.crops_per_input(rgb, faces))
             else:
                 per_image.append([(0, 0, width, height)])
-                crops.append(whole_image_face(rgb, record.input_size, record.in_channels)[None])
-        probabilities = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.classes)))
+                crops.append({(s, c): whole_image_face(rgb, s, c)[None] for s, c in self.inputs})
+        if crops:
+            probabilities = self.classify({i: np.concatenate([c[i] for c in crops]) for i in self.inputs})
+        else:
+            probabilities = np.zeros((0, len(self.classes)))
         results: list[Faces] = []
         start = 0
         for boxes in per_image:
@@ -319,7 +331,25 @@ class Predictor:
         return results
 
 
+def ensemble_record(members: Sequence[Member]) -> ModelRecord:
+    """What front ends read about an ensemble: the first member's record (its classes and input)
+    named `A+B` and described by its members, without what belongs to that one network alone
+    (test figures, run, files, Grad-CAM layer)."""
+    names = [m.label for m in members]
+    return replace(
+        members[0].record,
+        name=ENSEMBLE_SEPARATOR.join(names),
+        description=f"ensemble of {', '.join(names)}: the mean of their calibrated, rebalanced probabilities",
+        headline=None,
+        run=None,
+        gradcam_layer=None,
+        source_sha256=None,
+        files={},
+        checksums={},
+    )
+
+
 def load(name_or_path: str | Path | None = None, **options: Any) -> Predictor:
     """A `Predictor` for a shipped model name, a model.pt, a run folder, an ONNX export with its
-    record beside it or that record (default: the shipped default)."""
+    record beside it or that record, or `A+B`, an ensemble of them (default: the shipped default)."""
     return Predictor(name_or_path, **options)

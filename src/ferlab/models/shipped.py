@@ -6,7 +6,8 @@
 facts, generated with them. The table can be listed without loading any model or torch
 (`ferlab models`), and a reference resolves the same way in every command (`resolve`): a
 shipped name, a run folder, a `model.pt`, an ONNX export with its record beside it, or that
-record itself.
+record itself. `A+B` names an ensemble of such references (`member_references`); the predictor
+averages its members, and what needs one network (`resolve`) says so.
 
 Adding a shipped model (scripts/write_shipped_manifests.py does the writing):
 1. copy its `model.pt` to `weights/<name>.pt` and its card (`ferlab runs card`) to `weights/<name>.md`;
@@ -99,6 +100,22 @@ class ResolvedModel:
         return self.weights
 
 
+ENSEMBLE_SEPARATOR = "+"
+
+
+def member_references(name_or_path: str | Path | None = None) -> list[str | Path]:
+    """The models a reference names (None: $FERLAB_MODEL, else the shipped default): itself, or
+    an ensemble's members (`A+B`). A `Path`, or a string that exists as a path, is never split,
+    so a file whose name holds a '+' stays one model."""
+    reference = name_or_path or default_model()
+    if isinstance(reference, Path) or ENSEMBLE_SEPARATOR not in reference or Path(reference).expanduser().exists():
+        return [reference]
+    members = [member.strip() for member in reference.split(ENSEMBLE_SEPARATOR)]
+    if not all(members):
+        raise FerlabError(f"{reference!r}: an ensemble names its members as A+B, none of them empty")
+    return list(members)
+
+
 def resolve(name_or_path: str | Path | None = None) -> ResolvedModel:
     """A model reference (None: $FERLAB_MODEL, else the shipped default) resolved to its files
     and, where it is readable without torch, its record; a one-line error for anything else."""
@@ -119,6 +136,11 @@ def resolve(name_or_path: str | Path | None = None) -> ResolvedModel:
     if str(reference) in shipped:
         record = shipped[str(reference)]
         return ResolvedModel(str(reference), shipped_file(record, "weights"), shipped_file(record, "weights"), record)
+    if len(member_references(reference)) > 1:
+        raise FerlabError(
+            f"{reference!r} is an ensemble: this needs one network, so name one of its members "
+            "(an ensemble runs through the predictor: predict, video, webcam, serve, app)"
+        )
     raise FerlabError(
         f"no model {str(reference)!r}: not a file or run folder, and not a shipped model "
         f"({', '.join(shipped) or 'none shipped'})"
