@@ -154,7 +154,7 @@ def test_a_damaged_cached_onnx_is_set_aside_and_rebuilt(
     assert predictor.engine.backend.name == "onnx" and export.stat().st_size > 0
 
 
-def test_a_cached_export_is_checked_against_its_manifest(tiny_model: Path) -> None:
+def test_a_cached_export_is_checked_against_its_record(tiny_model: Path) -> None:
     from ferlab.inference.engine import DamagedExport, OnnxBackend
 
     export = cached_export(tiny_model)

@@ -137,12 +137,12 @@ def test_the_shipped_default_predicts_without_importing_torch_or_onnx() -> None:
 
 
 def test_a_model_file_runs_without_torch_once_its_export_is_cached(blob_model: Path, blob_data: Path) -> None:
-    """The first load exports and leaves a manifest in the cache (FERLAB_CACHE_DIR, inherited
+    """The first load exports and leaves a record in the cache (FERLAB_CACHE_DIR, inherited
     by the child process); the second finds it by the file's digest and never imports torch."""
     face = min((blob_data / "test").rglob("*.png"))
     first = load(str(blob_model), detector="haar")
     assert first.engine.backend.name == "onnx"
-    assert list(onnx_cache_dir().glob("*.json")), "no manifest was written next to the cached export"
+    assert list(onnx_cache_dir().glob("*.json")), "no record was written next to the cached export"
     expected = first.predict(face, detect=False)[0].label
     script = _TORCH_FREE_SCRIPT.replace(
         "faces = predictor.predict({image!r})", "faces = predictor.predict({image!r}, detect=False)"

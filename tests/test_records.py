@@ -21,7 +21,7 @@ from ferlab.models.shipped import REGISTRY_FILE, shipped_file, shipped_models, s
 
 
 def test_records_models_json_and_cards_agree_with_the_shipped_weights() -> None:
-    """Drift fails here: rerun scripts/write_shipped_manifests.py after changing a shipped model."""
+    """Drift fails here: rerun scripts/write_shipped_records.py after changing a shipped model."""
     table = json.loads(REGISTRY_FILE.read_text())
     shipped = shipped_models()
     assert list(table) == list(shipped) and {"ferplus8", "fer2013-7", "five"} <= set(shipped)

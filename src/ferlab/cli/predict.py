@@ -279,7 +279,7 @@ def export(
         typer.Option(
             "--out",
             help="Output file (default: ./<model>.onnx in the working directory), or an existing folder: "
-            "there the export is named by the weights' digest, with its manifest, where predict finds it "
+            "there the export is named by the weights' digest, with its record, where predict finds it "
             "(with --int8 always a folder; default: the ONNX cache).",
         ),
     ] = None,

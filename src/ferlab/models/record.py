@@ -8,7 +8,7 @@ written once, when a model is finished, and stored twice: inside the `model.pt` 
 (`"record"`, beside the weights) and as the JSON beside its ONNX export (`<arch>-<weights
 digest>.json`, which older ferlab versions called the ONNX manifest and still read). The
 shipped table `weights/models.json` and the facts block of each shipped model card are
-generated from the records (scripts/write_shipped_manifests.py), and a test fails when they
+generated from the records (scripts/write_shipped_records.py), and a test fails when they
 drift.
 
 Everything that describes a model (`ferlab models`, the REST API's /v1/models, the web app)
@@ -254,7 +254,7 @@ def find_record(source: Path, folders: list[Path]) -> tuple[ModelRecord, Path] |
     return None
 
 
-FACTS_BEGIN = "<!-- facts: generated from the model's record (scripts/write_shipped_manifests.py); do not edit -->"
+FACTS_BEGIN = "<!-- facts: generated from the model's record (scripts/write_shipped_records.py); do not edit -->"
 FACTS_END = "<!-- /facts -->"
 
 

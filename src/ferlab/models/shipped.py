@@ -9,11 +9,11 @@ shipped name, a run folder, a `model.pt`, an ONNX export with its record beside 
 record itself. `A+B` names an ensemble of such references (`member_references`); the predictor
 averages its members, and what needs one network (`resolve`) says so.
 
-Adding a shipped model (scripts/write_shipped_manifests.py does the writing):
+Adding a shipped model (scripts/write_shipped_records.py does the writing):
 1. copy its `model.pt` to `weights/<name>.pt` and its card (`ferlab runs card`) to `weights/<name>.md`;
 2. export it into `weights/onnx`: `ferlab export weights/<name>.pt --int8 --calibration DATA
    --out src/ferlab/weights/onnx` (fp32 and int8 files named by the weights' digest);
-3. `python scripts/write_shipped_manifests.py --add <name> --description TEXT --license TEXT
+3. `python scripts/write_shipped_records.py --add <name> --description TEXT --license TEXT
    --test-set TEXT --accuracy PERCENT --macro-f1 F1`: writes its record, appends it to
    models.json and writes the facts block of its card; tests/test_records.py checks them.
 """
@@ -47,7 +47,7 @@ def shipped_models() -> dict[str, ModelRecord]:
     """Every shipped model's record by name, the default first."""
     try:
         table = json.loads(REGISTRY_FILE.read_text())
-        paths = {name: WEIGHTS_DIR / str(entry["manifest"]) for name, entry in table.items()}
+        paths = {name: WEIGHTS_DIR / str(entry["record"]) for name, entry in table.items()}
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise FerlabError(f"{REGISTRY_FILE}: the shipped-model table is unreadable ({exc}); reinstall ferlab") from None
     return {name: ModelRecord.load(path) for name, path in paths.items()}
@@ -191,7 +191,7 @@ def table_entry(record: ModelRecord) -> dict[str, Any]:
     headline = record.headline
     return {
         "file": record.files["weights"],
-        "manifest": f"onnx/{record.file_name}",
+        "record": f"onnx/{record.file_name}",
         "card": record.files["card"],
         "description": record.description,
         "classes": list(record.classes),

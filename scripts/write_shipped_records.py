@@ -1,8 +1,8 @@
 """Write the record of every shipped model, and generate `weights/models.json` and each card's
 facts block from the records: run after adding or replacing a shipped model.
 
-    python scripts/write_shipped_manifests.py              # rewrite from the weights and records
-    python scripts/write_shipped_manifests.py --add NAME --description TEXT --license TEXT \\
+    python scripts/write_shipped_records.py              # rewrite from the weights and records
+    python scripts/write_shipped_records.py --add NAME --description TEXT --license TEXT \\
         --test-set TEXT --accuracy PERCENT --macro-f1 F1    # a new shipped model, listed last
 
 A record (ferlab.models.record) is the JSON beside a model's ONNX exports in weights/onnx/:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(
                 "--add takes a new name and all of --description, --license, --test-set, --accuracy, --macro-f1"
             )
-        table[args.add] = {"file": f"{args.add}.pt", "manifest": None, "card": f"{args.add}.md"}
+        table[args.add] = {"file": f"{args.add}.pt", "record": None, "card": f"{args.add}.md"}
     generated = {}
     for name, values in table.items():
         weights = WEIGHTS_DIR / f"{name}.pt"
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             headline = Headline(args.test_set, round(args.accuracy / 100, 4), args.macro_f1)
             facts = (args.description, headline, args.license)
         else:
-            old = ModelRecord.load(WEIGHTS_DIR / values["manifest"])
+            old = ModelRecord.load(WEIGHTS_DIR / values["record"])
             facts = (old.description or "", old.headline, old.license or "")
         record = shipped_record(name, bundle.current_record(weights), *facts)
         path = record.save(ONNX_DIR)
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         card.write_text(with_card_facts(card.read_text(encoding="utf-8"), record), "utf-8")
         generated[name] = table_entry(record)
         print(f"{name}: wrote {path.relative_to(WEIGHTS_DIR.parent)} and the facts of {card.name}")
-        if values["manifest"] not in (None, generated[name]["manifest"]):
-            print(f"{name}: its weights changed; delete the stale weights/{values['manifest']}", file=sys.stderr)
+        if values["record"] not in (None, generated[name]["record"]):
+            print(f"{name}: its weights changed; delete the stale weights/{values['record']}", file=sys.stderr)
     REGISTRY_FILE.write_text(json.dumps(generated, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {REGISTRY_FILE.relative_to(WEIGHTS_DIR.parent)}")
     return 0
