@@ -380,13 +380,28 @@ def test_ctrl_c_stops_a_whole_sweep(blob_data: Path, tmp_path: Path, monkeypatch
     assert result.exit_code == 2 and "interrupted" in result.output and len(trained) == 1
 
 
-def test_a_teacher_with_another_input_is_refused(blob_data: Path, blob_model: Path, tmp_path: Path) -> None:
-    overrides = tiny_config(
-        blob_data, LEARNING_RUN, **{"train.teacher": str(blob_model)}
-    )  # the student takes 24x24 faces
-    trainer = Trainer(build_config({"name": "student"}, overrides), tmp_path / "student")  # loads nothing yet
-    with fails_with(FerlabError, "1x24x24", "input_size"):
-        trainer.prepare()
+def test_a_teacher_reads_faces_at_its_size_and_an_ensemble_teaches_its_average(
+    blob_data: Path, blob_model: Path, tmp_path: Path
+) -> None:
+    def taught(teacher: str, **overrides: object) -> Trainer:  # the student takes 24x24 faces, the teacher 48x48
+        config = build_config(
+            {"name": "student"}, tiny_config(blob_data, LEARNING_RUN, **{"train.teacher": teacher}, **overrides)
+        )
+        return Trainer(config, tmp_path / "student").prepare()
+
+    single = taught(str(blob_model))
+    assert single.teacher_probabilities is not None
+    assert torch.allclose(single.teacher_probabilities.sum(1), torch.ones(len(single.train_data.labels)))
+    # A+A serves A's calibrated probabilities, softened: softmax(logits / (T x distill T))
+    pair = taught(f"{blob_model}+{blob_model}")
+    temperature = load_bundle(blob_model).record.temperature
+    assert pair.teacher_probabilities is not None and temperature != 1.0
+    expected = torch.softmax(torch.log(single.teacher_probabilities) / temperature, dim=1)
+    assert torch.allclose(pair.teacher_probabilities, expected, atol=1e-5)
+    digest = single.input_digests["train.teacher"]
+    assert pair.input_digests["train.teacher"] == f"{digest}+{digest}"
+    with fails_with(FerlabError, "1-channel", "3-channel", "in_channels"):
+        taught(str(blob_model), **{"model.params": "{input_size: 24, in_channels: 3}"})
     with fails_with(FerlabError, "train.teacher", "str", "True"):
         build_config({"name": "student"}, tiny_config(blob_data, LEARNING_RUN, **{"train.teacher": "true"}))
     with fails_with(FerlabError, "train.distill_weight", "1.5", "0 <= train.distill_weight <= 1"):

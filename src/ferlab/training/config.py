@@ -109,8 +109,9 @@ class TrainConfig:
     targets: str = "hard"
     """hard (majority labels) or votes (FER+ vote distribution as soft targets)."""
     teacher: str | None = None
-    """Knowledge distillation: a trained ferlab model (run folder or model.pt) with the same
-    classes and input whose softened predictions on the training images are extra targets."""
+    """Knowledge distillation: a trained ferlab model (a shipped name, run folder or model.pt),
+    or an ensemble of them (`A+B`), with the same classes and channels, whose softened
+    predictions on the training images are extra targets."""
     distill_weight: float = 0.5
     """Share of the loss given to matching the teacher (the rest goes to the labels)."""
     distill_temperature: float = 4.0
