@@ -255,6 +255,28 @@ def test_model_card_reports_measured_figures(
     assert "Classes (3): angry, happy, sad." in text
     assert "fitted on the same images. The test split" in text  # calibrated on clean validation images
     assert f"{100 * metrics['tta']['tencrop']['accuracy']:.2f}% with ten crops" in text
+    served = metrics["default_prior"]
+    assert served["strength"] == 0.5
+    assert f"accuracy **{100 * served['accuracy']:.2f}%**, macro-F1 {served['macro_f1']:.3f}" in text
+
+
+def test_the_default_prior_figures_rebalance_as_predict_does(blob_model: Path) -> None:
+    from dataclasses import replace
+
+    from ferlab.evaluation.evaluator import EvaluationResult, at_default_prior
+    from ferlab.models.bundle import load_bundle
+    from ferlab.models.calibration import softmax
+    from ferlab.models.prior import DEFAULT_PRIOR, rebalance
+
+    record = replace(load_bundle(blob_model).record, class_prior=(0.7, 0.2, 0.1))
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(400, 3)) * record.temperature, rng.integers(0, 3, 400)  # calibrated: N(0, 1)
+    result = EvaluationResult(record.classes, labels, logits, np.arange(400).astype(str), record.temperature)
+    served = rebalance(softmax(logits, record.temperature), np.array(record.class_prior), DEFAULT_PRIOR).argmax(1)
+    assert (served != result.probabilities.argmax(1)).sum() > 20  # the prior moves predictions here
+    metrics = at_default_prior(result, record)
+    assert metrics is not None and metrics.accuracy == pytest.approx((served == labels).mean())
+    assert at_default_prior(result, replace(record, class_prior=None)) is None
 
 
 def test_unknown_test_time_augmentation_is_refused_before_any_work(

@@ -23,6 +23,7 @@ from ferlab.cli.options import (
 from ferlab.errors import FerlabError
 from ferlab.inference.choices import DEFAULT_DETECTOR
 from ferlab.models.choices import DEFAULT_DEVICE, DEFAULT_TTA, TTA_CHOICES, chosen_tta
+from ferlab.models.prior import DEFAULT_PRIOR
 
 
 @user_errors
@@ -100,6 +101,11 @@ def evaluate(
         )
     for method, metrics in report.tta.items():
         typer.echo(f"with {method} TTA: accuracy {100 * metrics.accuracy:.2f}%")
+    if report.default_prior is not None:
+        typer.echo(
+            f"at the default class prior ({DEFAULT_PRIOR:g}, as predict serves): accuracy "
+            f"{100 * report.default_prior.accuracy:.2f}%, macro-F1 {report.default_prior.macro_f1:.3f}"
+        )
     typer.echo(f"wrote {out_dir / 'report.md'}")
 
 

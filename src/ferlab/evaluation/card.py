@@ -18,6 +18,7 @@ from ferlab.evaluation.evaluator import EvaluationReport
 from ferlab.evaluation.report import run_evaluation
 from ferlab.inference.predictor import Predictor
 from ferlab.models.bundle import load_bundle
+from ferlab.models.prior import DEFAULT_PRIOR
 from ferlab.models.record import ModelRecord, Training
 
 
@@ -169,6 +170,15 @@ def render_card(facts: CardFacts) -> str:
                 f"Those {report.removed} near-copies alone score {100 * report.near_copies.accuracy:.2f}%: "
                 "overlap between training and test images inflates a score."
             )
+    if report.default_prior is not None:
+        served = report.default_prior
+        lines.append(
+            f"With the default class prior (`--prior {DEFAULT_PRIOR:g}`, docs/models.md; the "
+            "figures above are at the training prior, `--prior train`): accuracy "
+            f"**{100 * served.accuracy:.2f}%**, macro-F1 {served.macro_f1:.3f}, recall "
+            + ", ".join(f"{name} {100 * figures.recall:.0f}%" for name, figures in served.per_class.items())
+            + "."
+        )
     lines += [
         (
             f"Calibration: ECE {all_metrics.ece_uncalibrated:.3f} before and {all_metrics.ece:.3f} "

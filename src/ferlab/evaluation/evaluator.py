@@ -8,7 +8,7 @@ test set with near-copies of training images removed, across label sets.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from ferlab.inference.preprocess import whole_image_face
 from ferlab.labels import LabelSet, map_labels
 from ferlab.models.bundle import ModelBundle
 from ferlab.models.calibration import expected_calibration_error, softmax
+from ferlab.models.prior import DEFAULT_PRIOR, chosen_prior
+from ferlab.models.record import ModelRecord
 
 ALL = "all"
 """The split name that means every image of a dataset."""
@@ -129,6 +131,10 @@ class EvaluationReport:
     """With the photo pipeline: only the images where a face was found."""
     tta: dict[str, Metrics] = field(default_factory=dict)
     """The other test-time augmentations asked for, each scored."""
+    default_prior: Metrics | None = None
+    """Every image scored as `ferlab predict` serves by default: the probabilities rebalanced by
+    the training class prior at `DEFAULT_PRIOR` (None for a model that records no prior). The
+    main figures stay as trained, comparable with other papers' and tools'."""
 
     @property
     def images(self) -> int:
@@ -154,6 +160,8 @@ class EvaluationReport:
             part = getattr(self, name)
             if part is not None:
                 summary[name] = part.to_dict()
+        if self.default_prior is not None:
+            summary["default_prior"] = {"strength": DEFAULT_PRIOR, **self.default_prior.to_dict()}
         if self.tta:
             summary["tta"] = {
                 method: {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "ece": m.ece} for method, m in self.tta.items()
@@ -180,6 +188,13 @@ class EvaluationReport:
                 f"## Only the {self.split} images that have a near-copy in training",
                 "",
                 self.near_copies.to_markdown(),
+            ]
+        if self.default_prior is not None:
+            sections += [
+                "",
+                f"## All images at the default class prior ({DEFAULT_PRIOR:g}, as `ferlab predict` serves them)",
+                "",
+                self.default_prior.to_markdown(),
             ]
         return "\n".join(sections)
 
@@ -364,6 +379,18 @@ def evaluate_photos(
         faces=faces_array,
         detected=found,
     )
+
+
+def at_default_prior(result: EvaluationResult, record: ModelRecord) -> Metrics | None:
+    """Every image's figures with the probabilities rebalanced as served by default
+    (ferlab.models.prior.rebalance at `DEFAULT_PRIOR`); None without a recorded prior."""
+    strength, prior = chosen_prior(None, record.class_prior, record.num_classes, record.name or "this model")
+    if prior is None:
+        return None
+    shared = prior[[record.classes.index(name) for name in result.classes]]
+    # softmax(logits / T - s log prior) is the calibrated probability divided by prior^s, renormalised
+    shifted = result.logits - result.temperature * strength * np.log(shared)
+    return replace(result, logits=shifted).metrics()
 
 
 def subsets(result: EvaluationResult, clean: set[str] | None = None) -> dict[str, Any]:

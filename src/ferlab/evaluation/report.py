@@ -25,6 +25,7 @@ from ferlab.evaluation.evaluator import (
     ALL,
     EvaluationReport,
     EvaluationResult,
+    at_default_prior,
     evaluate,
     evaluate_photos,
     subsets,
@@ -155,6 +156,7 @@ def run_evaluation(
         notes=result.notes,
         **subsets(result, clean),
         tta={method: score(method).metrics() for method in methods},
+        default_prior=at_default_prior(result, bundle.record),
     )
     write_metrics(report, result, out_dir)
     figures = tqdm(
