@@ -303,3 +303,18 @@ def test_real_ferplus_test_split_has_the_published_size(real_ferplus_test: Path)
     assert len(dataset) == 3137 and set(dataset.splits.tolist()) == {"test"}
     assert dataset.class_counts()["test"]["happy"] == 892
     assert os.path.basename(dataset.sources[0]).startswith("fer")
+
+
+def test_decoding_many_files_draws_no_progress_bar_into_a_log(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A bar redrawn on a terminal is hundreds of lines in a log file (here: captured stderr)."""
+    from PIL import Image
+
+    from ferlab.data.imageio import read_face_files
+
+    paths = []
+    for i in range(2000):  # the bar shows from 2,000 files on
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((4, 4), i % 256, np.uint8)).save(paths[-1])
+    images, *_ = read_face_files(paths, 4, 1, tmp_path, describe="reading faces")
+    assert len(images) == 2000
+    assert "reading faces" not in capsys.readouterr().err

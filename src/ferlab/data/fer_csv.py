@@ -47,7 +47,9 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     ok: list[bool] = []
     bad_rows: list[str] = []
     with handle:  # type: ignore[attr-defined]
-        for row_number, row in enumerate(tqdm(reader, desc=f"reading {path.name}", unit="row", leave=False)):
+        for row_number, row in enumerate(
+            tqdm(reader, desc=f"reading {path.name}", unit="row", leave=False, disable=None)
+        ):
             try:
                 pixels = np.array(row["pixels"].split(), dtype=np.int64)
                 emotion = int(row["emotion"])

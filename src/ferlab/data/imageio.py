@@ -120,7 +120,9 @@ def read_face_files(
     modes = np.empty(len(paths), dtype=object)
     ok = np.zeros(len(paths), dtype=bool)
     failures: list[str] = []
-    for i, path in enumerate(tqdm(paths, desc=describe, unit="img", leave=False, disable=len(paths) < 2000)):
+    for i, path in enumerate(
+        tqdm(paths, desc=describe, unit="img", leave=False, disable=True if len(paths) < 2000 else None)
+    ):  # None: no bar where stderr is a log file
         try:
             image = open_image(path)
             array = decoded_array(image, channels, str(path))
