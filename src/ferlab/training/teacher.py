@@ -36,8 +36,9 @@ def teacher_probabilities(
     A teacher served with flips (`train.tta: flip`) teaches as served: each image's logits
     are averaged with its mirror image's. A teacher reads the faces at its own input size
     (resized from the student's as the data loader resizes). An ensemble teacher (`A+B`)
-    teaches what it serves, the average of its members' calibrated probabilities; a single
-    teacher teaches its own logits.
+    teaches the average of its members' calibrated probabilities, as served with `--prior
+    train` (the class prior is left as trained, as in the labels); a single teacher teaches its
+    own logits.
     """
     assert config.train.teacher is not None
     teachers, digests = [], []
