@@ -2,6 +2,11 @@
 
     python benchmarks/prior.py ferplus8 ferplus8-blend ferplus8-robust ferplus8-robust-40 --json docs/figures/prior.json
     python benchmarks/prior.py ferplus8-robust-40+ferplus8 ferplus8-robust-40+ferplus8-blend   # ensembles
+    python benchmarks/prior.py fer2013-7 --data .data/fer2013 --json docs/figures/prior-fer2013-7.json
+    python benchmarks/prior.py five --data .data/fer2013 --json docs/figures/prior-five.json
+
+Data classes a model lacks are dropped, with their faces, as `ferlab evaluate` does (`five` on
+FER2013: its five classes, 2,908 PrivateTest faces).
 
 For each model and strength (`predict --prior STRENGTH`): accuracy and macro-F1 on the whole
 test split (FER+'s own class mix, 32 % neutral), and per-class recall with its mean, the
@@ -30,10 +35,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
+from ferlab.data.dataset import FaceDataset
 from ferlab.data.loader import load_dataset
 from ferlab.data.options import LoadOptions
 from ferlab.errors import run_script
+from ferlab.evaluation.evaluator import align_labels
 from ferlab.evaluation.robustness import ScoredModel, per_class_recall
+from ferlab.inference.predictor import resolve_model
+from ferlab.models.bundle import load_bundle
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -50,6 +59,7 @@ def main() -> int:
     if args.fit_offsets:
         return fit_offsets(args.models, args.data, args.split)
     dataset = load_dataset(args.data, options=LoadOptions(size=48, channels=3)).split(args.split)
+    dataset = shared_classes(dataset, [m for spec in args.models for m in spec.split("+")])
     classes = dataset.label_set.classes
     labels = dataset.labels
     counts = np.bincount(labels, minlength=len(classes))
@@ -85,6 +95,15 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"counts": dict(zip(classes, counts.tolist())), "rows": figures}, indent=1))
     return 0
+
+
+def shared_classes(dataset: FaceDataset, references: list[str]) -> FaceDataset:
+    """The faces of the classes every model predicts, so that each model is scored on its own classes."""
+    for reference in references:
+        dataset, _, notes = align_labels(dataset, load_bundle(resolve_model(reference)).record.labels)
+        for note in notes:
+            print(f"{reference}: {note}", file=sys.stderr)
+    return dataset
 
 
 def macro_f1(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:

@@ -66,3 +66,28 @@ def test_prior_offsets_fitted_for_macro_f1_recall_an_under_predicted_class_witho
     assert offsets[0] == 0 and offsets[2] > 1
     assert (after == labels).mean() >= (before == labels).mean()
     assert prior.macro_f1(labels, after, 3) > prior.macro_f1(labels, before, 3) + 0.1
+
+
+def test_prior_scores_a_model_on_the_classes_it_predicts_dropping_the_others_faces() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import prior
+    finally:
+        sys.path.pop(0)
+    from ferlab.data.dataset import FaceDataset
+    from ferlab.labels import FER2013
+
+    labels = np.arange(14) % 7
+    dataset = FaceDataset(
+        images=np.zeros((14, 48, 48, 3), np.uint8),
+        labels=labels,
+        splits=np.array(["test"] * 14),
+        sources=np.array([f"row{i}" for i in range(14)]),
+        label_set=FER2013,
+        original_sizes=np.full((14, 2), 48),
+        original_modes=np.array(["L"] * 14),
+    )
+    five = prior.shared_classes(dataset, ["five"])
+    assert five.label_set.classes == ("angry", "fear", "happy", "sad", "surprise")
+    assert list(five.sources) == [f"row{i}" for i in range(14) if FER2013.classes[labels[i]] in five.label_set.classes]
+    assert prior.shared_classes(dataset, ["fer2013-7"]).label_set.classes == FER2013.classes
