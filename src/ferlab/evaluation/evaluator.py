@@ -170,33 +170,19 @@ class EvaluationReport:
 
     def to_markdown(self) -> str:
         """The classification reports: all images, then only those with a face found, without
-        and with only the near-copies of training images."""
+        and with only the near-copies of training images, and all at the default class prior."""
         heading = "## All images (every split)" if self.split == ALL else f"## All {self.split} images"
-        sections = [heading, "", self.all.to_markdown()]
-        if self.face_found is not None:
-            sections += ["", "## Only the images where a face was found", "", self.face_found.to_markdown()]
-        if self.deduplicated is not None:
-            sections += [
-                "",
-                f"## Without near-copies of training images ({self.removed} removed)",
-                "",
-                self.deduplicated.to_markdown(),
-            ]
-        if self.near_copies is not None:
-            sections += [
-                "",
-                f"## Only the {self.split} images that have a near-copy in training",
-                "",
-                self.near_copies.to_markdown(),
-            ]
-        if self.default_prior is not None:
-            sections += [
-                "",
+        sections = (
+            (heading, self.all),
+            ("## Only the images where a face was found", self.face_found),
+            (f"## Without near-copies of training images ({self.removed} removed)", self.deduplicated),
+            (f"## Only the {self.split} images that have a near-copy in training", self.near_copies),
+            (
                 f"## All images at the default class prior ({DEFAULT_PRIOR:g}, as `ferlab predict` serves them)",
-                "",
-                self.default_prior.to_markdown(),
-            ]
-        return "\n".join(sections)
+                self.default_prior,
+            ),
+        )
+        return "\n\n".join(f"{title}\n\n{metrics.to_markdown()}" for title, metrics in sections if metrics is not None)
 
 
 @dataclass
