@@ -7,6 +7,7 @@ so they take a few seconds each for the process starts.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -63,6 +64,19 @@ def test_device_auto_picks_the_cpu_on_a_machine_without_a_gpu(blob_data: Path) -
 
     prepared = Runtime(torch.device("cpu"), channels_last=False).prepare(x, [0.5], [0.25])
     assert torch.equal(prepared, normalize(x, [0.5], [0.25]))  # the CPU path's arithmetic, unchanged
+
+
+def test_the_default_bf16_trains_in_float32_without_a_warning_on_a_cpu_that_only_emulates_bf16(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ferlab.training import device
+
+    monkeypatch.setattr(device, "native_bf16", lambda: True)
+    assert choose_precision(torch.device("cpu"), want_bf16=True) == "bf16"
+    monkeypatch.setattr(device, "native_bf16", lambda: False)
+    with caplog.at_level(logging.INFO, logger="ferlab"):
+        assert choose_precision(torch.device("cpu"), want_bf16=True) == "fp32"
+    assert [r.levelno for r in caplog.records] == [logging.INFO] and "float32" in caplog.text
 
 
 @pytest.mark.slow  # four process launches: about a minute on an idle 2-core machine, more on a busy one
