@@ -264,6 +264,13 @@ def test_cli_trains_resumes_and_compares(blob_data: Path, tmp_path: Path) -> Non
     table = (tmp_path / "table.md").read_text()
     assert "| run | train.lr | best epoch | val acc |" in table
     assert "| lr0.001 | 0.001 | 1 |" in table
+    (runs / "table.md").write_text(table)  # what `runs compare runs/x/* --out runs/x/table.md` leaves for the next call
+    result = runner.invoke(app, ["runs", "compare", *map(str, sorted(runs.glob("*")))])
+    assert result.exit_code == 0, result.output
+    assert f"skipped 1 file(s), not run folders: {runs / 'table.md'}" in result.output
+    assert "| lr0.001 |" in result.output and "| lr0.003 |" in result.output
+    (runs / "empty").mkdir()
+    cli_error(runner.invoke(app, ["runs", "compare", str(runs / "empty")]), runs / "empty", "not a run folder")
     result = runner.invoke(app, ["train", "--resume", str(runs / "missing")])
     cli_error(result, runs / "missing", "run folder")
     result = runner.invoke(app, ["train", str(tmp_path / "nope.yaml")])

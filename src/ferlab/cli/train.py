@@ -153,7 +153,10 @@ def compare(
     from ferlab.training.runs import compare_runs, to_csv, to_markdown
 
     folders = runs or sorted(p for p in runs_dir.glob("*") if (p / "config.yaml").is_file())
-    header, rows = compare_runs(folders)
+    files = [p for p in folders if p.is_file()]  # a shell glob (runs/x/*) also names the tables written there
+    if files:
+        typer.echo(f"skipped {len(files)} file(s), not run folders: {', '.join(map(str, files))}", err=True)
+    header, rows = compare_runs([p for p in folders if not p.is_file()])
     table = to_markdown(header, rows)
     typer.echo(table)
     if out is not None:
